@@ -1,0 +1,219 @@
+"""The driver layer: the only code that talks to strongSwan, the kernel and the firewall.
+
+This module holds what every driver shares and what the UI sees of them: the exception tree, the small
+frozen result types (plain str/int, never bytes or raw vici dicts), the interfaces, and `make_drivers`,
+which picks the real drivers or the fake one from configuration. It imports nothing heavy: vici and
+pyroute2 are imported only by the modules that need them, and only when the real drivers are made.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from webui.peers import Peer
+
+# --- Errors --------------------------------------------------------------------------------------
+
+
+class DriverError(Exception):
+    """Something a driver could not do; the message is safe to show to the administrator."""
+
+
+class DaemonUnavailable(DriverError):
+    """The daemon (charon) cannot be reached: no socket, refused, or timed out."""
+
+
+class CommandFailed(DriverError):
+    """The daemon or tool answered and refused; `field` names the peer field at fault, if known."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotAvailable(DriverError):
+    """This function is not available with the configured drivers."""
+
+
+# --- strongSwan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildSA:
+    name: str
+    state: str  # INSTALLED, REKEYING, ...
+    mode: str = ""
+    protocol: str = ""  # ESP
+    encap: bool = False  # UDP-encapsulated
+    encryption: str = ""  # e.g. AES_GCM_16-256
+    integrity: str = ""
+    dh_group: str = ""
+    local_ts: tuple[str, ...] = ()
+    remote_ts: tuple[str, ...] = ()
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    installed_for: int | None = None  # seconds
+    rekey_in: int | None = None  # seconds
+    life_in: int | None = None  # seconds
+
+
+@dataclass(frozen=True)
+class IkeSA:
+    name: str  # the connection name
+    unique_id: int
+    state: str  # CONNECTING, ESTABLISHED, DELETING, ...
+    version: int
+    local_host: str = ""
+    remote_host: str = ""
+    local_id: str = ""
+    remote_id: str = ""
+    initiator: bool = False
+    encryption: str = ""
+    integrity: str = ""
+    prf: str = ""
+    dh_group: str = ""
+    established_for: int | None = None  # seconds
+    rekey_in: int | None = None  # seconds
+    reauth_in: int | None = None  # seconds
+    children: tuple[ChildSA, ...] = ()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection loaded in charon; `managed` when this UI loaded it, else external."""
+
+    name: str
+    version: str = ""  # "IKEv1", "IKEv2", "IKEv1/2"
+    local_addrs: tuple[str, ...] = ()
+    remote_addrs: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+    managed: bool = False
+
+
+@dataclass(frozen=True)
+class IPsecStatus:
+    connections: tuple[Connection, ...] = ()
+    sas: tuple[IkeSA, ...] = ()
+
+
+@dataclass(frozen=True)
+class TunnelState:
+    """What the per-peer status cell shows."""
+
+    name: str
+    state: str  # "down", "connecting", "up"
+    established_for: int | None = None  # seconds
+    bytes_in: int = 0
+    bytes_out: int = 0
+    reason: str = ""  # why it is down, when known (e.g. "authentication failed")
+    loaded: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a multi-step operation (Restart IPsec, reconcile), with its outcome."""
+
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+class IPsecDriver(Protocol):
+    def status(self) -> IPsecStatus: ...
+    def tunnel_states(self) -> dict[str, TunnelState]: ...
+    def apply(self, peer: Peer, previous_name: str | None = None) -> None: ...
+    def remove(self, name: str) -> None: ...
+    def reconcile(self, peers: Sequence[Peer]) -> list[Step]: ...
+    def restart(self, peers: Sequence[Peer]) -> list[Step]: ...
+    def connect(self, name: str) -> str: ...
+    def disconnect(self, name: str) -> str: ...
+    def supported_algorithms(self) -> frozenset[str] | None: ...
+
+
+# --- Kernel --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Address:
+    family: int  # 4 or 6
+    address: str
+    prefixlen: int
+
+
+@dataclass(frozen=True)
+class Interface:
+    index: int
+    name: str
+    kind: str  # "veth", "loopback", "tun", "ether", ...
+    state: str  # "up", "down", "unknown"
+    mtu: int
+    mac: str = ""
+    addresses: tuple[Address, ...] = ()
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    ipsec: bool = False  # the IPsec tunnel interface (ipsec0 with libipsec, xfrm/vti)
+
+
+@dataclass(frozen=True)
+class Route:
+    family: int
+    table: str  # "main", "220", ...
+    destination: str  # CIDR or "default"
+    gateway: str = ""
+    device: str = ""
+    source: str = ""  # preferred source
+    protocol: str = ""
+    peer: str = ""  # the peer whose remote network this route reaches
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    family: int
+    priority: int
+    selector: str  # "from all", "from 10.0.0.0/8 fwmark 0x1", ...
+    table: str
+
+
+@dataclass(frozen=True)
+class Routes:
+    routes: tuple[Route, ...] = ()
+    rules: tuple[RoutingRule, ...] = ()
+
+
+class KernelDriver(Protocol):
+    def interfaces(self) -> tuple[Interface, ...]: ...
+    def routes(self, peers: Sequence[Peer] = ()) -> Routes: ...
+
+
+# --- Firewall ------------------------------------------------------------------------------------
+
+
+class FirewallDriver(Protocol):
+    def apply(self, peers: Sequence[Peer]) -> None: ...
+
+
+# --- Choosing ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Drivers:
+    ipsec: IPsecDriver
+    kernel: KernelDriver
+    firewall: FirewallDriver
+    fake: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def make_drivers(config) -> Drivers:
+    """The drivers `config["DRIVER"]` asks for: "real" (default) or "fake"."""
+    kind = config.get("DRIVER", "real")
+    if kind == "fake":
+        from webui.drivers import fake
+        return Drivers(ipsec=fake.FakeIPsec(fail=config.get("FAKE_FAIL", False)),
+                       kernel=fake.FakeKernel(), firewall=fake.FakeFirewall(), fake=True)
+    if kind != "real":
+        raise ValueError(f"WEBUI_DRIVER must be 'real' or 'fake', not {kind!r}")
+    from webui.drivers import real
+    return real.make(config)

@@ -1,0 +1,112 @@
+"""A fake driver for unit tests and for running the UI without strongSwan (WEBUI_DRIVER=fake).
+
+It keeps what it was asked to load in memory and reports every tunnel down: it invents no traffic.
+Never used by the tests that prove the product works; those drive a real charon.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from webui.drivers import (Address, Connection, DaemonUnavailable, Interface, IPsecStatus, Route,
+                           Routes, RoutingRule, Step, TunnelState)
+from webui.peers import Peer
+
+
+class FakeIPsec:
+    """Plays charon. `fail=True` behaves as if charon were down."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.loaded: dict[str, Peer] = {}
+        self.calls: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def _check(self):
+        if self.fail:
+            raise DaemonUnavailable("strongSwan is not running (fake driver set to fail).")
+
+    # strongSwan
+    def status(self) -> IPsecStatus:
+        self._check()
+        conns = tuple(Connection(name=p.name, version=f"IKEv{p.ike_version}",
+                                 local_addrs=(p.local_ip,), remote_addrs=(p.remote_gateway,),
+                                 children=(p.name,), managed=True)
+                      for p in sorted(self.loaded.values(), key=lambda p: p.name))
+        return IPsecStatus(connections=conns, sas=())
+
+    def tunnel_states(self) -> dict[str, TunnelState]:
+        self._check()
+        return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded}
+
+    def apply(self, peer: Peer, previous_name: str | None = None) -> None:
+        self._check()
+        with self._lock:
+            if previous_name and previous_name != peer.name:
+                self.loaded.pop(previous_name, None)
+            if peer.enabled:
+                self.loaded[peer.name] = peer
+            else:
+                self.loaded.pop(peer.name, None)
+            self.calls.append(("apply", peer.name))
+
+    def remove(self, name: str) -> None:
+        self._check()
+        with self._lock:
+            self.loaded.pop(name, None)
+            self.calls.append(("remove", name))
+
+    def reconcile(self, peers: Sequence[Peer]) -> list[Step]:
+        self._check()
+        with self._lock:
+            self.loaded = {p.name: p for p in peers if p.enabled}
+        return [Step(f"Loaded {len(self.loaded)} enabled peer(s)", True)]
+
+    def restart(self, peers: Sequence[Peer]) -> list[Step]:
+        self._check()
+        return [Step("Restart strongSwan (fake: nothing restarted)", True)] + self.reconcile(peers)
+
+    def connect(self, name: str) -> str:
+        self._check()
+        return f"{name}: the fake driver cannot bring tunnels up."
+
+    def disconnect(self, name: str) -> str:
+        self._check()
+        return f"{name}: the fake driver has no tunnel to take down."
+
+    def supported_algorithms(self) -> frozenset[str] | None:
+        return None
+
+
+class FakeKernel:
+    """Plays the kernel with a fixed, plainly fake router (documentation addresses)."""
+
+    def interfaces(self) -> tuple[Interface, ...]:
+        return (
+            Interface(1, "lo", "loopback", "unknown", 65536,
+                      addresses=(Address(4, "127.0.0.1", 8), Address(6, "::1", 128))),
+            Interface(2, "wan0", "ether", "up", 1500, "02:00:00:00:00:01",
+                      (Address(4, "192.0.2.1", 24),)),
+            Interface(3, "lan0", "ether", "up", 1500, "02:00:00:00:00:02",
+                      (Address(4, "198.51.100.1", 24),)),
+        )
+
+    def routes(self, peers: Sequence[Peer] = ()) -> Routes:
+        return Routes(
+            routes=(Route(4, "main", "default", gateway="192.0.2.254", device="wan0"),
+                    Route(4, "main", "192.0.2.0/24", device="wan0", source="192.0.2.1",
+                          protocol="kernel"),
+                    Route(4, "main", "198.51.100.0/24", device="lan0", source="198.51.100.1",
+                          protocol="kernel")),
+            rules=(RoutingRule(4, 0, "from all", "local"), RoutingRule(4, 32766, "from all", "main")),
+        )
+
+
+class FakeFirewall:
+    """Remembers which peers' rules it was asked to apply."""
+
+    def __init__(self):
+        self.peers: tuple[str, ...] = ()
+
+    def apply(self, peers: Sequence[Peer]) -> None:
+        self.peers = tuple(p.name for p in peers)

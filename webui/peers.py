@@ -1,0 +1,128 @@
+"""The peer: what a site-to-site tunnel is made of, and the vetted algorithm catalogue.
+
+A `Peer` is what the store keeps, what the drivers turn into strongSwan connections and firewall
+rules, and what the pages show. Validation of user input lives in `webui/forms.py`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# --- Algorithm catalogue -------------------------------------------------------------------------
+# strongSwan keywords, in the order the form offers them. `weak` ones are allowed but flagged.
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    keyword: str
+    label: str
+    weak: bool = False
+    aead: bool = False
+
+
+ENCRYPTION = (
+    Algorithm("aes256gcm16", "AES-256-GCM", aead=True),
+    Algorithm("aes128gcm16", "AES-128-GCM", aead=True),
+    Algorithm("chacha20poly1305", "ChaCha20-Poly1305", aead=True),
+    Algorithm("aes256", "AES-256-CBC"),
+    Algorithm("aes128", "AES-128-CBC"),
+    Algorithm("3des", "3DES-CBC", weak=True),
+)
+INTEGRITY = (
+    Algorithm("sha256", "SHA-256"),
+    Algorithm("sha384", "SHA-384"),
+    Algorithm("sha512", "SHA-512"),
+    Algorithm("sha1", "SHA-1", weak=True),
+)
+DH_GROUPS = (
+    Algorithm("curve25519", "Curve25519"),
+    Algorithm("ecp256", "ECP-256 (NIST P-256)"),
+    Algorithm("ecp384", "ECP-384 (NIST P-384)"),
+    Algorithm("modp3072", "MODP-3072"),
+    Algorithm("modp4096", "MODP-4096"),
+    Algorithm("modp2048", "MODP-2048"),
+    Algorithm("modp1024", "MODP-1024", weak=True),
+)
+NO_PFS = Algorithm("none", "None (no PFS)")
+ESP_DH_GROUPS = DH_GROUPS + (NO_PFS,)
+
+ALGORITHMS = {a.keyword: a for a in ENCRYPTION + INTEGRITY + ESP_DH_GROUPS}
+AEAD = frozenset(a.keyword for a in ENCRYPTION if a.aead)
+WEAK = frozenset(a.keyword for a in ALGORITHMS.values() if a.weak)
+
+# Presets fill the algorithm selectors in the form. "modern" is also the default of a new peer.
+PRESETS = {
+    "modern": {
+        # IKEv1 has no AEAD for the IKE SA, so the IKE default stays CBC + HMAC to suit both versions.
+        "ike_encryption": ("aes256",),
+        "ike_integrity": ("sha256",),
+        "ike_dh_groups": ("curve25519", "ecp256"),
+        "esp_encryption": ("aes256gcm16",),
+        "esp_integrity": (),
+        "esp_dh_groups": ("curve25519", "ecp256"),
+    },
+    "compatible": {
+        "ike_encryption": ("aes256", "aes128"),
+        "ike_integrity": ("sha256", "sha1"),
+        "ike_dh_groups": ("modp2048", "modp1024"),
+        "esp_encryption": ("aes256", "aes128"),
+        "esp_integrity": ("sha256", "sha1"),
+        "esp_dh_groups": ("modp2048", "none"),
+    },
+}
+
+# Directions traffic leaving the tunnel may take; the firewall driver turns them into rules.
+FIREWALL_CHOICES = (
+    ("forward_lan", "Forward to LAN"),
+    ("forward_wan", "Forward to WAN"),
+)
+DEFAULT_FIREWALL = ("forward_lan", "forward_wan")
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One site-to-site tunnel, as the administrator configured it."""
+
+    name: str
+    local_ip: str
+    remote_gateway: str
+    local_networks: tuple[str, ...]
+    remote_networks: tuple[str, ...]
+    psk: str = field(repr=False)
+    local_id: str = ""  # empty: strongSwan uses local_ip
+    peer_id: str = ""  # empty: strongSwan uses remote_gateway
+    ike_version: int = 2
+    ike_encryption: tuple[str, ...] = PRESETS["modern"]["ike_encryption"]
+    ike_integrity: tuple[str, ...] = PRESETS["modern"]["ike_integrity"]
+    ike_dh_groups: tuple[str, ...] = PRESETS["modern"]["ike_dh_groups"]
+    esp_encryption: tuple[str, ...] = PRESETS["modern"]["esp_encryption"]
+    esp_integrity: tuple[str, ...] = PRESETS["modern"]["esp_integrity"]
+    esp_dh_groups: tuple[str, ...] = PRESETS["modern"]["esp_dh_groups"]
+    keying_retries: int = 3  # 0 = retry forever
+    firewall: tuple[str, ...] = DEFAULT_FIREWALL
+    enabled: bool = True
+
+    @property
+    def effective_local_id(self) -> str:
+        return self.local_id or self.local_ip
+
+    @property
+    def effective_peer_id(self) -> str:
+        return self.peer_id or self.remote_gateway
+
+    @property
+    def weak_algorithms(self) -> tuple[str, ...]:
+        chosen = (self.ike_encryption + self.ike_integrity + self.ike_dh_groups
+                  + self.esp_encryption + self.esp_integrity + self.esp_dh_groups)
+        return tuple(dict.fromkeys(k for k in chosen if k in WEAK))
+
+    def to_record(self) -> dict:
+        """The JSON-able dict the store keeps."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Peer:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in record.items() if k in known})
