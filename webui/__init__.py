@@ -1,0 +1,67 @@
+"""The IPsec page of a router's web UI: `create_app` builds the Flask application."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "DATA_DIR": "instance",  # relative to the working directory
+    "DRIVER": "real",  # "real" or "fake"
+    "VICI_SOCKET": "/var/run/charon.vici",
+    "VICI_TIMEOUT": 5.0,
+    "IPSEC_RESTART_COMMAND": None,  # argument list; None = detect systemd / OpenWrt
+    "NETNS": "",  # manage the router in this network namespace ("" = our own)
+    "LAN_INTERFACES": "br-lan,lan0",
+    "WAN_INTERFACES": "wan,wan0,eth0",
+    "IPSEC_INTERFACES": "ipsec0",
+    "RECONCILE_ON_START": True,
+    "STATUS_POLL_SECONDS": 5,
+    "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
+}
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: defaults -> instance config.py -> WEBUI_* environment -> test_config."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("WEBUI")
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    data_dir = Path(app.config["DATA_DIR"]).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    app.config["DATA_DIR"] = str(data_dir)
+    if not app.config.get("SECRET_KEY"):
+        from webui.atomic import read_or_create_secret
+        app.config["SECRET_KEY"] = read_or_create_secret(data_dir / "secret_key")
+
+    from webui.store import PeerStore
+    from webui.drivers import make_drivers
+    from webui.apply import Applier
+
+    store = PeerStore(data_dir / "peers.json")
+    drivers = make_drivers(app.config)
+    applier = Applier(store, drivers)
+    app.extensions["webui"] = applier
+
+    from flask_wtf.csrf import CSRFProtect
+    CSRFProtect(app)
+
+    from webui import assets, formatting, htmx
+    htmx.init_app(app)
+    assets.init_app(app)
+    formatting.init_app(app)
+
+    from webui.blueprints import commands, ipsec, peers
+    app.register_blueprint(ipsec.bp)
+    app.register_blueprint(peers.bp)
+    app.register_blueprint(commands.bp)
+
+    if app.config["RECONCILE_ON_START"]:
+        applier.reconcile()
+    return app

@@ -1,0 +1,71 @@
+"""Serve the IPsec page with waitress.
+
+    python run.py [--host 127.0.0.1] [--port 8080] [--lab | --no-lab]
+
+With no strongSwan configured (no WEBUI_VICI_SOCKET, WEBUI_DRIVER unset) and when run as root on a
+machine with strongSwan installed, it first brings up the project's two-site lab (webui/lab.py) and
+points the UI at the lab router's charon, so a newcomer sees real tunnels. Ctrl-C takes it down.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+log = logging.getLogger("webui")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=os.environ.get("WEBUI_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WEBUI_PORT", "8080")))
+    lab = parser.add_mutually_exclusive_group()
+    lab.add_argument("--lab", dest="lab", action="store_true", default=None,
+                     help="start the two-site lab and manage its router (needs root)")
+    lab.add_argument("--no-lab", dest="lab", action="store_false",
+                     help="never start the lab; use WEBUI_VICI_SOCKET (default /var/run/charon.vici)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEBUI_THREADS", "4")))
+    return parser.parse_args(argv)
+
+
+def want_lab(choice: bool | None) -> bool:
+    if choice is not None:
+        return choice
+    if os.environ.get("WEBUI_VICI_SOCKET") or os.environ.get("WEBUI_DRIVER"):
+        return False
+    from webui import lab
+    return lab.available()
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from webui import create_app
+    from webui.store import StoreError
+
+    test_config = {}
+    running_lab = None
+    if want_lab(args.lab):
+        from webui import lab
+        running_lab = lab.start_demo()
+        test_config.update(running_lab.ui_config())
+        log.info("two-site lab is up: the UI manages netns %s", running_lab.router_netns)
+    try:
+        try:
+            app = create_app(test_config)
+        except StoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        from waitress import serve
+        log.info("serving on http://%s:%d/", args.host, args.port)
+        serve(app, host=args.host, port=args.port, threads=args.threads, ident="webui")
+    finally:
+        if running_lab is not None:
+            running_lab.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

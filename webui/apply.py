@@ -1,0 +1,132 @@
+"""Applying saved peers: the store first, then strongSwan and the firewall.
+
+What the administrator saved is never lost to a daemon that is down: the store is written first,
+and a peer that could not be applied is remembered as "not applied" with the reason, and applied
+again on the next reconcile (start-up, Restart IPsec, the Reconcile button, or the first status poll
+that finds strongSwan back). Only charon's own refusal of a peer (a proposal it rejects, say) undoes
+the save, so the form can show the refusal next to the field.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from webui.drivers import CommandFailed, DriverError, Drivers, NotAvailable, Step
+from webui.peers import Peer
+from webui.store import PeerStore
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """strongSwan refused the peer; `field` names the form field to show the message at."""
+
+    def __init__(self, message: str, field: str | None):
+        super().__init__(message)
+        self.field = field
+
+
+class Applier:
+    """Owns the store and the drivers, and keeps the record of what is not applied yet."""
+
+    def __init__(self, store: PeerStore, drivers: Drivers):
+        self.store = store
+        self.drivers = drivers
+        self.not_applied: dict[str, str] = {}  # peer name -> reason
+        self.firewall_error = ""
+        self._lock = threading.Lock()
+
+    # --- peer changes ----------------------------------------------------------------------------
+
+    def add(self, peer: Peer) -> None:
+        self.store.add(peer)
+        try:
+            self._apply(peer, None)
+        except Refused:
+            self.store.delete(peer.name)
+            raise
+        self._apply_firewall()
+
+    def update(self, old: Peer, peer: Peer) -> None:
+        self.store.replace(old.name, peer)
+        try:
+            self._apply(peer, old.name)
+        except Refused:
+            self.store.replace(peer.name, old)
+            self._apply(old, peer.name if peer.name != old.name else None)
+            raise
+        self._apply_firewall()
+
+    def delete(self, peer: Peer) -> None:
+        self.store.delete(peer.name)
+        self.not_applied.pop(peer.name, None)
+        try:
+            self.drivers.ipsec.remove(peer.name)
+        except DriverError as e:
+            # Deleted from the store; the next reconcile unloads it from charon.
+            self.not_applied[peer.name] = f"not unloaded yet: {e}"
+            log.warning("peer %s deleted but not unloaded: %s", peer.name, e)
+        self._apply_firewall()
+
+    def _apply(self, peer: Peer, previous_name: str | None) -> None:
+        if previous_name and previous_name != peer.name:
+            self.not_applied.pop(previous_name, None)
+        try:
+            self.drivers.ipsec.apply(peer, previous_name)
+        except CommandFailed as e:
+            raise Refused(str(e), e.field) from e
+        except DriverError as e:
+            self.not_applied[peer.name] = str(e)
+            log.warning("peer %s saved but not applied: %s", peer.name, e)
+        else:
+            self.not_applied.pop(peer.name, None)
+
+    def _apply_firewall(self) -> None:
+        try:
+            self.drivers.firewall.apply(self.store.all())
+        except NotAvailable as e:
+            self.firewall_error = str(e)
+        except DriverError as e:
+            self.firewall_error = str(e)
+            log.warning("firewall rules not applied: %s", e)
+        else:
+            self.firewall_error = ""
+
+    # --- bringing everything in line -------------------------------------------------------------
+
+    def reconcile(self) -> list[Step]:
+        """Load every enabled peer, unload what we loaded that is gone, and apply the firewall."""
+        peers = self.store.all()
+        with self._lock:
+            try:
+                steps = self.drivers.ipsec.reconcile(peers)
+            except DriverError as e:
+                self.not_applied = {p.name: str(e) for p in peers if p.enabled}
+                steps = [Step("Load peers into strongSwan", False, str(e))]
+            else:
+                self.not_applied = {}
+                for step in steps:
+                    if not step.ok and step.what in {p.name for p in peers}:
+                        self.not_applied[step.what] = step.detail
+        self._apply_firewall()
+        if self.firewall_error:
+            steps.append(Step("Apply firewall rules", False, self.firewall_error))
+        else:
+            steps.append(Step("Apply firewall rules", True))
+        return steps
+
+    def restart(self) -> list[Step]:
+        """Restart strongSwan, then load every configured peer again (VICI config is in memory)."""
+        try:
+            steps = self.drivers.ipsec.restart(self.store.all())
+        except DriverError as e:
+            return [Step("Restart strongSwan", False, str(e))]
+        self.not_applied = {name: reason for name, reason in self.not_applied.items()
+                            if any(s.what == name and not s.ok for s in steps)}
+        return steps
+
+    def retry_if_pending(self) -> None:
+        """Called after a successful status poll: charon answers, so apply what is waiting."""
+        if self.not_applied and not self._lock.locked():
+            log.info("strongSwan answers again; applying %d waiting peer(s)", len(self.not_applied))
+            self.reconcile()

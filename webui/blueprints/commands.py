@@ -1,0 +1,84 @@
+"""Quick commands: Restart IPsec, Get IPsec status, Get interfaces, Get routes (and Reconcile).
+
+Each answers with a fragment for the output pane; without JavaScript the same URL answers with the
+whole IPsec page, the output filled in.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from webui.drivers import DaemonUnavailable, DriverError, NotAvailable
+from webui.htmx import wants_fragment
+
+bp = Blueprint("commands", __name__, url_prefix="/commands")
+
+
+def applier():
+    return current_app.extensions["webui"]
+
+
+def output(template: str, status: int = 200, **context):
+    """The command's fragment for htmx, else the IPsec page with the fragment in its output pane."""
+    if wants_fragment():
+        return render_template(template, **context), status
+    a = applier()
+    context.setdefault("peers", a.store.all())
+    return render_template("ipsec/index.html", applier=a, output=template, **context), status
+
+
+def error_status(error: DriverError) -> int:
+    return 503 if isinstance(error, (DaemonUnavailable, NotAvailable)) else 502
+
+
+@bp.get("/status")
+def status():
+    """Get IPsec status: IKE and child SAs from one list-sas, connections from one list-conns."""
+    a = applier()
+    try:
+        result = a.drivers.ipsec.status()
+    except DriverError as e:
+        return output("commands/_status.html", error_status(e), error=str(e),
+                      peers=a.store.all())
+    return output("commands/_status.html", result=result, peers=a.store.all(), error="")
+
+
+@bp.get("/interfaces")
+def interfaces():
+    """Get interfaces: one netlink dump of links and addresses."""
+    try:
+        found = applier().drivers.kernel.interfaces()
+    except DriverError as e:
+        return output("commands/_error.html", error_status(e), title="Interfaces", error=str(e))
+    return output("commands/_interfaces.html", interfaces=found)
+
+
+@bp.get("/routes")
+def routes():
+    """Get routes: the main table, strongSwan's table 220, and the policy rules."""
+    a = applier()
+    peers = a.store.all()
+    try:
+        found = a.drivers.kernel.routes(peers)
+    except DriverError as e:
+        return output("commands/_error.html", error_status(e), title="Routes", error=str(e))
+    return output("commands/_routes.html", routes=found, peers=peers)
+
+
+@bp.post("/restart")
+def restart():
+    """Restart IPsec: restart strongSwan, wait for it, then load every configured peer again."""
+    steps = applier().restart()
+    return output("commands/_steps.html", title="Restart IPsec", steps=steps)
+
+
+@bp.post("/reconcile")
+def reconcile():
+    """Load every enabled peer into strongSwan and unload what this UI loaded that is gone."""
+    steps = applier().reconcile()
+    return output("commands/_steps.html", title="Reconcile", steps=steps)
+
+
+@bp.get("/clear")
+def clear():
+    """Close the output pane (this also stops the status pane's polling)."""
+    return output("commands/_empty.html")

@@ -1,0 +1,112 @@
+"""Peers: add, edit, delete. Validation lives in webui/forms.py, storage in webui/store.py."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template, url_for
+
+from webui.apply import Refused
+from webui.drivers import DriverError
+from webui.forms import PeerForm
+from webui.htmx import redirect_303, render, wants_fragment
+from webui.store import StoreError
+
+bp = Blueprint("peers", __name__, url_prefix="/peers")
+
+
+def applier():
+    return current_app.extensions["webui"]
+
+
+def stored_peer(name):
+    peer = applier().store.get(name)
+    if peer is None:
+        abort(404, f"There is no peer named {name}.")
+    return peer
+
+
+def form_response(form, status=200):
+    return render("peers/form.html", "peers/_form.html", status=status, form=form)
+
+
+@bp.get("/new")
+def new():
+    """The empty peer form."""
+    return form_response(PeerForm(formdata=None))
+
+
+@bp.post("")
+def create():
+    """Validate and save a new peer, then apply it."""
+    form = PeerForm()
+    if not form.validate_peer(applier().store.all()):
+        return form_response(form, 422)
+    return save(form, lambda peer: applier().add(peer))
+
+
+@bp.get("/<name>/edit")
+def edit(name):
+    """The form for a stored peer (the pre-shared key is never sent back)."""
+    return form_response(PeerForm.for_peer(stored_peer(name)))
+
+
+@bp.post("/<name>")
+def update(name):
+    """Validate and save changes to a peer (renaming included), then apply them."""
+    old = stored_peer(name)
+    form = PeerForm(editing=old)
+    if not form.validate_peer(applier().store.all()):
+        return form_response(form, 422)
+    return save(form, lambda peer: applier().update(old, peer))
+
+
+def save(form, action):
+    try:
+        action(form.to_peer())
+    except Refused as e:
+        getattr(form, e.field or "name").errors.append(f"strongSwan refused this: {e}")
+        return form_response(form, 422)
+    except StoreError as e:
+        form.name.errors.append(str(e))
+        return form_response(form, 409)
+    return redirect_303(url_for("ipsec.index"))
+
+
+@bp.get("/<name>/delete")
+def confirm_delete(name):
+    """Without JavaScript, deleting asks here (with htmx, the browser's confirm dialog asks)."""
+    return render_template("peers/confirm_delete.html", peer=stored_peer(name))
+
+
+@bp.delete("/<name>")
+@bp.post("/<name>/delete")
+def delete(name):
+    """Delete a peer and unload it; htmx gets an empty 200 so the row disappears."""
+    applier().delete(stored_peer(name))
+    if wants_fragment():
+        return ""
+    return redirect_303(url_for("ipsec.index"))
+
+
+@bp.post("/<name>/connect")
+def connect(name):
+    """Bring the tunnel up now (initiate); the outcome shows in the peer's status cell."""
+    return tunnel_action(stored_peer(name), "connect")
+
+
+@bp.post("/<name>/disconnect")
+def disconnect(name):
+    """Take the tunnel down now (terminate); the outcome shows in the peer's status cell."""
+    return tunnel_action(stored_peer(name), "disconnect")
+
+
+def tunnel_action(peer, verb):
+    a = applier()
+    ipsec = a.drivers.ipsec
+    try:
+        message = getattr(ipsec, verb)(peer.name)
+        states, error = ipsec.tunnel_states(), ""
+    except DriverError as e:
+        message, states, error = str(e), {}, str(e)
+    if not wants_fragment():
+        return redirect_303(url_for("ipsec.index"))
+    return render_template("ipsec/_state_cell.html", peer=peer, states=states, status_error=error,
+                           message=message, applier=a)

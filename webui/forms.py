@@ -1,0 +1,296 @@
+"""Where a peer is validated: the peer form, its field rules, and the checks against other peers.
+
+The server is the authority on every rule; the HTML attributes (`required`, `pattern`, `maxlength`)
+only mirror what they can. Every message here is shown next to its field.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Sequence
+
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, IntegerField, PasswordField, RadioField, SelectMultipleField,
+                     StringField, TextAreaField)
+from wtforms.validators import InputRequired, NumberRange, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from webui.peers import (AEAD, DEFAULT_FIREWALL, DH_GROUPS, ENCRYPTION, ESP_DH_GROUPS,
+                         FIREWALL_CHOICES, INTEGRITY, PRESETS, Peer)
+
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
+_NAME_RE = re.compile(NAME_PATTERN)
+# A DNS name: labels of letters, digits and inner hyphens, dot-separated, at most 253 characters.
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DNS_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+PSK_MIN, PSK_MAX, PSK_HINT = 8, 256, 20
+
+
+# --- Field rules, usable without a form ----------------------------------------------------------
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def is_dns_name(text: str) -> bool:
+    return len(text) <= 253 and bool(_DNS_RE.fullmatch(text)) and not text.replace(".", "").isdigit()
+
+
+def check_identity(text: str) -> None:
+    """An IKE identity: an IP address, a DNS name, or user@dns.name."""
+    if parse_ip(text) or is_dns_name(text):
+        return
+    user, at, domain = text.partition("@")
+    if at and re.fullmatch(r"[A-Za-z0-9._%+-]{1,64}", user) and is_dns_name(domain):
+        return
+    raise ValidationError("Enter an IP address, a DNS name (vpn.example.com) or an e-mail style "
+                          "ID (user@example.com); spaces, quotes and other symbols are not allowed.")
+
+
+def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """One or more CIDR prefixes separated by commas or newlines; host bits set is an error."""
+    items = [item.strip() for item in re.split(r"[,\n\r]+", text) if item.strip()]
+    if not items:
+        raise ValidationError("Enter at least one network, e.g. 10.1.0.0/24.")
+    if len(items) > 32:
+        raise ValidationError("At most 32 networks per side.")
+    networks = []
+    for item in items:
+        if "/" not in item:
+            raise ValidationError(f"{_short(item)} has no prefix length; write it as a CIDR "
+                                  "prefix, e.g. 10.1.0.0/24 (or /32 for one host).")
+        try:
+            net = ipaddress.ip_network(item)
+        except ValueError:
+            try:
+                suggestion = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValidationError(f"{_short(item)} is not a CIDR prefix such as 10.1.0.0/24.")
+            raise ValidationError(f"{item} has host bits set; did you mean {suggestion}?")
+        if net in networks:
+            raise ValidationError(f"{net} is listed twice.")
+        networks.append(net)
+    return networks
+
+
+def overlapping(a, b) -> bool:
+    return a.version == b.version and a.overlaps(b)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- The form ------------------------------------------------------------------------------------
+
+class CheckboxGroup(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def _choices(algorithms) -> list[tuple[str, str]]:
+    return [(a.keyword, a.label + (" (weak)" if a.weak else "")) for a in algorithms]
+
+
+class PeerForm(FlaskForm):
+    """Add or edit a peer. `validate_peer(others, editing)` adds the checks against other peers."""
+
+    name = StringField("Name", validators=[InputRequired("Give the peer a name.")])
+    local_id = StringField("Local ID", validators=[Optional()])
+    peer_id = StringField("Peer ID", validators=[Optional()])
+    ike_version = RadioField("Key exchange", choices=[("2", "IKEv2"), ("1", "IKEv1")], default="2")
+    local_ip = StringField("Local IP", validators=[InputRequired("Enter this router's address.")])
+    remote_gateway = StringField("Remote gateway",
+                                 validators=[InputRequired("Enter the other side's address.")])
+    local_networks = TextAreaField("Local networks",
+                                   validators=[InputRequired("Enter at least one network.")])
+    remote_networks = TextAreaField("Remote networks",
+                                    validators=[InputRequired("Enter at least one network.")])
+    ike_encryption = CheckboxGroup("IKE encryption", choices=_choices(ENCRYPTION),
+                                   default=PRESETS["modern"]["ike_encryption"])
+    ike_integrity = CheckboxGroup("IKE integrity", choices=_choices(INTEGRITY),
+                                  default=PRESETS["modern"]["ike_integrity"])
+    ike_dh_groups = CheckboxGroup("IKE DH groups", choices=_choices(DH_GROUPS),
+                                  default=PRESETS["modern"]["ike_dh_groups"])
+    esp_encryption = CheckboxGroup("ESP encryption", choices=_choices(ENCRYPTION),
+                                   default=PRESETS["modern"]["esp_encryption"])
+    esp_integrity = CheckboxGroup("ESP integrity", choices=_choices(INTEGRITY),
+                                  default=PRESETS["modern"]["esp_integrity"])
+    esp_dh_groups = CheckboxGroup("ESP DH groups (PFS)", choices=_choices(ESP_DH_GROUPS),
+                                  default=PRESETS["modern"]["esp_dh_groups"])
+    psk = PasswordField("Pre-shared key")
+    keying_retries = IntegerField("Keying retries", default=3, validators=[
+        InputRequired("Enter a number from 0 to 100 (0 = retry forever)."),
+        NumberRange(0, 100, "Enter a number from 0 to 100 (0 = retry forever).")])
+    firewall = CheckboxGroup("Allow traffic from the tunnel to", choices=list(FIREWALL_CHOICES),
+                             default=DEFAULT_FIREWALL)
+    enabled = BooleanField("Enabled", default=True)
+
+    def __init__(self, *args, editing: Peer | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.editing = editing
+        self.psk_hint = ""
+
+    # Single-field rules (WTForms calls validate_<field> after the field's own validators).
+
+    def validate_name(self, field):
+        field.data = (field.data or "").strip()
+        if not _NAME_RE.fullmatch(field.data):
+            raise ValidationError("1–32 letters, digits, _ or -, starting with a letter.")
+
+    def validate_local_id(self, field):
+        field.data = (field.data or "").strip()
+        if field.data:
+            check_identity(field.data)
+
+    validate_peer_id = validate_local_id
+
+    def validate_local_ip(self, field):
+        field.data = (field.data or "").strip()
+        if not parse_ip(field.data):
+            raise ValidationError("Enter an IPv4 or IPv6 address, e.g. 192.0.2.1.")
+
+    def validate_remote_gateway(self, field):
+        field.data = (field.data or "").strip()
+        gateway = parse_ip(field.data)
+        if gateway is None and not is_dns_name(field.data):
+            raise ValidationError("Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com.")
+        local = parse_ip(self.local_ip.data or "")
+        if gateway and local and gateway.version != local.version:
+            raise ValidationError(f"The local IP is IPv{local.version}; the gateway must be too.")
+        if gateway and local and gateway == local:
+            raise ValidationError("The remote gateway cannot be this router's own address.")
+
+    def validate_local_networks(self, field):
+        field.parsed = parse_networks(field.data or "")
+
+    def validate_remote_networks(self, field):
+        field.parsed = parse_networks(field.data or "")
+        local = getattr(self.local_networks, "parsed", [])
+        for remote in field.parsed:
+            for own in local:
+                if overlapping(remote, own):
+                    raise ValidationError(f"{remote} overlaps the local network {own}; "
+                                          "the two sides must be distinct.")
+
+    def validate_ike_encryption(self, field):
+        if not field.data:
+            raise ValidationError("Choose at least one encryption algorithm.")
+        if self.ike_version.data == "1" and AEAD.intersection(field.data):
+            raise ValidationError("IKEv1 cannot use AES-GCM or ChaCha20-Poly1305 for IKE; "
+                                  "choose AES-CBC (ESP may still use them).")
+
+    def validate_esp_encryption(self, field):
+        if not field.data:
+            raise ValidationError("Choose at least one encryption algorithm.")
+
+    def validate_ike_integrity(self, field):
+        _check_integrity(self.ike_encryption.data or [], field.data or [])
+
+    def validate_esp_integrity(self, field):
+        _check_integrity(self.esp_encryption.data or [], field.data or [])
+
+    def validate_ike_dh_groups(self, field):
+        if not field.data:
+            raise ValidationError("Choose at least one DH group.")
+
+    def validate_esp_dh_groups(self, field):
+        if not field.data:
+            raise ValidationError("Choose at least one DH group, or None for no PFS.")
+        if "none" in field.data and len(field.data) > 1:
+            raise ValidationError("None (no PFS) cannot be combined with DH groups.")
+
+    def validate_psk(self, field):
+        psk = field.data or ""
+        if not psk:
+            if self.editing is None:
+                raise ValidationError("Enter a pre-shared key (at least 8 characters).")
+            return  # editing: empty keeps the stored key
+        if not (PSK_MIN <= len(psk) <= PSK_MAX):
+            raise ValidationError(f"The key must be {PSK_MIN}–{PSK_MAX} characters long.")
+        if not all(" " <= ch <= "~" for ch in psk):
+            raise ValidationError("Use printable ASCII characters only (no tabs, newlines or "
+                                  "accented letters), so every IPsec peer can type it.")
+        if len(psk) < PSK_HINT:
+            self.psk_hint = (f"Short keys can be guessed offline from one captured handshake; "
+                             f"{PSK_HINT} or more random characters are recommended.")
+
+    def validate_firewall(self, field):
+        field.data = field.data or []
+
+    # Checks against the other peers.
+
+    def validate_peer(self, others: Sequence[Peer]) -> bool:
+        """Full validation: the form's own rules, then uniqueness and remote-network overlap."""
+        if not self.validate():
+            return False
+        ok = True
+        for other in others:
+            if self.editing is not None and other.name == self.editing.name:
+                continue
+            if other.name.lower() == self.name.data.lower():
+                self.name.errors.append(f"A peer named {other.name} already exists.")
+                ok = False
+            theirs = [ipaddress.ip_network(n) for n in other.remote_networks]
+            for mine in self.remote_networks.parsed:
+                clash = next((t for t in theirs if overlapping(mine, t)), None)
+                if clash is not None:
+                    self.remote_networks.errors.append(
+                        f"{mine} overlaps {clash}, a remote network of peer {other.name}.")
+                    ok = False
+                    break
+        return ok
+
+    def to_peer(self) -> Peer:
+        """The validated peer; an empty PSK on edit keeps the stored one."""
+        psk = self.psk.data or (self.editing.psk if self.editing else "")
+        return Peer(
+            name=self.name.data,
+            local_id=self.local_id.data,
+            peer_id=self.peer_id.data,
+            ike_version=int(self.ike_version.data),
+            local_ip=str(parse_ip(self.local_ip.data)),
+            remote_gateway=self.remote_gateway.data,
+            local_networks=tuple(str(n) for n in self.local_networks.parsed),
+            remote_networks=tuple(str(n) for n in self.remote_networks.parsed),
+            ike_encryption=tuple(self.ike_encryption.data),
+            ike_integrity=tuple(self.ike_integrity.data),
+            ike_dh_groups=tuple(self.ike_dh_groups.data),
+            esp_encryption=tuple(self.esp_encryption.data),
+            esp_integrity=tuple(self.esp_integrity.data),
+            esp_dh_groups=tuple(self.esp_dh_groups.data),
+            psk=psk,
+            keying_retries=self.keying_retries.data,
+            firewall=tuple(self.firewall.data),
+            enabled=bool(self.enabled.data),
+        )
+
+    @classmethod
+    def for_peer(cls, peer: Peer) -> "PeerForm":
+        """The edit form filled from a stored peer; the PSK is never put back into the form."""
+        return cls(editing=peer, data={
+            "name": peer.name, "local_id": peer.local_id, "peer_id": peer.peer_id,
+            "ike_version": str(peer.ike_version), "local_ip": peer.local_ip,
+            "remote_gateway": peer.remote_gateway,
+            "local_networks": "\n".join(peer.local_networks),
+            "remote_networks": "\n".join(peer.remote_networks),
+            "ike_encryption": list(peer.ike_encryption), "ike_integrity": list(peer.ike_integrity),
+            "ike_dh_groups": list(peer.ike_dh_groups),
+            "esp_encryption": list(peer.esp_encryption), "esp_integrity": list(peer.esp_integrity),
+            "esp_dh_groups": list(peer.esp_dh_groups),
+            "keying_retries": peer.keying_retries, "firewall": list(peer.firewall),
+            "enabled": peer.enabled,
+        })
+
+
+def _check_integrity(ciphers: Sequence[str], integrity: Sequence[str]) -> None:
+    needs = [c for c in ciphers if c not in AEAD]
+    if needs and not integrity:
+        raise ValidationError("AES-CBC and 3DES need an integrity algorithm; choose at least one.")
+    if not needs and integrity:
+        raise ValidationError("AES-GCM and ChaCha20-Poly1305 include integrity; clear these "
+                              "(they would be ignored).")
+

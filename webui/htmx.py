@@ -1,0 +1,33 @@
+"""htmx on the server side: page or fragment, and the response headers htmx understands."""
+from __future__ import annotations
+
+from flask import Flask, Response, render_template, request
+
+STOP_POLLING = 286  # htmx stops an `every Ns` trigger when it gets this status
+
+
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of the page (a boosted one wants the whole page)."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+
+
+def render(page: str, fragment: str, status: int = 200, **context) -> tuple[str, int]:
+    """The fragment alone for htmx, else the whole page (which includes the same fragment)."""
+    return render_template(fragment if wants_fragment() else page, **context), status
+
+
+def redirect_303(location: str) -> Response:
+    """After a successful change: a real redirect for plain forms, HX-Redirect for htmx."""
+    if wants_fragment():
+        response = Response(status=204)
+        response.headers["HX-Redirect"] = location
+        return response
+    return Response(status=303, headers={"Location": location})
+
+
+def init_app(app: Flask) -> None:
+    @app.after_request
+    def vary_on_htmx(response: Response) -> Response:
+        # One URL serves both the page and its fragment: caches must keep them apart.
+        response.vary.add("HX-Request")
+        return response

@@ -1,0 +1,149 @@
+"""The peer store: TinyDB in one JSON file, written atomically and one writer at a time.
+
+Views never build TinyDB queries; they call `PeerStore`. TinyDB's stock JSONStorage rewrites the
+file in place (a crash mid-write leaves half a file) and is not thread-safe, so this module brings
+its own storage: parsed once, kept in memory, every write a temp file + fsync + rename.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+
+from webui.atomic import write_atomic
+from webui.peers import SCHEMA_VERSION, Peer
+
+log = logging.getLogger(__name__)
+
+PEERS_TABLE = "peers"
+META_TABLE = "_meta"
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message names the file."""
+
+
+class DuplicatePeer(StoreError):
+    pass
+
+
+class PeerNotFound(StoreError):
+    pass
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage: the parsed file kept in memory, every write atomic and mode 0600."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self._data: dict | None = None
+
+    def read(self) -> dict | None:
+        if self._data is None:
+            try:
+                raw = self.path.read_bytes()
+            except FileNotFoundError:
+                return None
+            try:
+                self._data = json.loads(raw) if raw.strip() else None
+            except ValueError as e:
+                raise StoreError(f"{self.path} is not valid JSON ({e}); "
+                                 "it was left untouched. Restore it from a backup or move it away.")
+            if self._data is not None and not isinstance(self._data, dict):
+                raise StoreError(f"{self.path} does not hold a peer database; it was left untouched.")
+        return self._data
+
+    def write(self, data: dict) -> None:
+        try:
+            encoded = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+            write_atomic(self.path, encoded)
+        except BaseException:
+            # TinyDB mutated our cached dict before calling write; forget it so the next read
+            # comes from the file, which still holds the last good state.
+            self._data = None
+            raise
+        self._data = data
+
+    def close(self) -> None:
+        pass
+
+
+class PeerStore:
+    """All peers, keyed by name. Every method holds one lock: waitress serves from several threads."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = TinyDB(str(self.path), storage=AtomicJSONStorage)
+        self._peers = self._db.table(PEERS_TABLE, cache_size=0)
+        with self._lock:
+            self._check_schema()
+
+    def _check_schema(self) -> None:
+        meta = self._db.table(META_TABLE, cache_size=0)
+        found = meta.all()
+        if not found:
+            meta.insert({"schema_version": SCHEMA_VERSION})
+        elif found[0].get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {found[0].get('schema_version')!r}; "
+                             f"this version of the UI reads {SCHEMA_VERSION}. It was left untouched.")
+        if self.path.exists():
+            os.chmod(self.path, 0o600)
+
+    def all(self) -> list[Peer]:
+        with self._lock:
+            records = self._peers.all()
+        return sorted((Peer.from_record(r) for r in records), key=lambda p: p.name.lower())
+
+    def get(self, name: str) -> Peer | None:
+        with self._lock:
+            record = self._find(name)
+        return Peer.from_record(record) if record is not None else None
+
+    def add(self, peer: Peer) -> None:
+        with self._lock:
+            if self._find(peer.name) is not None:
+                raise DuplicatePeer(f"A peer named {peer.name} already exists.")
+            self._peers.insert(peer.to_record())
+        log.info("peer %s added", peer.name)
+
+    def replace(self, name: str, peer: Peer) -> None:
+        """Replace peer `name` with `peer` (which may carry a new name)."""
+        with self._lock:
+            record = self._find(name)
+            if record is None:
+                raise PeerNotFound(f"There is no peer named {name}.")
+            if peer.name != name and self._find(peer.name) is not None:
+                raise DuplicatePeer(f"A peer named {peer.name} already exists.")
+            self._peers.update(_replacing(peer.to_record()), doc_ids=[record.doc_id])
+        log.info("peer %s saved%s", peer.name, f" (renamed from {name})" if peer.name != name else "")
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            record = self._find(name)
+            if record is None:
+                raise PeerNotFound(f"There is no peer named {name}.")
+            self._peers.remove(doc_ids=[record.doc_id])
+        log.info("peer %s deleted", name)
+
+    def _find(self, name: str):
+        # A scan, not a TinyDB query: at 1000 peers it is cheaper than building Query objects,
+        # and names are unique so the first hit is the only one.
+        for record in self._peers.all():
+            if record.get("name") == name:
+                return record
+        return None
+
+
+def _replacing(new: dict):
+    """A TinyDB update operation that replaces the whole document (update() alone would merge)."""
+    def transform(doc):
+        doc.clear()
+        doc.update(new)
+    return transform
