@@ -10,8 +10,8 @@ import re
 from typing import Sequence
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, IntegerField, PasswordField, RadioField, SelectMultipleField,
-                     StringField, TextAreaField)
+from wtforms import (BooleanField, IntegerField, PasswordField, RadioField, SelectChoice,
+                     SelectMultipleField, StringField, TextAreaField)
 from wtforms.validators import InputRequired, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -91,8 +91,8 @@ class CheckboxGroup(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-def _choices(algorithms) -> list[tuple[str, str]]:
-    return [(a.keyword, a.label + (" (weak)" if a.weak else "")) for a in algorithms]
+def _choices(algorithms) -> list[SelectChoice]:
+    return [SelectChoice(a.keyword, a.label + (" (weak)" if a.weak else "")) for a in algorithms]
 
 
 class PeerForm(FlaskForm):
@@ -101,7 +101,7 @@ class PeerForm(FlaskForm):
     name = StringField("Name", validators=[InputRequired("Give the peer a name.")])
     local_id = StringField("Local ID", validators=[Optional()])
     peer_id = StringField("Peer ID", validators=[Optional()])
-    ike_version = RadioField("Key exchange", choices=[("2", "IKEv2"), ("1", "IKEv1")], default="2")
+    ike_version = RadioField("Key exchange", choices=[SelectChoice("2", "IKEv2"), SelectChoice("1", "IKEv1")], default="2")
     local_ip = StringField("Local IP", validators=[InputRequired("Enter this router's address.")])
     remote_gateway = StringField("Remote gateway",
                                  validators=[InputRequired("Enter the other side's address.")])
@@ -125,7 +125,7 @@ class PeerForm(FlaskForm):
     keying_retries = IntegerField("Keying retries", default=3, validators=[
         InputRequired("Enter a number from 0 to 100 (0 = retry forever)."),
         NumberRange(0, 100, "Enter a number from 0 to 100 (0 = retry forever).")])
-    firewall = CheckboxGroup("Allow traffic from the tunnel to", choices=list(FIREWALL_CHOICES),
+    firewall = CheckboxGroup("Allow traffic from the tunnel to", choices=[SelectChoice(*c) for c in FIREWALL_CHOICES],
                              default=DEFAULT_FIREWALL)
     enabled = BooleanField("Enabled", default=True)
 

@@ -1,0 +1,105 @@
+"""Peers over HTTP: create, edit, rename, disable, delete, on the plain and the htmx paths."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Browser, valid_peer_form
+
+
+def stored(data_dir) -> dict:
+    doc = json.loads((data_dir / "peers.json").read_text())
+    return {p["name"]: p for p in doc["peers"].values()}
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+def test_create_edit_rename_disable_delete(browser, data_dir, make_app, htmx):
+    r = browser.post("/peers", valid_peer_form(), htmx=htmx)
+    if htmx:
+        assert r.status_code == 204 and r.headers["HX-Redirect"] == "/"
+    else:
+        assert r.status_code == 303 and r.headers["Location"] == "/"
+    assert stored(data_dir)["branch-a"]["remote_networks"] == ["203.0.113.0/24"]
+
+    r = browser.post("/peers/branch-a", valid_peer_form(remote_networks="203.0.113.0/25\n10.9.0.0/16",
+                                                         psk=""), htmx=htmx)
+    assert r.status_code in (204, 303)
+    peer = stored(data_dir)["branch-a"]
+    assert peer["remote_networks"] == ["203.0.113.0/25", "10.9.0.0/16"]
+    assert peer["psk"] == "correct-horse-battery-staple-42", "an empty PSK on edit keeps the stored one"
+
+    r = browser.post("/peers/branch-a", valid_peer_form(name="branch-b", enabled=None, psk=""),
+                     htmx=htmx)
+    assert r.status_code in (204, 303)
+    assert set(stored(data_dir)) == {"branch-b"}
+    assert stored(data_dir)["branch-b"]["enabled"] is False
+
+    # An app restart (a new process would do the same) reads what was saved.
+    again = Browser(make_app().test_client())
+    page = again.get("/").get_data(as_text=True)
+    assert "branch-b" in page and "branch-a" not in page
+
+    if htmx:
+        r = again.delete("/peers/branch-b")
+        assert r.status_code == 200 and r.get_data() == b""
+    else:
+        assert "Delete peer branch-b?" in again.get("/peers/branch-b/delete").get_data(as_text=True)
+        r = again.post("/peers/branch-b/delete")
+        assert r.status_code == 303
+    assert stored(data_dir) == {}
+    assert again.get("/peers/branch-b/edit").status_code == 404
+
+
+def test_fake_driver_is_told_and_page_says_demo(app, browser):
+    browser.post("/peers", valid_peer_form())
+    assert "branch-a" in app.extensions["webui"].drivers.ipsec.loaded
+    assert "Demo mode" in browser.get("/").get_data(as_text=True)
+    browser.post("/peers/branch-a", valid_peer_form(enabled=None, psk=""))
+    assert "branch-a" not in app.extensions["webui"].drivers.ipsec.loaded
+    assert app.extensions["webui"].drivers.firewall.peers == ("branch-a",)
+
+
+def test_real_driver_mode_says_not_available(make_app):
+    browser = Browser(make_app(DRIVER="real", RECONCILE_ON_START=False).test_client())
+    page = browser.get("/").get_data(as_text=True)
+    assert "Demo mode" not in page
+    for url in ("/commands/status", "/commands/interfaces", "/commands/routes"):
+        r = browser.get(url, htmx=True)
+        assert r.status_code == 503
+        assert "not available yet" in r.get_data(as_text=True)
+
+
+def test_edit_form_never_contains_the_psk(browser):
+    browser.post("/peers", valid_peer_form())
+    page = browser.get("/peers/branch-a/edit").get_data(as_text=True)
+    assert "correct-horse" not in page
+    assert 'value="branch-a"' in page
+
+
+def test_page_and_fragment_share_a_url(browser):
+    browser.post("/peers", valid_peer_form())
+    page = browser.get("/peers/branch-a/edit")
+    fragment = browser.get("/peers/branch-a/edit", htmx=True)
+    assert "<html" in page.get_data(as_text=True)
+    assert fragment.get_data(as_text=True).lstrip().startswith("<form id=\"peer-form\"")
+    assert "HX-Request" in fragment.headers["Vary"]
+
+
+def test_quick_commands_swap_or_fill_the_page(browser):
+    fragment = browser.get("/commands/interfaces", htmx=True).get_data(as_text=True)
+    assert fragment.lstrip().startswith('<section class="output" id="output-interfaces">')
+    page = browser.get("/commands/interfaces").get_data(as_text=True)
+    assert "<html" in page and 'id="output-interfaces"' in page
+    restart = browser.post("/commands/restart", htmx=True)
+    assert restart.status_code == 200 and "Restart IPsec" in restart.get_data(as_text=True)
+
+
+def test_daemon_down_is_a_message_not_a_traceback(make_app):
+    browser = Browser(make_app(FAKE_FAIL=True).test_client())
+    assert browser.get("/").status_code == 200
+    r = browser.get("/commands/status", htmx=True)
+    assert r.status_code == 503 and "not running" in r.get_data(as_text=True)
+    r = browser.post("/peers", valid_peer_form())
+    assert r.status_code == 303, "the peer is saved even though strongSwan is down"
+    assert "not applied" in browser.get("/").get_data(as_text=True)

@@ -1,0 +1,141 @@
+"""The peer store: atomic, serialized, private, and refusing to guess at a broken file."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from webui.peers import Peer
+from webui.store import DuplicatePeer, PeerStore, StoreError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def peer(i: int, **kw) -> Peer:
+    fields = dict(name=f"p{i}", local_ip="192.0.2.1", remote_gateway=f"gw{i}.example",
+                  local_networks=("198.51.100.0/24",), remote_networks=(f"10.{i // 256}.{i % 256}.0/24",),
+                  psk=f"secret-{i:08d}")
+    fields.update(kw)
+    return Peer(**fields)
+
+
+def test_round_trip_and_mode(tmp_path):
+    store = PeerStore(tmp_path / "peers.json")
+    store.add(peer(1))
+    assert stat.S_IMODE(os.stat(tmp_path / "peers.json").st_mode) == 0o600
+    again = PeerStore(tmp_path / "peers.json")
+    assert again.get("p1") == peer(1)
+    doc = json.loads((tmp_path / "peers.json").read_text())
+    assert doc["_meta"]["1"]["schema_version"] == 1
+    with pytest.raises(DuplicatePeer):
+        again.add(peer(1))
+
+
+def test_replace_renames_and_delete_removes(tmp_path):
+    store = PeerStore(tmp_path / "peers.json")
+    store.add(peer(1))
+    store.add(peer(2))
+    store.replace("p1", peer(1, name="renamed", enabled=False))
+    assert [p.name for p in store.all()] == ["p2", "renamed"]
+    assert store.get("renamed").enabled is False
+    with pytest.raises(DuplicatePeer):
+        store.replace("renamed", peer(1, name="p2"))
+    store.delete("p2")
+    assert [p.name for p in PeerStore(tmp_path / "peers.json").all()] == ["renamed"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"_meta": {"1": {"schema_version": 99}}}'])
+def test_broken_file_refuses_to_start_and_is_never_overwritten(tmp_path, content):
+    path = tmp_path / "peers.json"
+    path.write_bytes(content)
+    with pytest.raises(StoreError) as e:
+        PeerStore(path)
+    assert str(path) in str(e.value)
+    assert path.read_bytes() == content
+
+
+def test_run_py_names_the_broken_file(tmp_path):
+    (tmp_path / "peers.json").write_text("{")
+    env = dict(os.environ, WEBUI_DATA_DIR=str(tmp_path), WEBUI_DRIVER="fake")
+    result = subprocess.run([sys.executable, "run.py", "--no-lab", "--port", "0"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert str(tmp_path / "peers.json") in result.stderr
+    assert (tmp_path / "peers.json").read_text() == "{"
+
+
+def test_twenty_threads_adding_at_once_lose_none(tmp_path):
+    store = PeerStore(tmp_path / "peers.json")
+    start = threading.Barrier(20)
+    errors = []
+
+    def add_five(t):
+        start.wait()
+        try:
+            for j in range(5):
+                store.add(peer(t * 5 + j))
+        except Exception as e:  # noqa: BLE001 - collected and asserted on below
+            errors.append(e)
+
+    threads = [threading.Thread(target=add_five, args=(t,)) for t in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(PeerStore(tmp_path / "peers.json").all()) == 100
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from webui.store import PeerStore
+    from webui.peers import Peer
+    store = PeerStore(sys.argv[1])
+    first = int(sys.argv[2])
+    for i in range(first, first + 100000):
+        store.add(Peer(name=f"p{i}", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+                       local_networks=("198.51.100.0/24",), remote_networks=(f"10.{i // 256 % 256}.{i % 256}.0/24",),
+                       psk="crash-test-secret"))
+        if i % 3 == 0:
+            store.delete(f"p{i}")
+        print(i, flush=True)
+""")
+
+
+def test_sigkill_at_random_moments_never_tears_the_file(tmp_path):
+    """Kill a writer many times mid-stream: the file always parses and holds every acknowledged peer."""
+    path = tmp_path / "peers.json"
+    rng = random.Random(1234)
+    acknowledged: set[int] = set()
+    deleted: set[int] = set()
+    next_index = 0
+    for _ in range(25):
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(next_index)], cwd=ROOT,
+                                 stdout=subprocess.PIPE, text=True)
+        first = child.stdout.readline()  # it is writing now
+        assert first, "writer died before its first write"
+        time.sleep(rng.uniform(0.0, 0.08))
+        child.send_signal(signal.SIGKILL)
+        rest, _ = child.communicate()
+        for line in [first] + rest.splitlines():
+            i = int(line)
+            (deleted if i % 3 == 0 else acknowledged).add(i)
+        doc = json.loads(path.read_bytes())  # must parse after every kill
+        names = {p["name"] for p in doc["peers"].values()}
+        missing = {f"p{i}" for i in acknowledged} - names
+        assert not missing, f"acknowledged peers lost: {sorted(missing)[:5]}"
+        assert not names & {f"p{i}" for i in deleted}
+        next_index = max(acknowledged | deleted) + 2
+    assert len(acknowledged) > 25
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) <= 25  # a temp file can be left by a kill; never the store itself

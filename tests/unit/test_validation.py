@@ -1,0 +1,127 @@
+"""Bad input: a clear message next to the field, a 4xx, and the store byte-for-byte unchanged."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import valid_peer_form
+
+LONG = "a" * 300
+
+# (what, field changed, value, field whose message must show)
+BAD = [
+    ("empty name", "name", "", "name"),
+    ("name starts with digit", "name", "1site", "name"),
+    ("name with space", "name", "site a", "name"),
+    ("name with newline", "name", "site\nb", "name"),
+    ("name with quote", "name", 'site"b', "name"),
+    ("name with brace", "name", "site{b}", "name"),
+    ("name with hash", "name", "site#b", "name"),
+    ("name with equals", "name", "site=b", "name"),
+    ("name too long", "name", "a" * 33, "name"),
+    ("name non-ascii", "name", "sité", "name"),
+    ("duplicate name", "name", "existing", "name"),
+    ("duplicate name other case", "name", "EXISTING", "name"),
+    ("local id with space", "local_id", "my id", "local_id"),
+    ("local id with quote", "local_id", 'a"b.example', "local_id"),
+    ("local id with brace", "local_id", "{evil}", "local_id"),
+    ("local id with newline", "local_id", "a.example\nb", "local_id"),
+    ("local id with hash", "local_id", "a#b", "local_id"),
+    ("local id with equals", "local_id", "a=b", "local_id"),
+    ("peer id control char", "peer_id", "a\x01b.example", "peer_id"),
+    ("peer id oversize", "peer_id", LONG, "peer_id"),
+    ("peer id non-ascii", "peer_id", "vpn.bücher.example", "peer_id"),
+    ("peer id bad email", "peer_id", "@example.com", "peer_id"),
+    ("ike version 3", "ike_version", "3", "ike_version"),
+    ("local ip not ip", "local_ip", "router", "local_ip"),
+    ("local ip empty", "local_ip", "", "local_ip"),
+    ("local ip with prefix", "local_ip", "192.0.2.1/24", "local_ip"),
+    ("gateway bad", "remote_gateway", "not a host!", "remote_gateway"),
+    ("gateway family mismatch", "remote_gateway", "2001:db8::2", "remote_gateway"),
+    ("gateway equals local", "remote_gateway", "192.0.2.1", "remote_gateway"),
+    ("gateway oversize", "remote_gateway", ("a" * 60 + ".") * 5 + "com", "remote_gateway"),
+    ("local net empty", "local_networks", "", "local_networks"),
+    ("local net no prefix", "local_networks", "198.51.100.0", "local_networks"),
+    ("local net host bits", "local_networks", "198.51.100.1/24", "local_networks"),
+    ("local net garbage", "local_networks", "10.0.0.0/33", "local_networks"),
+    ("local net twice", "local_networks", "10.0.0.0/8, 10.0.0.0/8", "local_networks"),
+    ("remote overlaps local", "remote_networks", "198.51.100.128/25", "remote_networks"),
+    ("remote overlaps other peer", "remote_networks", "10.99.1.0/24", "remote_networks"),
+    ("remote net with quote", "remote_networks", '10.1.0.0/16"', "remote_networks"),
+    ("no ike encryption", "ike_encryption", [], "ike_encryption"),
+    ("unknown cipher", "ike_encryption", ["rot13"], "ike_encryption"),
+    ("ikev1 with aead", "ike_version", "1", "ike_encryption"),
+    ("cbc without integrity", "ike_integrity", [], "ike_integrity"),
+    ("aead with integrity", "esp_integrity", ["sha256"], "esp_integrity"),
+    ("no dh group", "ike_dh_groups", [], "ike_dh_groups"),
+    ("none with dh groups", "esp_dh_groups", ["none", "ecp256"], "esp_dh_groups"),
+    ("psk missing", "psk", "", "psk"),
+    ("psk too short", "psk", "short", "psk"),
+    ("psk too long", "psk", "x" * 257, "psk"),
+    ("psk non-ascii", "psk", "pässwörd-long-enough", "psk"),
+    ("psk newline", "psk", "line-one\nline-two", "psk"),
+    ("retries negative", "keying_retries", "-1", "keying_retries"),
+    ("retries too many", "keying_retries", "101", "keying_retries"),
+    ("retries not a number", "keying_retries", "many", "keying_retries"),
+    ("unknown firewall rule", "firewall", ["forward_everywhere"], "firewall"),
+]
+
+
+@pytest.fixture
+def seeded(browser, data_dir):
+    r = browser.post("/peers", valid_peer_form(name="existing", remote_gateway="192.0.2.9",
+                                               remote_networks="10.99.0.0/16"))
+    assert r.status_code == 303
+    return (data_dir / "peers.json").read_bytes()
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(BAD) >= 40
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+@pytest.mark.parametrize("what,name,value,field", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_refused_next_to_its_field(browser, data_dir, seeded, what, name, value,
+                                                field, htmx):
+    form = valid_peer_form(**{name: value})
+    if what == "ikev1 with aead":
+        form["ike_encryption"] = ["aes256gcm16"]
+    r = browser.post("/peers", form, htmx=htmx)
+    assert 400 <= r.status_code < 500, r.status_code
+    body = r.get_data(as_text=True)
+    assert f'id="{field}-error"' in body, f"no message next to {field}"
+    assert "Nothing was saved" in body
+    assert (data_dir / "peers.json").read_bytes() == seeded
+
+
+def test_bad_edit_changes_nothing(browser, data_dir, seeded):
+    r = browser.post("/peers/existing", valid_peer_form(name="existing", local_networks="oops"),
+                     htmx=True)
+    assert r.status_code == 422
+    assert (data_dir / "peers.json").read_bytes() == seeded
+
+
+def test_short_psk_is_accepted_with_a_hint(browser):
+    r = browser.post("/peers", valid_peer_form(psk="twelve-chars"), htmx=True)
+    assert r.status_code == 204  # 12 characters is allowed...
+
+
+def test_missing_csrf_token_is_refused(app, data_dir, seeded):
+    r = app.test_client().post("/peers", data=valid_peer_form(name="sneaky"))
+    assert r.status_code == 400
+    assert (data_dir / "peers.json").read_bytes() == seeded
+
+
+def test_identity_forms_that_are_fine(browser, data_dir):
+    for i, (local_id, peer_id) in enumerate([("192.0.2.1", "192.0.2.2"), ("vpn.example.com", "b.example.net"),
+                                             ("hq@example.com", "branch@example.org"), ("2001:db8::1", "x.example")]):
+        r = browser.post("/peers", valid_peer_form(name=f"p{i}", local_id=local_id, peer_id=peer_id,
+                                                   remote_networks=f"10.{i}.0.0/16"))
+        assert r.status_code == 303, r.get_data(as_text=True)
+
+
+def test_dns_gateway_and_ipv6(browser):
+    r = browser.post("/peers", valid_peer_form(name="dns", remote_gateway="vpn.branch.example.com"))
+    assert r.status_code == 303
+    r = browser.post("/peers", valid_peer_form(name="six", local_ip="2001:db8::1", remote_gateway="2001:db8::2",
+                                               local_networks="2001:db8:1::/48", remote_networks="2001:db8:2::/48"))
+    assert r.status_code == 303
