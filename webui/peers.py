@@ -74,6 +74,7 @@ PRESETS = {
 FIREWALL_CHOICES = (
     ("forward_lan", "Forward to LAN"),
     ("forward_wan", "Forward to WAN"),
+    ("input", "Reach the router itself"),  # management, DNS on the router; off unless chosen
 )
 DEFAULT_FIREWALL = ("forward_lan", "forward_wan")
 

@@ -23,5 +23,10 @@ class _NotYet:
 
 
 def make(config) -> Drivers:
-    return Drivers(ipsec=_NotYet("strongSwan control"), kernel=_NotYet("Kernel inspection"),
-                   firewall=_NotYet("The firewall"))
+    # Both imports are light: pyroute2 is loaded on the first kernel call, not here.
+    from webui.drivers.firewall import NftFirewall, interface_list
+    from webui.drivers.kernel import NetlinkDriver
+    kernel = NetlinkDriver(netns=config.get("NETNS", ""),
+                           ipsec_interfaces=interface_list(config.get("IPSEC_INTERFACES", "ipsec0")))
+    return Drivers(ipsec=_NotYet("strongSwan control"), kernel=kernel,
+                   firewall=NftFirewall.from_config(config))

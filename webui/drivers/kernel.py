@@ -1,0 +1,346 @@
+"""The kernel driver: the router's interfaces, addresses, routes and policy rules, read over rtnetlink.
+
+Transport is a plain netlink socket of our own (one short-lived socket per call, a few dumps on it);
+decoding of the messages is pyroute2's. pyroute2's package `__init__` eagerly imports its whole API
+(~330 modules, ~24 MiB resident here), so `_pyroute2_messages()` loads only the four rtnetlink message
+modules (~5 MiB) and leaves a package stub that completes the full import if anything else asks for it.
+
+A router in another network namespace (config `NETNS`) is read by opening the socket from a short-lived
+thread that has joined that namespace: a socket stays bound to the namespace it was made in. pyroute2's
+own `netns=` forks a child process per socket and creates the namespace when it is missing; neither is
+welcome in a threaded web server.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+import sys
+import threading
+from typing import Sequence
+
+from webui.drivers import Address, DriverError, Interface, Route, Routes, RoutingRule
+from webui.peers import Peer
+
+# rtnetlink message types (linux/rtnetlink.h) and netlink flags (linux/netlink.h).
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTM_NEWRULE, RTM_GETRULE = 32, 34
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
+NETLINK_ROUTE = 0
+CLONE_NEWNET = 0x40000000
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+# The family header each dump request carries: ifinfomsg (16 bytes), ifaddrmsg (8), rtmsg (12),
+# fib_rule_hdr (12); all zero except the address family, which is the first byte of each.
+_REQUEST_BODY = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12, RTM_GETRULE: 12}
+
+IPSEC_TABLE = 220  # strongSwan installs its routes here (charon.routing_table)
+TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
+SHOWN_TABLES = (254, IPSEC_TABLE)
+PROTOCOL_NAMES = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated",
+                  9: "ra", 11: "zebra", 12: "bird", 16: "dhcp", 42: "babel", 186: "bgp",
+                  187: "isis", 188: "ospf", 189: "rip"}
+RULE_ACTIONS = {2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+FIB_RULE_INVERT = 0x2
+# Link kinds that are always the IPsec tunnel (route-based kernel IPsec); TUN devices only by name.
+IPSEC_KINDS = frozenset({"xfrm", "vti", "vti6"})
+ARPHRD_KINDS = {1: "ether", 772: "loopback", 65534: "none", 768: "ipip", 776: "sit", 778: "gre"}
+IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_RECV_SIZE = 1 << 18
+
+
+# --- Loading pyroute2's decoders without its 24 MiB package import -----------------------------
+
+_classes: dict[int, type] | None = None
+
+
+def _pyroute2_messages() -> dict[int, type]:
+    """The message classes that decode link, address, route and rule dumps, keyed by message type."""
+    global _classes
+    if _classes is None:
+        if "pyroute2" not in sys.modules:
+            _install_pyroute2_stub()
+        from pyroute2.netlink.rtnl.fibmsg import fibmsg
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+        _classes = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
+                    RTM_NEWRULE: fibmsg}
+    return _classes
+
+
+def _install_pyroute2_stub() -> None:
+    """Register `pyroute2` as a package whose `__init__` has not run yet.
+
+    Submodules import normally through it. The first attribute asked of the package itself
+    (`from pyroute2 import IPRoute` elsewhere in the process) runs the real `__init__` into the same
+    module object, so other code sees the usual pyroute2.
+    """
+    import importlib
+    import importlib.util
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None:
+        raise DriverError("pyroute2 is not installed; the kernel driver needs it.")
+    package = importlib.util.module_from_spec(spec)
+    state = {"done": False}
+
+    def complete(name):
+        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            # `from pyroute2 import config` asks the package first: a submodule, not the API
+            return importlib.import_module(f"pyroute2.{name}")
+        if state["done"]:
+            raise AttributeError(name)
+        state["done"] = True
+        del package.__getattr__
+        spec.loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = complete
+    sys.modules["pyroute2"] = package
+
+
+# --- Transport ---------------------------------------------------------------------------------
+
+
+def _setns(fd: int) -> None:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def _netns_socket(netns: str) -> socket.socket:
+    """A netlink socket inside `netns`, made by a thread that joins it and then ends."""
+    if not netns or "/" in netns or netns in (".", ".."):
+        raise DriverError(f"{netns!r} is not a network namespace name.")
+    outcome: dict = {}
+
+    def make():
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)  # only this thread moves; the server's threads stay where they are
+            finally:
+                os.close(fd)
+            outcome["socket"] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        except OSError as e:
+            outcome["error"] = e
+
+    worker = threading.Thread(target=make, name=f"netns-{netns}", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        e = outcome["error"]
+        if e.errno == errno.ENOENT:
+            raise DriverError(f"The network namespace {netns!r} does not exist.")
+        raise DriverError(f"Cannot enter the network namespace {netns!r}: {e.strerror}.")
+    return outcome["socket"]
+
+
+def split_messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """(type, flags, seq, whole message) for each netlink message in one received buffer."""
+    messages, offset = [], 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, flags, seq, _pid = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            raise DriverError("The kernel sent a malformed netlink message.")
+        messages.append((kind, flags, seq, data[offset:offset + length]))
+        offset += (length + 3) & ~3
+    return messages
+
+
+def dump_request(kind: int, seq: int, family: int = socket.AF_UNSPEC) -> bytes:
+    body = bytes([family]) + bytes(_REQUEST_BODY[kind] - 1)
+    return _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def _dump(sock: socket.socket, kind: int, seq: int) -> list:
+    """Every message of one dump, decoded; raises DriverError for a netlink error."""
+    classes = _pyroute2_messages()
+    sock.send(dump_request(kind, seq))
+    decoded = []
+    while True:
+        for mtype, flags, mseq, raw in split_messages(sock.recv(_RECV_SIZE)):
+            if mseq != seq:
+                continue  # a stale answer to an earlier request: not ours
+            if mtype == NLMSG_DONE:
+                if flags & NLM_F_DUMP_INTR:
+                    raise _Interrupted()
+                return decoded
+            if mtype == NLMSG_ERROR:
+                code = -struct.unpack_from("=i", raw, _HEADER.size)[0]
+                if code:
+                    raise DriverError(f"The kernel refused to list: {os.strerror(code)}.")
+                return decoded
+            if mtype in classes:
+                message = classes[mtype](raw)
+                message.decode()
+                decoded.append(message)
+
+
+class _Interrupted(Exception):
+    """The table changed while the kernel was dumping it; the dump is inconsistent."""
+
+
+# --- Messages -> results -------------------------------------------------------------------------
+
+
+def link_kind(link) -> str:
+    kind = link.get(("linkinfo", "kind"))
+    return kind or ARPHRD_KINDS.get(link["ifi_type"], str(link["ifi_type"]))
+
+
+def parse_address(message) -> tuple[int, Address]:
+    """(interface index, address). IPv4 point-to-point links put the local address in IFA_LOCAL."""
+    address = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
+    family = 6 if message["family"] == socket.AF_INET6 else 4
+    return message["index"], Address(family, address, message["prefixlen"])
+
+
+def parse_link(link, addresses: Sequence[Address] = (), ipsec_names=frozenset()) -> Interface:
+    name = link.get_attr("IFLA_IFNAME") or ""
+    kind = link_kind(link)
+    stats = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS") or {}
+    mac = link.get_attr("IFLA_ADDRESS") or ""
+    if mac.strip("0:") == "":
+        mac = ""  # loopback and friends report all zeroes: no hardware address worth showing
+    ipsec = (kind in IPSEC_KINDS or name in ipsec_names
+             or (kind == "tun" and name.startswith("ipsec")))
+    return Interface(index=link["index"], name=name, kind=kind,
+                     state=(link.get_attr("IFLA_OPERSTATE") or "unknown").lower(),
+                     mtu=link.get_attr("IFLA_MTU") or 0, mac=mac, addresses=tuple(addresses),
+                     rx_bytes=stats.get("rx_bytes", 0), tx_bytes=stats.get("tx_bytes", 0),
+                     ipsec=ipsec)
+
+
+def table_name(number: int) -> str:
+    return TABLE_NAMES.get(number, str(number))
+
+
+def route_table(message) -> int:
+    return message.get_attr("RTA_TABLE") or message["table"]
+
+
+def parse_route(message, names: dict[int, str], peers: Sequence[Peer] = ()) -> Route:
+    family = 6 if message["family"] == socket.AF_INET6 else 4
+    dst = message.get_attr("RTA_DST")
+    destination = f"{dst}/{message['dst_len']}" if dst else "default"
+    gateways, devices = [], []
+    hops = message.get_attr("RTA_MULTIPATH") or [message]
+    for hop in hops:  # a multipath route lists its next hops; a plain one is its own single hop
+        gateway = hop.get_attr("RTA_GATEWAY")
+        oif = hop.get_attr("RTA_OIF") if hop is message else hop["oif"]
+        if gateway:
+            gateways.append(gateway)
+        if oif:
+            devices.append(names.get(oif, f"#{oif}"))
+    protocol = message["proto"]
+    return Route(family=family, table=table_name(route_table(message)), destination=destination,
+                 gateway=", ".join(gateways), device=", ".join(dict.fromkeys(devices)),
+                 source=message.get_attr("RTA_PREFSRC") or "",
+                 protocol=PROTOCOL_NAMES.get(protocol, str(protocol)),
+                 peer=peer_for(destination, family, peers))
+
+
+def peer_for(destination: str, family: int, peers: Sequence[Peer]) -> str:
+    """The peer whose remote network holds `destination`; the most specific one if several do."""
+    net = ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0") \
+        if destination == "default" else ipaddress.ip_network(destination, strict=False)
+    best, best_len = "", -1
+    for peer in peers:
+        for remote in peer.remote_networks:
+            try:
+                remote_net = ipaddress.ip_network(remote, strict=False)
+            except ValueError:
+                continue  # the store validates; a bad record must not break the whole listing
+            if remote_net.version == net.version and net.subnet_of(remote_net) \
+                    and remote_net.prefixlen > best_len:
+                best, best_len = peer.name, remote_net.prefixlen
+    return best
+
+
+def parse_rule(message) -> RoutingRule:
+    family = 6 if message["family"] == socket.AF_INET6 else 4
+    parts = []
+    if message["flags"] & FIB_RULE_INVERT:
+        parts.append("not")
+    src, dst = message.get_attr("FRA_SRC"), message.get_attr("FRA_DST")
+    parts.append(f"from {src}/{message['src_len']}" if src else "from all")
+    if dst:
+        parts.append(f"to {dst}/{message['dst_len']}")
+    mark, mask = message.get_attr("FRA_FWMARK"), message.get_attr("FRA_FWMASK")
+    if mark or mask:
+        parts.append(f"fwmark {mark or 0:#x}" + (f"/{mask:#x}" if mask not in (None, 0xFFFFFFFF)
+                                                 else ""))
+    for attr, word in (("FRA_IIFNAME", "iif"), ("FRA_OIFNAME", "oif")):
+        if message.get_attr(attr):
+            parts.append(f"{word} {message.get_attr(attr)}")
+    action = message["action"]
+    table = RULE_ACTIONS.get(action) or table_name(message.get_attr("FRA_TABLE") or message["table"])
+    return RoutingRule(family=family, priority=message.get_attr("FRA_PRIORITY") or 0,
+                       selector=" ".join(parts), table=table)
+
+
+# --- The driver ----------------------------------------------------------------------------------
+
+
+class NetlinkDriver:
+    """Reads the router's network over rtnetlink; `netns` names its namespace ("" = this one)."""
+
+    def __init__(self, netns: str = "", ipsec_interfaces: Sequence[str] = ("ipsec0",),
+                 timeout: float = 3.0):
+        self.netns = netns
+        self.ipsec_names = frozenset(ipsec_interfaces)
+        self.timeout = timeout
+
+    def interfaces(self) -> tuple[Interface, ...]:
+        links, addrs = self._dumps(RTM_GETLINK, RTM_GETADDR)
+        by_index: dict[int, list[Address]] = {}
+        for message in addrs:
+            index, address = parse_address(message)
+            by_index.setdefault(index, []).append(address)
+        return tuple(parse_link(link, by_index.get(link["index"], ()), self.ipsec_names)
+                     for link in links)
+
+    def routes(self, peers: Sequence[Peer] = ()) -> Routes:
+        links, routes, rules = self._dumps(RTM_GETLINK, RTM_GETROUTE, RTM_GETRULE)
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+        # An AF_UNSPEC dump also brings multicast-routing (ipmr) entries: not what "routes" means here.
+        shown = [m for m in routes
+                 if m["family"] in IP_FAMILIES and route_table(m) in SHOWN_TABLES]
+        shown.sort(key=lambda m: (m["family"] != socket.AF_INET,
+                                  SHOWN_TABLES.index(route_table(m))))
+        parsed_rules = sorted((parse_rule(m) for m in rules if m["family"] in IP_FAMILIES),
+                              key=lambda r: (r.family, r.priority))
+        return Routes(routes=tuple(parse_route(m, names, peers) for m in shown),
+                      rules=tuple(parsed_rules))
+
+    def _dumps(self, *kinds: int) -> list[list]:
+        """One dump per kind, on one socket; retried when the kernel says a table changed mid-dump."""
+        for _attempt in range(3):
+            try:
+                sock = self._socket()
+                try:
+                    return [_dump(sock, kind, seq) for seq, kind in enumerate(kinds, start=1)]
+                finally:
+                    sock.close()
+            except _Interrupted:
+                continue
+            except socket.timeout:
+                raise DriverError("The kernel did not answer the netlink request in time.")
+            except OSError as e:
+                raise DriverError(f"Cannot read the router's network state: {e.strerror or e}.")
+        raise DriverError("The routing tables kept changing while being read; try again.")
+
+    def _socket(self) -> socket.socket:
+        if self.netns:
+            sock = _netns_socket(self.netns)
+        else:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        sock.settimeout(self.timeout)
+        sock.bind((0, 0))
+        return sock

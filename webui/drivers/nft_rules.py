@@ -1,0 +1,159 @@
+"""Pure builder: peers' firewall choices -> the nftables JSON transaction that replaces the UI's table.
+
+No I/O here; `webui/drivers/firewall.py` sends what this builds. Everything is data: peer names and
+networks go into JSON values (rule comments, prefixes), never into a command line.
+See docs/FIREWALL.md for how the table sits beside the router's main firewall.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+from webui.peers import Peer
+
+FAMILY, TABLE = "inet", "webui_ipsec"
+# Just before the usual filter chains (fw4 and most hand-written rulesets use priority filter = 0),
+# so a drop here happens before they spend work on the packet. Order matters only for drops:
+# an accept here is not final, every other base chain on the hook still judges the packet.
+PRIORITY = -5
+COMMENT_MAX = 120  # nftables keeps at most 128 bytes of a rule comment
+CHOICE_LABELS = {"forward_lan": "forward to LAN", "forward_wan": "forward to WAN",
+                 "input": "reach the router"}
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Interface lists from configuration: what counts as LAN, WAN and the userspace tunnel."""
+
+    lan: tuple[str, ...] = ()
+    wan: tuple[str, ...] = ()
+    tunnel: tuple[str, ...] = ("ipsec0",)
+
+
+def _match(left: dict, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _names(values: Sequence[str]):
+    return values[0] if len(values) == 1 else {"set": list(values)}
+
+
+def _prefixes(networks: Sequence[ipaddress._BaseNetwork]):
+    items = [{"prefix": {"addr": str(n.network_address), "len": n.prefixlen}} for n in networks]
+    return items[0] if len(items) == 1 else {"set": items}
+
+
+def _addr(version: int, field: str) -> dict:
+    return {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": field}}
+
+
+def _comment(text: str) -> str:
+    return text if len(text.encode()) <= COMMENT_MAX else \
+        text.encode()[:COMMENT_MAX - 3].decode(errors="ignore") + "..."
+
+
+def _networks(texts: Sequence[str], version: int) -> list:
+    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
+    return [n for n in nets if n.version == version]
+
+
+def peer_rules(peer: Peer, zones: Zones) -> list[tuple[str, list, str]]:
+    """(chain, expressions, comment) for each rule this peer's firewall choices ask for."""
+    rules = []
+    for version in (4, 6):
+        remote = _networks(peer.remote_networks, version)
+        local = _networks(peer.local_networks, version)
+        if not remote:
+            continue
+        source = _match(_addr(version, "saddr"), _prefixes(remote))
+        for choice in peer.firewall:
+            label = _comment(f"peer {peer.name}: {CHOICE_LABELS.get(choice, choice)}")
+            if choice == "forward_lan" and local:
+                out = [_match({"meta": {"key": "oifname"}}, _names(zones.lan))] if zones.lan else []
+                rules.append(("tunnel_forward", [source, _match(_addr(version, "daddr"),
+                                                                _prefixes(local))] + out, label))
+            elif choice == "forward_wan" and zones.wan:
+                out = _match({"meta": {"key": "oifname"}}, _names(zones.wan))
+                rules.append(("tunnel_forward", [source, out], label))
+            elif choice == "input":
+                rules.append(("tunnel_input", [source], label))
+    return [(chain, exprs + [{"accept": None}], comment) for chain, exprs, comment in rules]
+
+
+def _base_chain(name: str, hook: str) -> dict:
+    return {"family": FAMILY, "table": TABLE, "name": name, "type": "filter", "hook": hook,
+            "prio": PRIORITY, "policy": "accept"}
+
+
+def _tunnel_entry(base: str, target: str, zones: Zones) -> list[tuple[str, list, str]]:
+    """The only way into the judging chains: traffic that came out of a tunnel. All else passes."""
+    rules = [(base, [_match({"meta": {"key": "ipsec"}}, True), {"jump": {"target": target}}],
+              "from an IPsec tunnel (kernel IPsec policy)")]
+    if zones.tunnel:
+        rules.append((base, [_match({"meta": {"key": "iifname"}}, _names(zones.tunnel)),
+                             {"jump": {"target": target}}], "from an IPsec tunnel interface"))
+    return rules
+
+
+def rules(peers: Sequence[Peer], zones: Zones) -> list[tuple[str, list, str]]:
+    """Every rule of the table, in order, as (chain, expressions, comment)."""
+    ordered = _tunnel_entry("forward", "tunnel_forward", zones) \
+        + _tunnel_entry("input", "tunnel_input", zones)
+    allowed = [r for p in sorted(peers, key=lambda p: p.name) if p.enabled
+               for r in peer_rules(p, zones)]
+    for chain in ("tunnel_forward", "tunnel_input"):
+        ordered.append((chain, [_match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+                                {"accept": None}], "replies to connections made from this side"))
+        ordered += [r for r in allowed if r[0] == chain]
+        ordered.append((chain, [{"counter": None}, {"drop": None}],
+                        "not allowed by any peer's firewall choice"))
+    return ordered
+
+
+def fingerprint(ordered: list) -> str:
+    return hashlib.sha256(json.dumps(ordered, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_ruleset(peers: Sequence[Peer], zones: Zones) -> dict:
+    """One transaction: ensure the table exists, delete it, and recreate it whole.
+
+    `add table` first makes `delete table` safe when the table is missing (first start); nft applies
+    the list atomically, so the router never sees the table half-built or briefly absent.
+    The fingerprint rides in the last rule's comment, so `firewall.py` can tell an unchanged table.
+    """
+    ordered = rules(peers, zones)
+    last_chain, last_exprs, last_comment = ordered[-1]
+    ordered[-1] = (last_chain, last_exprs, f"{last_comment} [ruleset {fingerprint(ordered)}]")
+    table = {"family": FAMILY, "name": TABLE}
+    commands = [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
+    for name in ("forward", "input"):
+        commands.append({"add": {"chain": _base_chain(name, name)}})
+    for name in ("tunnel_forward", "tunnel_input"):
+        commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}})
+    for chain, exprs, comment in ordered:
+        commands.append({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain,
+                                          "expr": exprs, "comment": comment}}})
+    return {"nftables": commands}
+
+
+def layout(ruleset: dict) -> list[tuple[str, str]]:
+    """(chain, comment) of every rule, in order: what an unchanged table must still show."""
+    found = []
+    for item in ruleset.get("nftables", []):
+        rule = item.get("rule") or item.get("add", {}).get("rule")
+        if rule and rule.get("table") == TABLE and rule.get("family") == FAMILY:
+            found.append((rule["chain"], rule.get("comment", "")))
+    return found
+
+
+def chains(ruleset: dict) -> list[tuple]:
+    """(name, hook, priority, policy) of every chain, listed or to be added."""
+    found = []
+    for item in ruleset.get("nftables", []):
+        chain = item.get("chain") or item.get("add", {}).get("chain")
+        if chain and chain.get("table") == TABLE and chain.get("family") == FAMILY:
+            found.append((chain["name"], chain.get("hook"), chain.get("prio"), chain.get("policy")))
+    return sorted(found)
