@@ -31,7 +31,7 @@ def test_load_conn_for_a_default_peer():
             "local_ts": ["198.51.100.0/24"],
             "remote_ts": ["203.0.113.0/24"],
             "esp_proposals": ["aes256gcm16-curve25519-ecp256"],
-            "start_action": "trap",
+            "start_action": "start",
             "dpd_action": "restart",
             "close_action": "none",
         }},
@@ -155,8 +155,9 @@ def test_parse_conns_marks_the_ones_this_ui_loaded():
 
 
 def test_parse_algorithms_maps_to_catalogue_keywords():
-    answer = {"encryption": {"AES_CBC": b"aes", "AES_GCM_16": b"gcm"},
+    # AEAD ciphers are their own kind in charon's answer
+    answer = {"encryption": {"AES_CBC": b"aes", "3DES_CBC": b"des"}, "aead": {"AES_GCM_16": b"gcm"},
               "integrity": {"HMAC_SHA2_256_128": b"hmac"},
               "dh": {"MODP_2048": b"gmp", "CURVE_25519": b"curve25519"}}
-    assert vm.parse_algorithms(answer) == {"aes256", "aes128", "aes256gcm16", "aes128gcm16",
+    assert vm.parse_algorithms(answer) == {"aes256", "aes128", "3des", "aes256gcm16", "aes128gcm16",
                                            "sha256", "modp2048", "curve25519", "none"}

@@ -12,16 +12,18 @@ Decisions the builders encode (the swanctl.conf(5) names in brackets):
 - Authentication [local/remote auth=psk, id]: PSK with the two IDs (defaults: local IP and remote
   gateway). The key is loaded with `load-shared` under a deterministic `id` ("webui-psk-<name>") so
   `unload-shared` can remove exactly that key on delete or rename.
-- Start action [start_action=trap]: a site-to-site router wants the tunnel there when traffic needs it,
-  also after the remote was unreachable for a while. `trap` installs kernel policies that bring the
-  tunnel up on the first packet and keep doing so after any failure; `start` would try `keyingtries`
-  times once and then stay down until someone clicks Connect. strongSwan 5.9 allows one action only,
-  so the UI's Connect button is the "bring it up now" path. Trap needs kernel policies; the lab's
-  kernel-libipsec provides them too, so the same message works there.
+- Start action [start_action=start]: a site-to-site router wants its tunnels up, not waiting for the
+  first packet, and the UI should show a failing tunnel (wrong key, gateway down) as soon as it is
+  saved. `trap` (on demand) was considered and rejected: it depends on the kernel raising acquires,
+  and strongSwan's userspace ESP (kernel-libipsec, the lab, some small routers) does not: 5.9.8 just
+  logs "could not find an outbound IPsec SA ... dropping packet". With `start`, a load-conn that
+  replaces a connection renegotiates it, so edited networks take effect at once. The cost: after
+  `keyingtries` failed attempts charon stops trying until Connect, Restart IPsec or an edit; set
+  keying tries to 0 (forever) for a link that must always come back by itself.
 - Dead peer detection [dpd_delay=30s]: both IKE versions (IKEv1 uses it for R-U-THERE; its timeout
-  keeps charon's default). On DPD timeout [dpd_action=restart] the tunnel is renegotiated at once
-  rather than waiting for traffic; when the remote closes the CHILD_SA on purpose [close_action=none]
-  we do not fight it: the trap policy still brings it back on demand.
+  keeps charon's default). On DPD timeout [dpd_action=restart] the tunnel is renegotiated at once.
+  When the remote closes the CHILD_SA on purpose [close_action=none] we do not fight it: two ends that
+  both restart on close can loop, and a remote that comes back initiates by itself.
 - Keying tries [keyingtries]: the peer's `keying_retries`, where 0 means forever, as in strongSwan.
 - Proposals: strongSwan cannot mix AEAD (aes*gcm16, chacha20poly1305) and classic ciphers in one
   proposal, so each kind gets its own, in the order the administrator chose. An IKE AEAD proposal has
@@ -38,7 +40,7 @@ from webui.drivers import ChildSA, Connection, IkeSA
 from webui.peers import AEAD, Peer
 
 DPD_DELAY = "30s"
-START_ACTION = "trap"
+START_ACTION = "start"
 DPD_ACTION = "restart"
 CLOSE_ACTION = "none"
 SHARED_ID_PREFIX = "webui-psk-"
@@ -253,9 +255,9 @@ def parse_conns(events: Iterable[Mapping], managed: Iterable[str] = ()) -> tuple
 
 # strongSwan's names in `get-algorithms` for each catalogue keyword ("none", no PFS, needs nothing).
 _IMPLEMENTED_BY = {
-    "aes256gcm16": ("encryption", "AES_GCM_16"),
-    "aes128gcm16": ("encryption", "AES_GCM_16"),
-    "chacha20poly1305": ("encryption", "CHACHA20_POLY1305"),
+    "aes256gcm16": ("aead", "AES_GCM_16"),
+    "aes128gcm16": ("aead", "AES_GCM_16"),
+    "chacha20poly1305": ("aead", "CHACHA20_POLY1305"),
     "aes256": ("encryption", "AES_CBC"),
     "aes128": ("encryption", "AES_CBC"),
     "3des": ("encryption", "3DES_CBC"),
