@@ -161,3 +161,38 @@ def test_parse_algorithms_maps_to_catalogue_keywords():
               "dh": {"MODP_2048": b"gmp", "CURVE_25519": b"curve25519"}}
     assert vm.parse_algorithms(answer) == {"aes256", "aes128", "3des", "aes256gcm16", "aes128gcm16",
                                            "sha256", "modp2048", "curve25519", "none"}
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("received AUTHENTICATION_FAILED notify error", "authentication failed"),
+    ("invalid HASH_V1 payload length, decryption failed?",
+     "authentication failed (the pre-shared keys differ)"),
+    ("received NO_PROPOSAL_CHOSEN notify error",
+     "no matching proposal (the two sides' algorithms differ)"),
+    ("giving up after 5 retransmits", "the remote gateway is not responding"),
+    ("sending packet: from 192.0.2.1[500] to 192.0.2.2[500] (248 bytes)", None),
+])
+def test_failure_reason(line, reason):
+    assert vm.failure_reason(line) == reason
+
+
+def _sa(name, state, *children, established=None):
+    return IkeSA(name=name, unique_id=1, state=state, version=2, established_for=established,
+                 children=tuple(ChildSA(name=name, state=s, bytes_in=i, bytes_out=o)
+                                for s, i, o in children))
+
+
+def test_tunnel_states_up_connecting_down():
+    from webui.drivers import TunnelState
+    sas = [_sa("a", "ESTABLISHED", ("INSTALLED", 100, 200), ("INSTALLED", 1, 2), established=60),
+           _sa("a", "ESTABLISHED", ("INSTALLED", 10, 20), established=5),  # a duplicate IKE SA
+           _sa("b", "CONNECTING"),
+           _sa("c", "ESTABLISHED", ("DELETING", 5, 5), established=9)]
+    states = vm.tunnel_states(sas, loaded={"a", "b", "c", "d"},
+                              failures={"b": "authentication failed", "d": "timeout"})
+    assert states == {
+        "a": TunnelState("a", "up", established_for=60, bytes_in=111, bytes_out=222, loaded=True),
+        "b": TunnelState("b", "connecting", reason="authentication failed", loaded=True),
+        "c": TunnelState("c", "connecting", loaded=True),
+        "d": TunnelState("d", "down", reason="timeout", loaded=True),
+    }

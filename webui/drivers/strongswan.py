@@ -83,22 +83,32 @@ def command_error(err: vici.exception.CommandException) -> str:
     return text.split(": ", 1)[1] if text.startswith("Command failed: ") else text
 
 
+def request(vs, command: str, message: dict | None = None, field: str | None = None) -> dict:
+    """One non-streamed command on an open session; charon's refusal -> CommandFailed."""
+    try:
+        return vs.request(command, message)
+    except vici.exception.CommandException as err:
+        raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}",
+                            field=field) from None
+
+
+def streamed(vs, command: str, event: str, message: dict | None = None) -> list[dict]:
+    """One streamed command on an open session, its events collected (the generator consumed)."""
+    try:
+        return list(vs.streamed_request(command, event, message))
+    except vici.exception.CommandException as err:
+        raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}") from None
+
+
 def call(path, command: str, message: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
          field: str | None = None) -> dict:
-    """One non-streamed command on its own session; charon's refusal -> CommandFailed."""
+    """One non-streamed command on its own session."""
     with session(path, timeout) as vs:
-        try:
-            return vs.request(command, message)
-        except vici.exception.CommandException as err:
-            raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}",
-                                field=field) from None
+        return request(vs, command, message, field)
 
 
 def stream(path, command: str, event: str, message: dict | None = None,
            timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
-    """One streamed command on its own session, its events collected (the generator consumed)."""
+    """One streamed command on its own session."""
     with session(path, timeout) as vs:
-        try:
-            return list(vs.streamed_request(command, event, message))
-        except vici.exception.CommandException as err:
-            raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}") from None
+        return streamed(vs, command, event, message)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from webui.drivers import ChildSA, Connection, IkeSA
+from webui.drivers import ChildSA, Connection, IkeSA, TunnelState
 from webui.peers import AEAD, Peer
 
 DPD_DELAY = "30s"
@@ -281,3 +281,58 @@ def parse_algorithms(answer: Mapping) -> frozenset[str]:
     loaded.setdefault("dh", set()).update(loaded.get("ke", ()))  # strongSwan 6 says "ke"
     supported = {kw for kw, (kind, name) in _IMPLEMENTED_BY.items() if name in loaded.get(kind, ())}
     return frozenset(supported | {"none"})
+
+
+# --- Tunnel state --------------------------------------------------------------------------------
+
+# What charon logs when a negotiation fails, in words an administrator acts on. First match wins.
+_FAILURES = (
+    ("AUTHENTICATION_FAILED", "authentication failed"),
+    ("MAC mismatched", "authentication failed"),
+    ("decryption failed", "authentication failed (the pre-shared keys differ)"),  # IKEv1 PSK
+    ("no shared key found", "authentication failed (no pre-shared key for these IDs)"),
+    ("INVALID_ID_INFORMATION", "the remote refused our ID"),
+    ("NO_PROPOSAL_CHOSEN", "no matching proposal (the two sides' algorithms differ)"),
+    ("no acceptable proposal", "no matching proposal (the two sides' algorithms differ)"),
+    ("no matching proposal", "no matching proposal (the two sides' algorithms differ)"),
+    ("TS_UNACCEPTABLE", "the remote did not accept the networks (traffic selectors)"),
+    ("unable to resolve", "the remote gateway's name cannot be resolved"),
+    ("peer not responding", "the remote gateway is not responding"),
+    ("giving up after", "the remote gateway is not responding"),
+)
+
+_UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
+_UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
+
+
+def failure_reason(message: str) -> str | None:
+    """The administrator's reason for a charon log line that reports a failure, else None."""
+    for needle, reason in _FAILURES:
+        if needle in message:
+            return reason
+    return None
+
+
+def tunnel_states(sas: Iterable[IkeSA], loaded: Iterable[str],
+                  failures: Mapping[str, str]) -> dict[str, TunnelState]:
+    """Per connection name: up (an installed child), connecting (an SA on its way), or down."""
+    by_name: dict[str, list[IkeSA]] = {}
+    for sa in sas:
+        by_name.setdefault(sa.name, []).append(sa)
+    states = {}
+    for name in set(by_name) | set(loaded) | set(failures):
+        mine = by_name.get(name, [])
+        live = [(sa, c) for sa in mine if sa.state in _UP_IKE for c in sa.children
+                if c.state in _UP_CHILD]
+        loaded_here = name in set(loaded)
+        if live:
+            states[name] = TunnelState(
+                name=name, state="up", loaded=loaded_here,
+                established_for=max((sa.established_for or 0) for sa, _ in live),
+                bytes_in=sum(c.bytes_in for _, c in live),
+                bytes_out=sum(c.bytes_out for _, c in live))
+        else:
+            state = "connecting" if mine else "down"
+            states[name] = TunnelState(name=name, state=state, loaded=loaded_here,
+                                       reason=failures.get(name, ""))
+    return states
