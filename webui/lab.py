@@ -43,6 +43,10 @@ REMOTE_LAN = "203.0.113.1"
 CONF = """\
 charon {{
   load_modular = yes
+  # Every lab tunnel runs between the same two addresses: the default per-peer-IP limit of 5
+  # half-open IKE_SAs (and cookies from 10) would throttle tests, not model a real remote.
+  block_threshold = 1000
+  cookie_threshold = 1000
   plugins {{
     include /etc/strongswan.d/charon/*.conf
     vici {{
@@ -254,6 +258,22 @@ class Lab:
         strongswan.call(self.remote_vici, "unload-conn", {"name": name})
         strongswan.call(self.remote_vici, "unload-shared", {"id": vici_messages.shared_key_id(name)})
 
+    def reset(self) -> None:
+        """Between tests: router charon running, and neither charon holding connections, keys or SAs."""
+        if not _alive_pidfile(self._pidfile("router")):
+            self.start_router_charon()
+        for site in CHARON_SITES:
+            with strongswan.session(self.vici(site)) as vs:
+                for name in strongswan.request(vs, "get-conns").get("conns", []):
+                    strongswan.request(vs, "unload-conn", {"name": name})
+                for sa in vici_messages.parse_sas(strongswan.streamed(vs, "list-sas", "list-sa")):
+                    try:
+                        strongswan.streamed(vs, "terminate", "control-log",
+                                            {"ike_id": str(sa.unique_id), "timeout": 2000})
+                    except DriverError:
+                        pass  # already gone
+                strongswan.request(vs, "clear-creds")
+
     def status(self) -> str:
         lines = []
         for site in SITES:
@@ -270,12 +290,22 @@ class Lab:
 
 
 def _alive(pid: int) -> bool:
-    """Whether `pid` still runs; a zombie does not (its reaper, not us, may take seconds)."""
+    """Whether `pid` still runs or holds resources. A zombie whose reaper (not us) is slow counts
+    as gone, but only once its other threads are gone too: a killed charon's leader turns zombie
+    while a worker thread may still hold the IKE ports, and a new charon then cannot bind them."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" or threads > 1
+
+
+def _alive_pidfile(path: Path) -> bool:
+    try:
+        return _alive(int(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

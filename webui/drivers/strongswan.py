@@ -437,27 +437,27 @@ class FailureWatcher(threading.Thread):
         self.socket_path = socket_path
         self.failures = failures
         self.retry = retry
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout=5)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self._listen()
             except (DriverError, OSError, vici.exception.SessionException,
                     vici.exception.DeserializationException):
                 pass  # charon is down or restarting: try again after a pause
-            self._stop.wait(self.retry)
+            self._stopping.wait(self.retry)
 
     def _listen(self) -> None:
-        with session(self.socket_path, timeout=1.0) as vs:  # wakes each second to check _stop
+        with session(self.socket_path, timeout=1.0) as vs:  # wakes each second to check _stopping
             events = vs.listen(["log", "ike-updown"], timeout=1.0)
             try:
                 for kind, event in events:
-                    if self._stop.is_set():
+                    if self._stopping.is_set():
                         return
                     if kind == b"log":
                         self.failures.note_log(vm._text(event.get("ikesa-name")),
