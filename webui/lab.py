@@ -205,9 +205,11 @@ class Lab:
                 os.kill(pid, signal.SIGKILL)  # a lab charon holds nothing worth a graceful stop
             except ProcessLookupError:
                 pass
-        if proc is not None:
+        if proc is not None and proc.pid == pid:
             proc.wait(timeout=5)  # our child: reap it
         else:
+            if proc is not None:
+                proc.poll()  # a charon we started and someone else (restart-router) killed
             _wait_gone(pid)
         pidfile.unlink(missing_ok=True)
         self.vici(site).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ def driver(clean_lab, tmp_path):
     the_driver = strongswan.ViciDriver(clean_lab.router_vici, data_dir=tmp_path,
                                        restart_command=clean_lab.restart_command,
                                        connect_timeout=5)
-    the_driver.watch()
+    assert the_driver.watch(), "the failure watcher did not start listening"
     yield the_driver
     the_driver.close()
 
@@ -202,7 +202,7 @@ def test_fifty_peers(driver, clean_lab):
     clean_lab.exec("remote", ["ip", "-force", "-batch", "-"], input=batch)
     for peer in peers:
         clean_lab.load_remote_mirror(peer)
-    started = time.monotonic()
+    first_apply = started = time.monotonic()
     for peer in peers:
         driver.apply(peer)
     one_by_one = time.monotonic() - started
@@ -214,5 +214,5 @@ def test_fifty_peers(driver, clean_lab):
     up = wait_for(lambda: sum(s.state == "up" for s in driver.tunnel_states().values()) == 50,
                   timeout=20)
     print(f"\n50 peers: apply one by one {one_by_one:.2f} s, reconcile {in_one:.2f} s, "
-          f"all 50 up {time.monotonic() - started:.2f} s after the reconcile began")
+          f"all 50 up {time.monotonic() - first_apply:.2f} s after the first apply")
     assert up, driver.tunnel_states()

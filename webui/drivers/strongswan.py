@@ -411,11 +411,13 @@ class ViciDriver:
         return self._algorithms
 
     # --- failures of tunnels charon starts by itself ---------------------------------------------
-    def watch(self) -> None:
-        """Start the background listener that records why auto-started tunnels fail."""
+    def watch(self, wait: float = 2.0) -> bool:
+        """Start the background listener that records why auto-started tunnels fail; wait (bounded)
+        until it listens, so a failure right after this call is not missed. Whether it listens."""
         if self._watcher is None:
             self._watcher = FailureWatcher(self.socket_path, self.failures)
             self._watcher.start()
+        return self._watcher.listening.wait(wait)
 
     def close(self) -> None:
         if self._watcher is not None:
@@ -427,7 +429,7 @@ class FailureWatcher(threading.Thread):
     """One VICI session registered for charon's log, noting negotiation failures per connection.
 
     charon starts tunnels by itself (start_action, DPD restart), so the reason a tunnel is down is
-    often in no request's answer. This holds exactly one socket, wakes every second to check
+    often in no request's answer. This holds exactly one socket, wakes often to check
     whether it should stop, and reconnects after a pause when charon goes away. It never holds a
     web request: the pages read what it noted through `tunnel_states`.
     """
@@ -438,6 +440,7 @@ class FailureWatcher(threading.Thread):
         self.failures = failures
         self.retry = retry
         self._stopping = threading.Event()
+        self.listening = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -450,13 +453,17 @@ class FailureWatcher(threading.Thread):
             except (DriverError, OSError, vici.exception.SessionException,
                     vici.exception.DeserializationException):
                 pass  # charon is down or restarting: try again after a pause
+            self.listening.clear()
             self._stopping.wait(self.retry)
 
     def _listen(self) -> None:
-        with session(self.socket_path, timeout=1.0) as vs:  # wakes each second to check _stopping
-            events = vs.listen(["log", "ike-updown"], timeout=1.0)
+        # The socket timeout wakes the loop five times a second to check _stopping (and, the first
+        # time, to tell that the registration is done).
+        with session(self.socket_path, timeout=0.2) as vs:
+            events = vs.listen(["log", "ike-updown"])
             try:
                 for kind, event in events:
+                    self.listening.set()
                     if self._stopping.is_set():
                         return
                     if kind == b"log":
