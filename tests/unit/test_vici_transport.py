@@ -37,10 +37,13 @@ def frame(packet: bytes) -> bytes:
 
 
 def read_packet(conn) -> bytes | None:
-    header = conn.recv(4, socket.MSG_WAITALL)
-    if len(header) < 4:
+    try:
+        header = conn.recv(4, socket.MSG_WAITALL)
+        if len(header) < 4:
+            return None
+        return conn.recv(struct.unpack("!I", header)[0], socket.MSG_WAITALL)
+    except OSError:  # the test closed our end: we are done
         return None
-    return conn.recv(struct.unpack("!I", header)[0], socket.MSG_WAITALL)
 
 
 class FakeCharon:
@@ -52,6 +55,12 @@ class FakeCharon:
         self.thread.start()
 
     def serve(self):
+        try:
+            self.answer()
+        finally:
+            self.conn.close()
+
+    def answer(self):
         while (packet := read_packet(self.conn)) is not None:
             kind, size = packet[0], packet[1]
             name = packet[2:2 + size].decode()

@@ -42,6 +42,6 @@ def make(config) -> Drivers:
                        restart_command=restart_command(config),
                        timeout=float(config.get("VICI_TIMEOUT", 5)))
     if config.get("VICI_WATCH_FAILURES", True):
-        ipsec.watch()
+        ipsec.watch(wait=0)  # never hold up app start-up when charon is down
     return Drivers(ipsec=ipsec, kernel=_NotYet("Kernel inspection"),
                    firewall=_NotYet("The firewall"))
