@@ -227,6 +227,9 @@ class ViciDriver:
 
     def _load(self, vs, peer: Peer) -> None:
         shared, conn = self._messages(peer)
+        # Forget the old failure before loading: charon starts the tunnel at once, and its new
+        # failure may be noted by the watcher before load-conn even answers.
+        self.failures.clear(peer.name)
         request(vs, "load-shared", shared)
         try:
             request(vs, "load-conn", conn)
@@ -235,7 +238,6 @@ class ViciDriver:
                                 f"{str(err).split(': ', 1)[-1]}",
                                 field=field_at_fault(str(err))) from None
         self._managed.add(peer.name)
-        self.failures.clear(peer.name)
         log.info("loaded connection %s", peer.name)
 
     def _unload(self, vs, name: str, loaded: set[str]) -> None:
