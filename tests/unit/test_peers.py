@@ -60,13 +60,16 @@ def test_fake_driver_is_told_and_page_says_demo(app, browser):
     assert app.extensions["webui"].drivers.firewall.peers == ("branch-a",)
 
 
-def test_real_driver_mode_says_not_available(make_app):
-    browser = Browser(make_app(DRIVER="real", RECONCILE_ON_START=False).test_client())
+def test_real_driver_without_charon_says_so(make_app, tmp_path):
+    socket = tmp_path / "no-charon.vici"
+    browser = Browser(make_app(DRIVER="real", VICI_SOCKET=str(socket), VICI_WATCH_FAILURES=False,
+                               NETNS="", LAN_INTERFACES="", WAN_INTERFACES="",
+                               RECONCILE_ON_START=False).test_client())
     page = browser.get("/").get_data(as_text=True)
     assert "Demo mode" not in page
     r = browser.get("/commands/status", htmx=True)
     assert r.status_code == 503
-    assert "not available yet" in r.get_data(as_text=True)
+    assert f"strongSwan is not running (no VICI socket at {socket})" in r.get_data(as_text=True)
 
 
 def test_edit_form_never_contains_the_psk(browser):

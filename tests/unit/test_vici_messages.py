@@ -1,0 +1,198 @@
+"""The VICI message builders and parsers, by plain dict equality."""
+from collections import OrderedDict
+
+import pytest
+
+from webui.drivers import ChildSA, Connection, IkeSA
+from webui.drivers import vici_messages as vm
+from webui.peers import Peer
+
+
+def make_peer(**kw) -> Peer:
+    base = dict(name="branch", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+                local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",),
+                psk="s3cret-psk")
+    return Peer(**{**base, **kw})
+
+
+def test_load_conn_for_a_default_peer():
+    assert vm.load_conn(make_peer()) == {"branch": {
+        "version": "2",
+        "local_addrs": ["192.0.2.1"],
+        "remote_addrs": ["192.0.2.2"],
+        "proposals": ["aes256-sha256-curve25519-ecp256"],
+        "keyingtries": "3",
+        "dpd_delay": "30s",
+        "send_certreq": "no",
+        "local": {"auth": "psk", "id": "192.0.2.1"},
+        "remote": {"auth": "psk", "id": "192.0.2.2"},
+        "children": {"branch": {
+            "mode": "tunnel",
+            "local_ts": ["198.51.100.0/24"],
+            "remote_ts": ["203.0.113.0/24"],
+            "esp_proposals": ["aes256gcm16-curve25519-ecp256"],
+            "start_action": "start",
+            "dpd_action": "restart",
+            "close_action": "none",
+        }},
+    }}
+
+
+def test_dns_gateway_explicit_ids_and_ikev1_pass_through():
+    conn = vm.load_conn(make_peer(remote_gateway="vpn.example.net", local_id="hq@example.net",
+                                  peer_id="", ike_version=1, keying_retries=0,
+                                  local_networks=("10.0.0.0/24", "10.0.1.0/24")))["branch"]
+    assert (conn["version"], conn["remote_addrs"], conn["keyingtries"]) == (
+        "1", ["vpn.example.net"], "0")
+    assert conn["local"] == {"auth": "psk", "id": "hq@example.net"}
+    assert conn["remote"] == {"auth": "psk", "id": "vpn.example.net"}
+    assert conn["children"]["branch"]["local_ts"] == ["10.0.0.0/24", "10.0.1.0/24"]
+
+
+def test_load_shared_has_a_deterministic_id_and_both_owners():
+    assert vm.load_shared(make_peer(peer_id="remote.example.net")) == {
+        "id": "webui-psk-branch", "type": "IKE", "data": "s3cret-psk",
+        "owners": ["192.0.2.1", "remote.example.net"]}
+
+
+@pytest.mark.parametrize("encryption, integrity, expected", [
+    (("aes256",), ("sha256", "sha1"), ["aes256-sha256-sha1-ecp256"]),
+    # AEAD gets its own proposal and a PRF derived from the chosen integrity algorithms
+    (("aes256gcm16", "aes256", "chacha20poly1305"), ("sha384",),
+     ["aes256gcm16-chacha20poly1305-prfsha384-ecp256", "aes256-sha384-ecp256"]),
+    # AEAD alone with no integrity chosen: the default PRF
+    (("aes128gcm16",), (), ["aes128gcm16-prfsha256-ecp256"]),
+])
+def test_ike_proposals(encryption, integrity, expected):
+    peer = make_peer(ike_encryption=encryption, ike_integrity=integrity, ike_dh_groups=("ecp256",))
+    assert vm.ike_proposals(peer) == expected
+
+
+@pytest.mark.parametrize("encryption, integrity, groups, expected", [
+    (("aes256gcm16",), (), ("curve25519",), ["aes256gcm16-curve25519"]),
+    # no PFS: a proposal without any DH group
+    (("aes256",), ("sha256",), ("none",), ["aes256-sha256"]),
+    # PFS preferred, no-PFS still accepted; AEAD and CBC kept apart
+    (("aes256", "aes128gcm16"), ("sha256",), ("modp2048", "none"),
+     ["aes256-sha256-modp2048", "aes256-sha256", "aes128gcm16-modp2048", "aes128gcm16"]),
+])
+def test_esp_proposals(encryption, integrity, groups, expected):
+    peer = make_peer(esp_encryption=encryption, esp_integrity=integrity, esp_dh_groups=groups)
+    assert vm.esp_proposals(peer) == expected
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(ike_version=1, ike_encryption=("aes256gcm16",)), "ike_encryption"),
+    (dict(ike_encryption=("aes256",), ike_integrity=()), "ike_integrity"),
+    (dict(ike_encryption=()), "ike_encryption"),
+    (dict(ike_dh_groups=()), "ike_dh_groups"),
+    (dict(esp_encryption=("aes128",), esp_integrity=()), "esp_integrity"),
+    (dict(esp_dh_groups=()), "esp_dh_groups"),
+])
+def test_impossible_proposals_name_the_field(change, field):
+    with pytest.raises(vm.InvalidProposal) as err:
+        vm.load_conn(make_peer(**change))
+    assert err.value.field == field
+
+
+def test_mirror_swaps_sides_and_may_change_the_key():
+    peer = make_peer(local_id="hq", peer_id="")
+    remote = vm.mirror(peer, psk="wrong")
+    assert (remote.local_ip, remote.remote_gateway) == ("192.0.2.2", "192.0.2.1")
+    assert (remote.local_id, remote.peer_id) == ("192.0.2.2", "hq")
+    assert (remote.local_networks, remote.remote_networks) == (("203.0.113.0/24",),
+                                                               ("198.51.100.0/24",))
+    assert remote.psk == "wrong" and vm.mirror(peer).psk == "s3cret-psk"
+
+
+# --- Parsers: raw answers as the vici package hands them over (bytes values, OrderedDicts) -------
+
+RAW_SA = OrderedDict([("uniqueid", b"7"), ("version", b"2"),
+                      ("state", b"ESTABLISHED"), ("local-host", b"192.0.2.1"),
+                      ("remote-host", b"192.0.2.2"), ("local-id", b"192.0.2.1"),
+                      ("remote-id", b"192.0.2.2"), ("initiator", b"yes"),
+                      ("initiator-spi", b"a1b2"), ("encr-alg", b"AES_CBC"),
+                      ("encr-keysize", b"256"), ("integ-alg", b"HMAC_SHA2_256_128"),
+                      ("prf-alg", b"PRF_HMAC_SHA2_256"), ("dh-group", b"CURVE_25519"),
+                      ("established", b"42"), ("rekey-time", b"13000"),
+                      ("child-sas", OrderedDict([("branch-3", OrderedDict([
+                          ("name", b"branch"), ("uniqueid", b"3"), ("state", b"INSTALLED"),
+                          ("mode", b"TUNNEL"), ("protocol", b"ESP"), ("encap", b"yes"),
+                          ("encr-alg", b"AES_GCM_16"), ("encr-keysize", b"256"),
+                          ("bytes-in", b"840"), ("packets-in", b"10"), ("bytes-out", b"900"),
+                          ("packets-out", b"11"), ("rekey-time", b"3000"),
+                          ("life-time", b"3500"), ("install-time", b"40"),
+                          ("local-ts", [b"198.51.100.0/24"]),
+                          ("remote-ts", [b"203.0.113.0/24"])]))]))])
+
+
+def test_parse_sas_decodes_everything():
+    assert vm.parse_sas([{"branch": RAW_SA}]) == (IkeSA(
+        name="branch", unique_id=7, state="ESTABLISHED", version=2, local_host="192.0.2.1",
+        remote_host="192.0.2.2", local_id="192.0.2.1", remote_id="192.0.2.2", initiator=True,
+        encryption="AES_CBC-256", integrity="HMAC_SHA2_256_128", prf="PRF_HMAC_SHA2_256",
+        dh_group="CURVE_25519", established_for=42, rekey_in=13000, reauth_in=None,
+        children=(ChildSA(name="branch", state="INSTALLED", mode="TUNNEL", protocol="ESP",
+                          encap=True, encryption="AES_GCM_16-256", integrity="", dh_group="",
+                          local_ts=("198.51.100.0/24",), remote_ts=("203.0.113.0/24",),
+                          bytes_in=840, bytes_out=900, packets_in=10, packets_out=11,
+                          installed_for=40, rekey_in=3000, life_in=3500),)),)
+
+
+def test_parse_sas_of_a_connecting_sa_has_no_children_and_no_times():
+    (sa,) = vm.parse_sas([{"branch": {"uniqueid": b"9", "version": b"1", "state": b"CONNECTING"}}])
+    assert (sa.state, sa.version, sa.children, sa.established_for) == ("CONNECTING", 1, (), None)
+
+
+def test_parse_conns_marks_the_ones_this_ui_loaded():
+    events = [{"branch": {"local_addrs": [b"192.0.2.1"], "remote_addrs": [b"vpn.example.net"],
+                          "version": b"IKEv2", "children": {"branch": {"mode": b"TUNNEL"}}}},
+              {"from-swanctl": {"local_addrs": [b"%any"], "remote_addrs": [b"%any"],
+                                "version": b"0", "children": {}}}]
+    assert vm.parse_conns(events, managed={"branch"}) == (
+        Connection("branch", "IKEv2", ("192.0.2.1",), ("vpn.example.net",), ("branch",), True),
+        Connection("from-swanctl", "IKEv1/2", ("%any",), ("%any",), (), False))
+
+
+def test_parse_algorithms_maps_to_catalogue_keywords():
+    # AEAD ciphers are their own kind in charon's answer
+    answer = {"encryption": {"AES_CBC": b"aes", "3DES_CBC": b"des"}, "aead": {"AES_GCM_16": b"gcm"},
+              "integrity": {"HMAC_SHA2_256_128": b"hmac"},
+              "dh": {"MODP_2048": b"gmp", "CURVE_25519": b"curve25519"}}
+    assert vm.parse_algorithms(answer) == {"aes256", "aes128", "3des", "aes256gcm16", "aes128gcm16",
+                                           "sha256", "modp2048", "curve25519", "none"}
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("received AUTHENTICATION_FAILED notify error", "authentication failed"),
+    ("invalid HASH_V1 payload length, decryption failed?",
+     "authentication failed (the pre-shared keys differ)"),
+    ("received NO_PROPOSAL_CHOSEN notify error",
+     "no matching proposal (the two sides' algorithms differ)"),
+    ("giving up after 5 retransmits", "the remote gateway is not responding"),
+    ("sending packet: from 192.0.2.1[500] to 192.0.2.2[500] (248 bytes)", None),
+])
+def test_failure_reason(line, reason):
+    assert vm.failure_reason(line) == reason
+
+
+def _sa(name, state, *children, established=None):
+    return IkeSA(name=name, unique_id=1, state=state, version=2, established_for=established,
+                 children=tuple(ChildSA(name=name, state=s, bytes_in=i, bytes_out=o)
+                                for s, i, o in children))
+
+
+def test_tunnel_states_up_connecting_down():
+    from webui.drivers import TunnelState
+    sas = [_sa("a", "ESTABLISHED", ("INSTALLED", 100, 200), ("INSTALLED", 1, 2), established=60),
+           _sa("a", "ESTABLISHED", ("INSTALLED", 10, 20), established=5),  # a duplicate IKE SA
+           _sa("b", "CONNECTING"),
+           _sa("c", "ESTABLISHED", ("DELETING", 5, 5), established=9)]
+    states = vm.tunnel_states(sas, loaded={"a", "b", "c", "d"},
+                              failures={"b": "authentication failed", "d": "timeout"})
+    assert states == {
+        "a": TunnelState("a", "up", established_for=60, bytes_in=111, bytes_out=222, loaded=True),
+        "b": TunnelState("b", "connecting", reason="authentication failed", loaded=True),
+        "c": TunnelState("c", "connecting", loaded=True),
+        "d": TunnelState("d", "down", reason="timeout", loaded=True),
+    }

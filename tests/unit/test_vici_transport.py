@@ -1,0 +1,225 @@
+"""The VICI transport and the driver's error translation, against a tiny fake charon (no daemon).
+
+The fake speaks the wire protocol from strongSwan's VICI README: a 4-byte length, a packet type,
+and messages of sections, key/values and lists. It answers from a script of canned replies.
+"""
+import socket
+import struct
+import threading
+
+import pytest
+
+from webui.drivers import CommandFailed, DaemonUnavailable
+from webui.drivers import strongswan
+from webui.peers import Peer
+
+CMD_REQUEST, CMD_RESPONSE, EVENT_REGISTER, EVENT_UNREGISTER, EVENT_CONFIRM, EVENT = 0, 1, 3, 4, 5, 7
+
+
+def encode(message: dict) -> bytes:
+    out = b""
+    for key, value in message.items():
+        name = key.encode()
+        if isinstance(value, dict):
+            out += bytes([1, len(name)]) + name + encode(value) + bytes([2])
+        elif isinstance(value, list):
+            items = b"".join(bytes([5]) + struct.pack("!H", len(v)) + v
+                             for v in (str(i).encode() for i in value))
+            out += bytes([4, len(name)]) + name + items + bytes([6])
+        else:
+            data = str(value).encode()
+            out += bytes([3, len(name)]) + name + struct.pack("!H", len(data)) + data
+    return out
+
+
+def frame(packet: bytes) -> bytes:
+    return struct.pack("!I", len(packet)) + packet
+
+
+def read_packet(conn) -> bytes | None:
+    try:
+        header = conn.recv(4, socket.MSG_WAITALL)
+        if len(header) < 4:
+            return None
+        return conn.recv(struct.unpack("!I", header)[0], socket.MSG_WAITALL)
+    except OSError:  # the test closed our end: we are done
+        return None
+
+
+class FakeCharon:
+    """Answers each command from `replies`: {command: (events, response) or raw bytes to send}."""
+
+    def __init__(self, conn, replies):
+        self.conn, self.replies, self.commands = conn, replies, []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            self.answer()
+        finally:
+            self.conn.close()
+
+    def answer(self):
+        while (packet := read_packet(self.conn)) is not None:
+            kind, size = packet[0], packet[1]
+            name = packet[2:2 + size].decode()
+            if kind in (EVENT_REGISTER, EVENT_UNREGISTER):
+                self.conn.sendall(frame(bytes([EVENT_CONFIRM])))
+                continue
+            self.commands.append(name)
+            reply = self.replies[name]
+            if isinstance(reply, bytes):  # a broken or stalling charon
+                self.conn.sendall(reply)
+                continue
+            events, response = reply
+            for event_name, event in events:
+                self.conn.sendall(frame(bytes([EVENT, len(event_name)]) + event_name.encode()
+                                        + encode(event)))
+            self.conn.sendall(frame(bytes([CMD_RESPONSE]) + encode(response)))
+
+
+@pytest.fixture
+def pair():
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    yield client, server
+    server.close()
+
+
+def test_a_request_round_trip_decodes_at_the_parser(pair):
+    client, server = pair
+    FakeCharon(server, {"version": ([], {"daemon": "charon", "version": "5.9.8"})})
+    with strongswan.session("fake", timeout=1, sock=client) as vs:
+        answer = strongswan.request(vs, "version")
+    assert answer == {"daemon": b"charon", "version": b"5.9.8"}
+    assert client.fileno() == -1  # closed on the way out
+
+
+def test_a_stream_is_consumed_whole(pair):
+    client, server = pair
+    sa = {"uniqueid": "1", "version": "2", "state": "ESTABLISHED"}
+    FakeCharon(server, {"list-sas": ([("list-sa", {"a": sa}), ("list-sa", {"b": sa})], {})})
+    with strongswan.session("fake", timeout=1, sock=client) as vs:
+        events = strongswan.streamed(vs, "list-sas", "list-sa")
+    assert [list(e) for e in events] == [["a"], ["b"]]
+
+
+def test_charon_stalling_mid_answer_is_a_timeout_not_a_hang(pair):
+    client, server = pair
+    # the length says 100 bytes, but only 3 come: the package alone would wait forever here
+    FakeCharon(server, {"version": struct.pack("!I", 100) + bytes([CMD_RESPONSE, 3, 1])})
+    with pytest.raises(DaemonUnavailable, match=r"did not answer within 0.3 s \(VICI socket fake"):
+        with strongswan.session("fake", timeout=0.3, sock=client) as vs:
+            strongswan.request(vs, "version")
+
+
+def test_charon_closing_the_connection_is_unavailable(pair):
+    client, server = pair
+    server.close()
+    with pytest.raises(DaemonUnavailable, match="fake"):
+        with strongswan.session("fake", timeout=1, sock=client) as vs:
+            strongswan.request(vs, "version")
+
+
+def test_a_refusal_is_command_failed_without_the_package_prefix(pair):
+    client, server = pair
+    FakeCharon(server, {"unload-conn": ([], {"success": "no",
+                                             "errmsg": "unload: connection 'x' not found"})})
+    with pytest.raises(CommandFailed) as err:
+        with strongswan.session("fake", timeout=1, sock=client) as vs:
+            strongswan.request(vs, "unload-conn", {"name": "x"})
+    assert str(err.value) == "strongSwan refused unload-conn: unload: connection 'x' not found"
+
+
+def test_no_socket_says_strongswan_is_not_running(tmp_path):
+    path = tmp_path / "charon.vici"
+    driver = strongswan.ViciDriver(path, data_dir=tmp_path)
+    with pytest.raises(DaemonUnavailable) as err:
+        driver.tunnel_states()
+    assert str(err.value) == f"strongSwan is not running (no VICI socket at {path})."
+    assert driver.supported_algorithms() is None
+
+
+# --- The driver against the fake, on a real listening socket -------------------------------------
+
+@pytest.fixture
+def fake_charon(tmp_path):
+    """A listening fake charon; set `.replies` before calling the driver. One FakeCharon each."""
+    path = tmp_path / "charon.vici"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    state = type("State", (), {"replies": {}, "served": [], "path": path})()
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            state.served.append(FakeCharon(conn, state.replies))
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield state
+    listener.close()
+
+
+PEER = Peer(name="branch", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+            local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",),
+            psk="do-not-leak-7f3a")
+
+
+def test_apply_names_the_field_charon_refused(fake_charon, tmp_path):
+    fake_charon.replies.update({
+        "get-conns": ([], {"conns": []}),
+        "load-shared": ([], {"success": "yes"}),
+        "load-conn": ([], {"success": "no",
+                           "errmsg": "invalid value for: esp_proposals, config discarded"})})
+    driver = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path)
+    with pytest.raises(CommandFailed) as err:
+        driver.apply(PEER)
+    assert err.value.field == "esp_encryption"
+    assert "esp_proposals" in str(err.value) and "do-not-leak" not in str(err.value)
+    assert [c.commands for c in fake_charon.served] == [["get-conns", "load-shared", "load-conn"]]
+
+
+def test_apply_records_what_the_ui_loaded(fake_charon, tmp_path):
+    fake_charon.replies.update({"get-conns": ([], {"conns": []}),
+                                "load-shared": ([], {"success": "yes"}),
+                                "load-conn": ([], {"success": "yes"})})
+    strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path).apply(PEER)
+    assert strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path)._managed == {"branch"}
+    assert (tmp_path / "ipsec-loaded.json").read_text().count("branch") == 1
+
+
+def test_an_impossible_proposal_is_refused_before_charon_is_asked(fake_charon, tmp_path):
+    from dataclasses import replace
+    driver = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path)
+    with pytest.raises(CommandFailed) as err:
+        driver.apply(replace(PEER, ike_version=1, ike_encryption=("aes256gcm16",)))
+    assert err.value.field == "ike_encryption" and fake_charon.served == []
+
+
+def test_tunnel_states_is_one_session(fake_charon, tmp_path):
+    sa = {"uniqueid": "1", "version": "2", "state": "ESTABLISHED", "established": "7",
+          "child-sas": {"branch-1": {"name": "branch", "state": "INSTALLED",
+                                     "bytes-in": "10", "bytes-out": "20"}}}
+    fake_charon.replies.update({"list-sas": ([("list-sa", {"branch": sa})], {}),
+                                "get-conns": ([], {"conns": ["branch", "other"]})})
+    states = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path).tunnel_states()
+    assert {n: (s.state, s.established_for, s.bytes_in, s.bytes_out, s.loaded)
+            for n, s in states.items()} == {"branch": ("up", 7, 10, 20, True),
+                                            "other": ("down", None, 0, 0, True)}
+    assert len(fake_charon.served) == 1
+
+
+def test_restart_without_a_command_says_so(tmp_path):
+    steps = strongswan.ViciDriver(tmp_path / "x.vici", data_dir=tmp_path).restart([PEER])
+    assert [(s.ok, "WEBUI_IPSEC_RESTART_COMMAND" in s.detail) for s in steps] == [(False, True)]
+
+
+def test_restart_runs_an_argument_list_and_reports_a_failing_command(tmp_path):
+    driver = strongswan.ViciDriver(tmp_path / "x.vici", data_dir=tmp_path,
+                                   restart_command=["sh", "-c", "echo broken >&2; exit 3"])
+    (step,) = driver.restart([PEER])
+    assert (step.ok, step.detail) == (False, "exit status 3: broken")

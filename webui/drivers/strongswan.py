@@ -1,0 +1,479 @@
+"""The strongSwan driver: talks to charon over VICI, one short-lived session per call.
+
+Every call opens the socket with a timeout, consumes whatever it streams, and closes it in `finally`;
+errors from the `vici` package become DaemonUnavailable (nobody answered) or CommandFailed (charon
+answered and refused). Messages are built and answers parsed in `vici_messages`, which is pure.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import vici
+import vici.exception
+import vici.protocol
+
+from webui.atomic import write_atomic
+from webui.drivers import (CommandFailed, DaemonUnavailable, DriverError, IPsecStatus, Step,
+                           TunnelState)
+from webui.drivers import vici_messages as vm
+from webui.peers import Peer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = "/var/run/charon.vici"
+DEFAULT_TIMEOUT = 5.0
+
+
+class _TimedTransport(vici.protocol.Transport):
+    """The vici transport, but the socket timeout holds for every read.
+
+    The package drops the timeout after the first byte of a read, so a daemon that stalls in the
+    middle of an answer would hang a web server thread forever.
+    """
+
+    def _recvall(self, count, timeout=vici.protocol.RECV_TIMEOUT_DEFAULT):
+        data = b""
+        while len(data) < count:
+            chunk = self.socket.recv(count - len(data))
+            if not chunk:
+                raise ConnectionResetError("charon closed the VICI connection")
+            data += chunk
+        return data
+
+
+def not_running(path: str | Path) -> DaemonUnavailable:
+    return DaemonUnavailable(f"strongSwan is not running (no VICI socket at {path}).")
+
+
+@contextlib.contextmanager
+def session(path: str | Path, timeout: float = DEFAULT_TIMEOUT, sock: socket.socket | None = None):
+    """A vici.Session on a fresh socket (or `sock`, already connected), translating transport
+    failures; the socket is closed on exit."""
+    connected = sock is not None
+    sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            if not connected:
+                sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            raise not_running(path) from None
+        except socket.timeout:
+            raise DaemonUnavailable(f"strongSwan did not accept a VICI connection within "
+                                    f"{timeout:g} s ({path}).") from None
+        vici_session = vici.Session(sock)
+        vici_session.transport = _TimedTransport(sock)
+        try:
+            yield vici_session
+        except socket.timeout:
+            raise DaemonUnavailable(f"strongSwan did not answer within {timeout:g} s "
+                                    f"(VICI socket {path}).") from None
+        except (ConnectionError, BrokenPipeError, struct.error,
+                vici.exception.DeserializationException, vici.exception.SessionException) as err:
+            raise DaemonUnavailable(f"The connection to strongSwan broke ({path}): {err}") from None
+        except OSError as err:
+            if err.errno is None:  # the package's own socket.error('Connection closed')
+                raise DaemonUnavailable(f"strongSwan closed the VICI connection ({path}).") \
+                    from None
+            raise
+    finally:
+        sock.close()
+
+
+def command_error(err: vici.exception.CommandException) -> str:
+    """charon's refusal without the package's "Command failed: " prefix."""
+    text = str(err)
+    return text.split(": ", 1)[1] if text.startswith("Command failed: ") else text
+
+
+def request(vs, command: str, message: dict | None = None, field: str | None = None) -> dict:
+    """One non-streamed command on an open session; charon's refusal -> CommandFailed."""
+    try:
+        return vs.request(command, message)
+    except vici.exception.CommandException as err:
+        raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}",
+                            field=field) from None
+
+
+def streamed(vs, command: str, event: str, message: dict | None = None) -> list[dict]:
+    """One streamed command on an open session, its events collected (the generator consumed)."""
+    try:
+        return list(vs.streamed_request(command, event, message))
+    except vici.exception.CommandException as err:
+        raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}") from None
+
+
+def call(path, command: str, message: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
+         field: str | None = None) -> dict:
+    """One non-streamed command on its own session."""
+    with session(path, timeout) as vs:
+        return request(vs, command, message, field)
+
+
+def stream(path, command: str, event: str, message: dict | None = None,
+           timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """One streamed command on its own session."""
+    with session(path, timeout) as vs:
+        return streamed(vs, command, event, message)
+
+
+# --- The driver ----------------------------------------------------------------------------------
+
+STATE_FILE = "ipsec-loaded.json"
+FAILURE_TTL = 15 * 60  # a failure older than this says little about the tunnel now
+
+# charon's "invalid value for: <key>" names the message key; the form wants the peer field.
+_FIELDS = {"esp_proposals": "esp_encryption", "proposals": "ike_encryption",
+           "local_ts": "local_networks", "remote_ts": "remote_networks",
+           "local_addrs": "local_ip", "remote_addrs": "remote_gateway"}
+
+
+def field_at_fault(message: str) -> str | None:
+    for key, field in _FIELDS.items():  # esp_proposals before proposals: it contains it
+        if f"for: {key}" in message:
+            return field
+    return None
+
+
+def default_restart_command() -> list[str] | None:
+    """How this host restarts strongSwan: systemd, OpenWrt, or unknown (None)."""
+    if Path("/run/systemd/system").is_dir():
+        return ["systemctl", "restart", "strongswan"]
+    if Path("/etc/openwrt_release").exists():
+        return ["/etc/init.d/swanctl", "restart"]
+    return None
+
+
+class Failures:
+    """The last negotiation failure per connection, forgotten after FAILURE_TTL or when it is up."""
+
+    def __init__(self, ttl: float = FAILURE_TTL):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._by_name: dict[str, tuple[str, float]] = {}
+
+    def record(self, name: str, reason: str) -> None:
+        with self._lock:
+            self._by_name[name] = (reason, time.monotonic())
+
+    def clear(self, name: str) -> None:
+        with self._lock:
+            self._by_name.pop(name, None)
+
+    def current(self) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            self._by_name = {n: (r, t) for n, (r, t) in self._by_name.items() if now - t < self.ttl}
+            return {n: r for n, (r, _) in self._by_name.items()}
+
+    def note_log(self, name: str, message: str) -> str | None:
+        reason = vm.failure_reason(message)
+        if name and reason:
+            self.record(name, reason)
+        return reason
+
+
+class ViciDriver:
+    """strongSwan over VICI, as the IPsec page uses it. Thread-safe; one VICI session per call."""
+
+    def __init__(self, socket_path: str | Path = DEFAULT_SOCKET, data_dir: str | Path = ".",
+                 restart_command: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = 10.0, restart_wait: float = 20.0):
+        self.socket_path = str(socket_path)
+        self.state_path = Path(data_dir) / STATE_FILE
+        self.restart_command = list(restart_command) if restart_command else None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.restart_wait = restart_wait
+        self.failures = Failures()
+        self._lock = threading.Lock()  # guards the set of loaded names and its file
+        self._managed = self._read_state()
+        self._algorithms: frozenset[str] | None = None
+        self._watcher: FailureWatcher | None = None
+
+    # --- what this UI loaded ---------------------------------------------------------------------
+    def _read_state(self) -> set[str]:
+        try:
+            return set(json.loads(self.state_path.read_text())["loaded"])
+        except FileNotFoundError:
+            return set()
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable %s", self.state_path)
+            return set()
+
+    def _save_state(self) -> None:
+        data = json.dumps({"loaded": sorted(self._managed)}, indent=1).encode()
+        write_atomic(self.state_path, data, mode=0o644)
+
+    def _session(self, timeout: float | None = None):
+        return session(self.socket_path, timeout or self.timeout)
+
+    # --- loading ---------------------------------------------------------------------------------
+    @staticmethod
+    def _messages(peer: Peer) -> tuple[dict, dict]:
+        try:
+            return vm.load_shared(peer), vm.load_conn(peer)
+        except vm.InvalidProposal as err:
+            raise CommandFailed(str(err), field=err.field) from None
+
+    def _load(self, vs, peer: Peer) -> None:
+        shared, conn = self._messages(peer)
+        # Forget the old failure before loading: charon starts the tunnel at once, and its new
+        # failure may be noted by the watcher before load-conn even answers.
+        self.failures.clear(peer.name)
+        request(vs, "load-shared", shared)
+        try:
+            request(vs, "load-conn", conn)
+        except CommandFailed as err:
+            raise CommandFailed(f"strongSwan refused peer {peer.name}: "
+                                f"{str(err).split(': ', 1)[-1]}",
+                                field=field_at_fault(str(err))) from None
+        self._managed.add(peer.name)
+        log.info("loaded connection %s", peer.name)
+
+    def _unload(self, vs, name: str, loaded: set[str]) -> None:
+        """Unload the connection and its key, and end its SAs (unload-conn leaves them up)."""
+        if name in loaded:
+            request(vs, "unload-conn", {"name": name})
+        request(vs, "unload-shared", {"id": vm.shared_key_id(name)})  # succeeds when absent too
+        try:
+            streamed(vs, "terminate", "control-log", {"ike": name, "timeout": -1})
+        except CommandFailed:
+            pass  # "no matching SAs to terminate found": nothing was up
+        self._managed.discard(name)
+        self.failures.clear(name)
+        log.info("unloaded connection %s", name)
+
+    @staticmethod
+    def _loaded(vs) -> set[str]:
+        return {vm._text(n) for n in request(vs, "get-conns").get("conns", [])}
+
+    def apply(self, peer: Peer, previous_name: str | None = None) -> None:
+        self._messages(peer)  # refuse an impossible proposal before touching charon
+        with self._lock, self._session() as vs:
+            try:
+                loaded = self._loaded(vs)
+                if previous_name and previous_name != peer.name:
+                    self._unload(vs, previous_name, loaded)
+                if peer.enabled:
+                    self._load(vs, peer)
+                else:
+                    self._unload(vs, peer.name, loaded)
+            finally:
+                self._save_state()
+
+    def remove(self, name: str) -> None:
+        with self._lock, self._session() as vs:
+            try:
+                self._unload(vs, name, self._loaded(vs))
+            finally:
+                self._save_state()
+
+    def reconcile(self, peers: Sequence[Peer]) -> list[Step]:
+        """Make charon hold what the store says; unload what this UI loaded and the store dropped;
+        leave connections this UI did not create alone."""
+        wanted = {p.name: p for p in peers if p.enabled}
+        steps, failed = [], []
+        with self._lock, self._session() as vs:
+            try:
+                loaded = self._loaded(vs)
+                for peer in wanted.values():
+                    try:
+                        self._load(vs, peer)
+                    except CommandFailed as err:
+                        failed.append(peer.name)
+                        steps.append(Step(f"Load {peer.name}", False, str(err)))
+                stale = sorted((self._managed | {p.name for p in peers}) - set(wanted))
+                for name in stale:
+                    if name in loaded or name in self._managed:
+                        self._unload(vs, name, loaded)
+                        steps.append(Step(f"Unload {name}", True, "not an enabled peer any more"))
+                everything = {c.name for c in vm.parse_conns(streamed(vs, "list-conns",
+                                                                      "list-conn"))}
+            finally:
+                self._save_state()
+        ok = len(wanted) - len(failed)
+        steps.insert(0, Step(f"Load {ok} of {len(wanted)} enabled peer(s)", not failed))
+        external = sorted(everything - set(wanted))
+        if external:
+            steps.append(Step("Leave connections not made by this UI alone", True,
+                              ", ".join(external)))
+        return steps
+
+    def restart(self, peers: Sequence[Peer]) -> list[Step]:
+        """Restart strongSwan with the configured command, wait for VICI, then reconcile."""
+        if not self.restart_command:
+            return [Step("Restart strongSwan", False,
+                         "No restart command is configured (WEBUI_IPSEC_RESTART_COMMAND) and this "
+                         "host is neither systemd nor OpenWrt.")]
+        steps = [self._run_restart_command()]
+        if not steps[0].ok:
+            return steps
+        steps.append(self._wait_for_vici())
+        if steps[-1].ok:
+            try:
+                steps += self.reconcile(peers)
+            except DriverError as err:
+                steps.append(Step("Load peers again", False, str(err)))
+        return steps
+
+    def _run_restart_command(self) -> Step:
+        what = f"Run {' '.join(self.restart_command)}"
+        started = time.monotonic()
+        try:
+            done = subprocess.run(self.restart_command, capture_output=True, text=True,
+                                  timeout=self.restart_wait, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return Step(what, False, str(err))
+        detail = (done.stderr or done.stdout).strip()[-500:]
+        if done.returncode != 0:
+            return Step(what, False, f"exit status {done.returncode}: {detail}")
+        return Step(what, True, f"done in {time.monotonic() - started:.1f} s")
+
+    def _wait_for_vici(self) -> Step:
+        what = "Wait for strongSwan to answer on VICI"
+        started = time.monotonic()
+        while True:
+            try:
+                call(self.socket_path, "version", timeout=1.0)
+                return Step(what, True, f"answered after {time.monotonic() - started:.1f} s")
+            except DriverError as err:
+                if time.monotonic() - started > self.restart_wait:
+                    return Step(what, False, f"no answer after {self.restart_wait:g} s: {err}")
+            time.sleep(0.1)
+
+    # --- tunnels ---------------------------------------------------------------------------------
+    def connect(self, name: str) -> str:
+        """Bring the tunnel up now; waits at most `connect_timeout` and says what happened."""
+        with self._session(self.connect_timeout + 2) as vs:
+            current = vm.tunnel_states(vm.parse_sas(streamed(vs, "list-sas", "list-sa",
+                                                             {"ike": name})), (), {}).get(name)
+            if current and current.state != "down":
+                return f"{name} is already {current.state}."
+            message = {"child": name, "ike": name, "timeout": int(self.connect_timeout * 1000)}
+            reason = None
+            try:
+                for event in vs.streamed_request("initiate", "control-log", message):
+                    reason = self.failures.note_log(name, vm._text(event.get("msg"))) or reason
+            except vici.exception.CommandException as err:
+                reason = reason or command_error(err)
+                self.failures.record(name, reason)
+                log.info("connecting %s failed", name)
+                return f"{name} did not come up: {reason}."
+        self.failures.clear(name)
+        return f"{name} is up."
+
+    def disconnect(self, name: str) -> str:
+        message = {"ike": name, "timeout": int(self.connect_timeout * 1000)}
+        with self._session(self.connect_timeout + 2) as vs:
+            try:
+                streamed(vs, "terminate", "control-log", message)
+            except CommandFailed as err:
+                if "no matching SAs" in str(err):
+                    return f"{name} was not connected."
+                return f"{name} could not be disconnected: {str(err).split(': ', 1)[-1]}"
+        return f"{name} is disconnected."
+
+    def tunnel_states(self) -> dict[str, TunnelState]:
+        """Every connection's state from ONE list-sas (plus get-conns) on one session."""
+        with self._session() as vs:
+            sas = vm.parse_sas(streamed(vs, "list-sas", "list-sa", {"noblock": "yes"}))
+            loaded = self._loaded(vs)
+        states = vm.tunnel_states(sas, loaded, self.failures.current())
+        for name, state in states.items():
+            if state.state == "up":
+                self.failures.clear(name)
+        return states
+
+    def status(self) -> IPsecStatus:
+        with self._session() as vs:
+            conns = streamed(vs, "list-conns", "list-conn")
+            sas = streamed(vs, "list-sas", "list-sa", {"noblock": "yes"})
+        with self._lock:
+            managed = set(self._managed)
+        return IPsecStatus(connections=vm.parse_conns(conns, managed), sas=vm.parse_sas(sas))
+
+    def supported_algorithms(self) -> frozenset[str] | None:
+        """Catalogue keywords charon can honour (cached); None while charon cannot be asked."""
+        if self._algorithms is None:
+            try:
+                self._algorithms = vm.parse_algorithms(call(self.socket_path, "get-algorithms",
+                                                            timeout=self.timeout))
+            except DriverError:
+                return None
+        return self._algorithms
+
+    # --- failures of tunnels charon starts by itself ---------------------------------------------
+    def watch(self, wait: float = 2.0) -> bool:
+        """Start the background listener that records why auto-started tunnels fail; wait (bounded)
+        until it listens, so a failure right after this call is not missed. Whether it listens."""
+        if self._watcher is None:
+            self._watcher = FailureWatcher(self.socket_path, self.failures)
+            self._watcher.start()
+        return self._watcher.listening.wait(wait)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+
+class FailureWatcher(threading.Thread):
+    """One VICI session registered for charon's log, noting negotiation failures per connection.
+
+    charon starts tunnels by itself (start_action, DPD restart), so the reason a tunnel is down is
+    often in no request's answer. This holds exactly one socket, wakes often to check
+    whether it should stop, and reconnects after a pause when charon goes away. It never holds a
+    web request: the pages read what it noted through `tunnel_states`.
+    """
+
+    def __init__(self, socket_path: str, failures: Failures, retry: float = 2.0):
+        super().__init__(name="vici-failure-watcher", daemon=True)
+        self.socket_path = socket_path
+        self.failures = failures
+        self.retry = retry
+        self._stopping = threading.Event()
+        self.listening = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+            except (DriverError, OSError, vici.exception.SessionException,
+                    vici.exception.DeserializationException):
+                pass  # charon is down or restarting: try again after a pause
+            self.listening.clear()
+            self._stopping.wait(self.retry)
+
+    def _listen(self) -> None:
+        # The socket timeout wakes the loop five times a second to check _stopping (and, the first
+        # time, to tell that the registration is done).
+        with session(self.socket_path, timeout=0.2) as vs:
+            events = vs.listen(["log", "ike-updown"])
+            try:
+                for kind, event in events:
+                    self.listening.set()
+                    if self._stopping.is_set():
+                        return
+                    if kind == b"log":
+                        self.failures.note_log(vm._text(event.get("ikesa-name")),
+                                               vm._text(event.get("msg")))
+                    elif kind == b"ike-updown" and vm._text(event.get("up")) == "yes":
+                        for name in event:
+                            if name != "up":
+                                self.failures.clear(vm._text(name))
+            finally:
+                events.close()

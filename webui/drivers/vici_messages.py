@@ -1,0 +1,338 @@
+"""VICI messages for strongSwan: pure builders (peer -> message) and parsers (answer -> dataclasses).
+
+Nothing here does I/O, so every message the driver sends is tested with plain dict equality.
+Parsers are the bytes boundary: what comes out of them is `str`/`int` only.
+
+Decisions the builders encode (the swanctl.conf(5) names in brackets):
+
+- One IKE connection and one CHILD_SA per peer, both named after the peer, so a peer name is all the
+  driver needs to load, unload, initiate and terminate it.
+- Addresses [local_addrs, remote_addrs]: the peer's local IP and remote gateway, passed as-is, so a
+  gateway given as a DNS name is resolved by charon (again on every attempt), not by the UI.
+- Authentication [local/remote auth=psk, id]: PSK with the two IDs (defaults: local IP and remote
+  gateway). The key is loaded with `load-shared` under a deterministic `id` ("webui-psk-<name>") so
+  `unload-shared` can remove exactly that key on delete or rename.
+- Start action [start_action=start]: a site-to-site router wants its tunnels up, not waiting for the
+  first packet, and the UI should show a failing tunnel (wrong key, gateway down) as soon as it is
+  saved. `trap` (on demand) was considered and rejected: it depends on the kernel raising acquires,
+  and strongSwan's userspace ESP (kernel-libipsec, the lab, some small routers) does not: 5.9.8 just
+  logs "could not find an outbound IPsec SA ... dropping packet". With `start`, a load-conn that
+  replaces a connection renegotiates it, so edited networks take effect at once. The cost: after
+  `keyingtries` failed attempts charon stops trying until Connect, Restart IPsec or an edit; set
+  keying tries to 0 (forever) for a link that must always come back by itself.
+- Dead peer detection [dpd_delay=30s]: both IKE versions (IKEv1 uses it for R-U-THERE; its timeout
+  keeps charon's default). On DPD timeout [dpd_action=restart] the tunnel is renegotiated at once.
+  When the remote closes the CHILD_SA on purpose [close_action=none] we do not fight it: two ends that
+  both restart on close can loop, and a remote that comes back initiates by itself.
+- Keying tries [keyingtries]: the peer's `keying_retries`, where 0 means forever, as in strongSwan.
+- Proposals: strongSwan cannot mix AEAD (aes*gcm16, chacha20poly1305) and classic ciphers in one
+  proposal, so each kind gets its own, in the order the administrator chose. An IKE AEAD proposal has
+  no integrity algorithm but still needs a PRF: it takes prf<hash> from the chosen IKE integrity
+  algorithms, or prfsha256 when none are chosen. IKEv1 has no AEAD for the IKE SA: refused here, with
+  the field named. ESP DH group "none" means no PFS: a proposal without any DH group, offered after
+  the PFS ones when both are chosen.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from webui.drivers import ChildSA, Connection, IkeSA, TunnelState
+from webui.peers import AEAD, Peer
+
+DPD_DELAY = "30s"
+START_ACTION = "start"
+DPD_ACTION = "restart"
+CLOSE_ACTION = "none"
+SHARED_ID_PREFIX = "webui-psk-"
+
+
+class InvalidProposal(ValueError):
+    """The peer's algorithms cannot make a proposal; `field` names the peer field at fault."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+# --- Builders ------------------------------------------------------------------------------------
+
+
+def shared_key_id(name: str) -> str:
+    return SHARED_ID_PREFIX + name
+
+
+def _prfs(integrity: Iterable[str]) -> list[str]:
+    return [f"prf{alg}" for alg in integrity] or ["prfsha256"]
+
+
+def _split_aead(ciphers: Iterable[str]) -> list[tuple[bool, list[str]]]:
+    """Ciphers grouped into (is_aead, [ciphers]) runs, ordered by each kind's first appearance."""
+    groups: dict[bool, list[str]] = {}
+    for cipher in ciphers:
+        groups.setdefault(cipher in AEAD, []).append(cipher)
+    return list(groups.items())
+
+
+def ike_proposals(peer: Peer) -> list[str]:
+    if not peer.ike_encryption:
+        raise InvalidProposal("Choose at least one IKE encryption algorithm.", "ike_encryption")
+    if not peer.ike_dh_groups:
+        raise InvalidProposal("Choose at least one IKE DH group.", "ike_dh_groups")
+    proposals = []
+    for aead, ciphers in _split_aead(peer.ike_encryption):
+        if aead and peer.ike_version == 1:
+            raise InvalidProposal("IKEv1 cannot use AEAD ciphers (GCM, ChaCha20-Poly1305) for IKE.",
+                                  "ike_encryption")
+        if not aead and not peer.ike_integrity:
+            raise InvalidProposal("CBC ciphers need an integrity algorithm.", "ike_integrity")
+        middle = _prfs(peer.ike_integrity) if aead else list(peer.ike_integrity)
+        proposals.append("-".join(ciphers + middle + list(peer.ike_dh_groups)))
+    return proposals
+
+
+def esp_proposals(peer: Peer) -> list[str]:
+    if not peer.esp_encryption:
+        raise InvalidProposal("Choose at least one ESP encryption algorithm.", "esp_encryption")
+    if not peer.esp_dh_groups:
+        raise InvalidProposal("Choose DH groups for ESP, or None (no PFS).", "esp_dh_groups")
+    groups = [g for g in peer.esp_dh_groups if g != "none"]
+    # Without PFS a proposal simply carries no DH group; with both chosen, PFS is preferred.
+    dh_variants = ([groups] if groups else []) + ([[]] if "none" in peer.esp_dh_groups else [])
+    proposals = []
+    for aead, ciphers in _split_aead(peer.esp_encryption):
+        if not aead and not peer.esp_integrity:
+            raise InvalidProposal("CBC ciphers need an integrity algorithm.", "esp_integrity")
+        middle = [] if aead else list(peer.esp_integrity)
+        proposals.extend("-".join(ciphers + middle + dh) for dh in dh_variants)
+    return proposals
+
+
+def load_conn(peer: Peer) -> dict:
+    """The `load-conn` message for `peer`: {name: {...}}."""
+    child = {
+        "mode": "tunnel",
+        "local_ts": list(peer.local_networks),
+        "remote_ts": list(peer.remote_networks),
+        "esp_proposals": esp_proposals(peer),
+        "start_action": START_ACTION,
+        "dpd_action": DPD_ACTION,
+        "close_action": CLOSE_ACTION,
+    }
+    conn = {
+        "version": str(peer.ike_version),
+        "local_addrs": [peer.local_ip],
+        "remote_addrs": [peer.remote_gateway],
+        "proposals": ike_proposals(peer),
+        "keyingtries": str(peer.keying_retries),
+        "dpd_delay": DPD_DELAY,
+        "send_certreq": "no",  # PSK only: asking for certificates just bloats the exchange
+        "local": {"auth": "psk", "id": peer.effective_local_id},
+        "remote": {"auth": "psk", "id": peer.effective_peer_id},
+        "children": {peer.name: child},
+    }
+    return {peer.name: conn}
+
+
+def load_shared(peer: Peer) -> dict:
+    """The `load-shared` message with the peer's PSK, owned by both IDs."""
+    return {
+        "id": shared_key_id(peer.name),
+        "type": "IKE",
+        "data": peer.psk,
+        "owners": [peer.effective_local_id, peer.effective_peer_id],
+    }
+
+
+def mirror(peer: Peer, psk: str | None = None) -> Peer:
+    """The peer as the remote site sees it: addresses, IDs and networks swapped (for the lab)."""
+    from dataclasses import replace
+    return replace(peer, local_ip=peer.remote_gateway, remote_gateway=peer.local_ip,
+                   local_id=peer.effective_peer_id, peer_id=peer.effective_local_id,
+                   local_networks=peer.remote_networks, remote_networks=peer.local_networks,
+                   psk=peer.psk if psk is None else psk)
+
+
+# --- Parsers -------------------------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(_text(value))
+    except ValueError:
+        return None
+
+
+def _texts(values) -> tuple[str, ...]:
+    return tuple(_text(v) for v in values or ())
+
+
+def _algorithm(sa: Mapping, name: str) -> str:
+    """'AES_GCM_16' + keysize '256' -> 'AES_GCM_16-256', as swanctl shows it."""
+    alg = _text(sa.get(f"{name}-alg"))
+    size = _text(sa.get(f"{name}-keysize"))
+    return f"{alg}-{size}" if alg and size else alg
+
+
+def parse_child(name: str, child: Mapping) -> ChildSA:
+    # The key of a child-sas entry is "<name>-<uniqueid>" in recent charons; `name` holds the config's.
+    return ChildSA(
+        name=_text(child.get("name")) or name,
+        state=_text(child.get("state")),
+        mode=_text(child.get("mode")),
+        protocol=_text(child.get("protocol")),
+        encap=_text(child.get("encap")) == "yes",
+        encryption=_algorithm(child, "encr"),
+        integrity=_algorithm(child, "integ"),
+        dh_group=_text(child.get("dh-group")),
+        local_ts=_texts(child.get("local-ts")),
+        remote_ts=_texts(child.get("remote-ts")),
+        bytes_in=_int(child.get("bytes-in")) or 0,
+        bytes_out=_int(child.get("bytes-out")) or 0,
+        packets_in=_int(child.get("packets-in")) or 0,
+        packets_out=_int(child.get("packets-out")) or 0,
+        installed_for=_int(child.get("install-time")),
+        rekey_in=_int(child.get("rekey-time")),
+        life_in=_int(child.get("life-time")),
+    )
+
+
+def parse_ike_sa(name: str, sa: Mapping) -> IkeSA:
+    children = tuple(parse_child(_text(key), child)
+                     for key, child in (sa.get("child-sas") or {}).items())
+    return IkeSA(
+        name=name,
+        unique_id=_int(sa.get("uniqueid")) or 0,
+        state=_text(sa.get("state")),
+        version=_int(sa.get("version")) or 0,
+        local_host=_text(sa.get("local-host")),
+        remote_host=_text(sa.get("remote-host")),
+        local_id=_text(sa.get("local-id")),
+        remote_id=_text(sa.get("remote-id")),
+        initiator=_text(sa.get("initiator")) == "yes",
+        encryption=_algorithm(sa, "encr"),
+        integrity=_algorithm(sa, "integ"),
+        prf=_text(sa.get("prf-alg")),
+        dh_group=_text(sa.get("dh-group")),
+        established_for=_int(sa.get("established")),
+        rekey_in=_int(sa.get("rekey-time")),
+        reauth_in=_int(sa.get("reauth-time")),
+        children=children,
+    )
+
+
+def parse_sas(events: Iterable[Mapping]) -> tuple[IkeSA, ...]:
+    """`list-sas` events ({name: sa} each) -> IKE SAs, in the order charon streamed them."""
+    return tuple(parse_ike_sa(_text(name), sa) for event in events for name, sa in event.items())
+
+
+_VERSIONS = {"IKEv1": "IKEv1", "IKEv2": "IKEv2", "0": "IKEv1/2"}
+
+
+def parse_conns(events: Iterable[Mapping], managed: Iterable[str] = ()) -> tuple[Connection, ...]:
+    """`list-conns` events -> connections; those named in `managed` were loaded by this UI."""
+    managed = set(managed)
+    conns = []
+    for event in events:
+        for key, conn in event.items():
+            name = _text(key)
+            version = _text(conn.get("version"))
+            conns.append(Connection(
+                name=name, version=_VERSIONS.get(version, version),
+                local_addrs=_texts(conn.get("local_addrs")),
+                remote_addrs=_texts(conn.get("remote_addrs")),
+                children=tuple(_text(c) for c in (conn.get("children") or {})),
+                managed=name in managed))
+    return tuple(conns)
+
+
+# strongSwan's names in `get-algorithms` for each catalogue keyword ("none", no PFS, needs nothing).
+_IMPLEMENTED_BY = {
+    "aes256gcm16": ("aead", "AES_GCM_16"),
+    "aes128gcm16": ("aead", "AES_GCM_16"),
+    "chacha20poly1305": ("aead", "CHACHA20_POLY1305"),
+    "aes256": ("encryption", "AES_CBC"),
+    "aes128": ("encryption", "AES_CBC"),
+    "3des": ("encryption", "3DES_CBC"),
+    "sha256": ("integrity", "HMAC_SHA2_256_128"),
+    "sha384": ("integrity", "HMAC_SHA2_384_192"),
+    "sha512": ("integrity", "HMAC_SHA2_512_256"),
+    "sha1": ("integrity", "HMAC_SHA1_96"),
+    "curve25519": ("dh", "CURVE_25519"),
+    "ecp256": ("dh", "ECP_256"),
+    "ecp384": ("dh", "ECP_384"),
+    "modp4096": ("dh", "MODP_4096"),
+    "modp3072": ("dh", "MODP_3072"),
+    "modp2048": ("dh", "MODP_2048"),
+    "modp1024": ("dh", "MODP_1024"),
+}
+
+
+def parse_algorithms(answer: Mapping) -> frozenset[str]:
+    """`get-algorithms` -> the catalogue keywords charon can honour."""
+    loaded = {_text(kind): {_text(name) for name in (algs or {})} for kind, algs in answer.items()}
+    loaded.setdefault("dh", set()).update(loaded.get("ke", ()))  # strongSwan 6 says "ke"
+    supported = {kw for kw, (kind, name) in _IMPLEMENTED_BY.items() if name in loaded.get(kind, ())}
+    return frozenset(supported | {"none"})
+
+
+# --- Tunnel state --------------------------------------------------------------------------------
+
+# What charon logs when a negotiation fails, in words an administrator acts on. First match wins.
+_FAILURES = (
+    ("AUTHENTICATION_FAILED", "authentication failed"),
+    ("MAC mismatched", "authentication failed"),
+    ("decryption failed", "authentication failed (the pre-shared keys differ)"),  # IKEv1 PSK
+    ("no shared key found", "authentication failed (no pre-shared key for these IDs)"),
+    ("INVALID_ID_INFORMATION", "the remote refused our ID"),
+    ("NO_PROPOSAL_CHOSEN", "no matching proposal (the two sides' algorithms differ)"),
+    ("no acceptable proposal", "no matching proposal (the two sides' algorithms differ)"),
+    ("no matching proposal", "no matching proposal (the two sides' algorithms differ)"),
+    ("TS_UNACCEPTABLE", "the remote did not accept the networks (traffic selectors)"),
+    ("unable to resolve", "the remote gateway's name cannot be resolved"),
+    ("peer not responding", "the remote gateway is not responding"),
+    ("giving up after", "the remote gateway is not responding"),
+)
+
+_UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
+_UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
+
+
+def failure_reason(message: str) -> str | None:
+    """The administrator's reason for a charon log line that reports a failure, else None."""
+    for needle, reason in _FAILURES:
+        if needle in message:
+            return reason
+    return None
+
+
+def tunnel_states(sas: Iterable[IkeSA], loaded: Iterable[str],
+                  failures: Mapping[str, str]) -> dict[str, TunnelState]:
+    """Per connection name: up (an installed child), connecting (an SA on its way), or down."""
+    by_name: dict[str, list[IkeSA]] = {}
+    for sa in sas:
+        by_name.setdefault(sa.name, []).append(sa)
+    states = {}
+    for name in set(by_name) | set(loaded) | set(failures):
+        mine = by_name.get(name, [])
+        live = [(sa, c) for sa in mine if sa.state in _UP_IKE for c in sa.children
+                if c.state in _UP_CHILD]
+        loaded_here = name in set(loaded)
+        if live:
+            states[name] = TunnelState(
+                name=name, state="up", loaded=loaded_here,
+                established_for=max((sa.established_for or 0) for sa, _ in live),
+                bytes_in=sum(c.bytes_in for _, c in live),
+                bytes_out=sum(c.bytes_out for _, c in live))
+        else:
+            state = "connecting" if mine else "down"
+            states[name] = TunnelState(name=name, state=state, loaded=loaded_here,
+                                       reason=failures.get(name, ""))
+    return states
