@@ -96,33 +96,31 @@ class Applier:
 
     def reconcile(self) -> list[Step]:
         """Load every enabled peer, unload what we loaded that is gone, and apply the firewall."""
-        peers = self.store.all()
-        with self._lock:
-            try:
-                steps = self.drivers.ipsec.reconcile(peers)
-            except DriverError as e:
-                self.not_applied = {p.name: str(e) for p in peers if p.enabled}
-                steps = [Step("Load peers into strongSwan", False, str(e))]
-            else:
-                self.not_applied = {}
-                for step in steps:
-                    if not step.ok and step.what in {p.name for p in peers}:
-                        self.not_applied[step.what] = step.detail
-        self._apply_firewall()
-        if self.firewall_error:
-            steps.append(Step("Apply firewall rules", False, self.firewall_error))
-        else:
-            steps.append(Step("Apply firewall rules", True))
-        return steps
+        return self._bring_in_line(lambda peers: self.drivers.ipsec.reconcile(peers),
+                                   "Load peers into strongSwan")
 
     def restart(self) -> list[Step]:
         """Restart strongSwan, then load every configured peer again (VICI config is in memory)."""
-        try:
-            steps = self.drivers.ipsec.restart(self.store.all())
-        except DriverError as e:
-            return [Step("Restart strongSwan", False, str(e))]
-        self.not_applied = {name: reason for name, reason in self.not_applied.items()
-                            if any(s.what == name and not s.ok for s in steps)}
+        return self._bring_in_line(lambda peers: self.drivers.ipsec.restart(peers),
+                                   "Restart strongSwan")
+
+    def _bring_in_line(self, operation, what: str) -> list[Step]:
+        peers = self.store.all()
+        with self._lock:
+            try:
+                steps = operation(peers)
+            except DriverError as e:
+                steps = [Step(what, False, str(e))]
+                self.not_applied = {p.name: str(e) for p in peers if p.enabled}
+            else:
+                loaded = all(step.ok for step in steps if not step.peer)
+                if loaded:
+                    self.not_applied = {s.peer: s.detail for s in steps if s.peer and not s.ok}
+                else:
+                    reason = next(s.detail for s in steps if not s.ok and not s.peer)
+                    self.not_applied = {p.name: reason for p in peers if p.enabled}
+        self._apply_firewall()
+        steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
         return steps
 
     def retry_if_pending(self) -> None:

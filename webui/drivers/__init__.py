@@ -118,6 +118,7 @@ class Step:
     what: str
     ok: bool
     detail: str = ""
+    peer: str = ""  # the peer this step was about, when it was about one
 
 
 class IPsecDriver(Protocol):

@@ -291,7 +291,7 @@ class ViciDriver:
                         self._load(vs, peer)
                     except CommandFailed as err:
                         failed.append(peer.name)
-                        steps.append(Step(f"Load {peer.name}", False, str(err)))
+                        steps.append(Step(f"Load {peer.name}", False, str(err), peer=peer.name))
                 stale = sorted((self._managed | {p.name for p in peers}) - set(wanted))
                 for name in stale:
                     if name in loaded or name in self._managed:
@@ -302,7 +302,9 @@ class ViciDriver:
             finally:
                 self._save_state()
         ok = len(wanted) - len(failed)
-        steps.insert(0, Step(f"Load {ok} of {len(wanted)} enabled peer(s)", not failed))
+        # The summary is "done" even when some peers failed: each failure is its own step, with
+        # its peer named, so a caller can tell "charon refused X" from "charon is not there".
+        steps.insert(0, Step(f"Load {ok} of {len(wanted)} enabled peer(s)", True))
         external = sorted(everything - set(wanted))
         if external:
             steps.append(Step("Leave connections not made by this UI alone", True,
