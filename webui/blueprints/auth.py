@@ -55,7 +55,7 @@ def login():
         return throttled(form, "auth/login.html", wait)
     if not a.password_file.check(form.user.data or "", form.password.data or ""):
         form.form_errors.append(WRONG)
-        return page("auth/login.html", form, 401)
+        return page("auth/login.html", form, 422)
     a.throttle.succeeded(request.remote_addr or "")
     a.sign_in()
     target = form.next.data if local_path(form.next.data) else url_for("ipsec.index")
