@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from flask import request_finished
+from jinja2 import BytecodeCache
 
 from webui import create_app
 from webui.atomic import write_atomic
@@ -29,7 +30,7 @@ class LeakWatch(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.secrets: set[str] = {ADMIN_PASSWORD}
-        self.data_dirs: set[Path] = set()
+        self.data_dirs: list[Path] = []
         self.lines: list[str] = []
         self.found: list[str] = []
 
@@ -40,12 +41,13 @@ class LeakWatch(logging.Handler):
         self.lines.append(text)
 
     def watch(self, app) -> None:
-        self.data_dirs.add(Path(app.config["DATA_DIR"]))
+        if Path(app.config["DATA_DIR"]) not in self.data_dirs:
+            self.data_dirs.append(Path(app.config["DATA_DIR"]))
         request_finished.connect(self._check_response, app, weak=False)
 
-    def all_secrets(self) -> set[str]:
+    def all_secrets(self, data_dirs=None) -> set[str]:
         found = set(self.secrets)
-        for data_dir in self.data_dirs:
+        for data_dir in self.data_dirs if data_dirs is None else data_dirs:
             found |= secrets_in(data_dir)
         return {s for s in found if s}
 
@@ -58,8 +60,8 @@ class LeakWatch(logging.Handler):
         for secret in (s for s in secrets if s and s in text):
             self.found.append(f"{response.status} response carries secret {secret[:4]}...")
 
-    def leaking_lines(self, lines) -> list[str]:
-        secrets = self.all_secrets()
+    def leaking_lines(self, lines, data_dirs=None) -> list[str]:
+        secrets = self.all_secrets(data_dirs)
         return [line for line in lines if any(s in line for s in secrets)]
 
 
@@ -171,6 +173,24 @@ def data_dir(tmp_path):
     return tmp_path / "data"
 
 
+class SharedBytecode(BytecodeCache):
+    """Compiled templates shared by the run's many apps (each test builds its own): compiling them
+    again per app was half the suite's time. Keyed by Jinja on name and source checksum."""
+
+    def __init__(self):
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+BYTECODE = SharedBytecode()
+
+
 @pytest.fixture(scope="session")
 def password_file(tmp_path_factory) -> Path:
     """One hashed admin password for the whole run: scrypt is slow on purpose, tests copy it."""
@@ -193,6 +213,7 @@ def make_app(data_dir, password_file):
         if not (data_dir / PASSWORD_FILE).exists():
             shutil.copy2(password_file, data_dir / PASSWORD_FILE)
         app = create_app(settings)
+        app.jinja_env.bytecode_cache = BYTECODE
         LEAKS.watch(app)
         return app
     return make
@@ -219,7 +240,9 @@ def _capture_all_logs(caplog):
     """Every test's log lines at DEBUG, so secret-leak tests can scan them; and after each test,
     its log lines and responses checked for secrets, so a leak fails the test that caused it."""
     caplog.set_level(logging.DEBUG)
-    lines_before, found_before = len(LEAKS.lines), len(LEAKS.found)
+    lines_before, found_before, dirs_before = len(LEAKS.lines), len(LEAKS.found), len(LEAKS.data_dirs)
     yield
     assert LEAKS.found[found_before:] == [], "a response carried a secret"
-    assert LEAKS.leaking_lines(LEAKS.lines[lines_before:]) == [], "a log line carried a secret"
+    # This test's apps only here (all of them at the end of the run, in pytest_sessionfinish).
+    leaking = LEAKS.leaking_lines(LEAKS.lines[lines_before:], LEAKS.data_dirs[dirs_before:])
+    assert leaking == [], "a log line carried a secret"
