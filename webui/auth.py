@@ -185,8 +185,6 @@ class Throttle:
     low cap is what keeps the admin from being locked out for long by one.
     """
 
-    OVERALL = ""  # the key of the overall counter
-
     def __init__(self, free=5, cap=300, overall_free=20, overall_cap=30, forget_after=900,
                  max_addresses=1024, clock=time.monotonic):
         self.free, self.cap = free, cap
