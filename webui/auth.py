@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import (Flask, Response, current_app, g, redirect, request, session, url_for)
+from flask import Flask, Response, current_app, g, redirect, request, session, url_for
 
 from webui.atomic import write_atomic
 

@@ -3,13 +3,11 @@ without touching this file): sign-in required, CSRF on every change, the securit
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD, Browser, valid_peer_form
 from webui import create_app
-from webui.auth import PASSWORD_FILE
 
 # Written out here, not imported: the test states what the issue asks for.
 HEADERS = {
