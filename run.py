@@ -1,6 +1,7 @@
 """Serve the IPsec page with waitress.
 
     python run.py [--host 127.0.0.1] [--port 8080] [--lab | --no-lab]
+    python run.py set-password      (the new admin password from standard input)
 
 With no strongSwan configured (no WEBUI_VICI_SOCKET, WEBUI_DRIVER unset) and when run as root on a
 machine with strongSwan installed, it first brings up the project's two-site lab (webui/lab.py) and
@@ -38,11 +39,22 @@ def want_lab(choice: bool | None) -> bool:
     return lab.available()
 
 
+def set_password() -> int:
+    """Read a new admin password from standard input; a running server signs everyone out."""
+    from webui import find_data_dir
+    from webui.auth import set_password_from
+    return set_password_from(sys.stdin, sys.stderr, find_data_dir())
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["set-password"]:
+        return set_password()
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from webui import create_app
+    from webui.auth import PasswordFileError
     from webui.store import StoreError
 
     test_config = {}
@@ -55,7 +67,7 @@ def main(argv=None) -> int:
     try:
         try:
             app = create_app(test_config)
-        except StoreError as e:
+        except (StoreError, PasswordFileError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         from waitress import serve

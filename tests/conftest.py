@@ -1,12 +1,106 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by unit and integration tests, and the run-wide watch for leaked secrets."""
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
+import secrets
+import shutil
+from pathlib import Path
 
 import pytest
+from flask import request_finished
+from jinja2 import BytecodeCache
 
 from webui import create_app
+from webui.atomic import write_atomic
+from webui.auth import PASSWORD_FILE, Credentials, scrypt
+
+ADMIN_PASSWORD = "Test-admin-passw0rd-Qx7"
+
+
+
+class LeakWatch(logging.Handler):
+    """Watches the whole test run for secrets leaking: every log record of the run is kept, every
+    response body and header is checked as it is sent. The secrets: admin passwords and PSKs the
+    tests used, and, read from every data directory an app ran on, the session key, the password
+    hash and every stored PSK. Checked after each test and once more when the run ends."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.secrets: set[str] = {ADMIN_PASSWORD}
+        self.data_dirs: list[Path] = []
+        self.lines: list[str] = []
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f"{record.name}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+    def watch(self, app) -> None:
+        if Path(app.config["DATA_DIR"]) not in self.data_dirs:
+            self.data_dirs.append(Path(app.config["DATA_DIR"]))
+        request_finished.connect(self._check_response, app, weak=False)
+
+    def all_secrets(self, data_dirs=None) -> set[str]:
+        found = set(self.secrets)
+        for data_dir in self.data_dirs if data_dirs is None else data_dirs:
+            found |= secrets_in(data_dir)
+        return {s for s in found if s}
+
+    def _check_response(self, app, response, **extra) -> None:
+        if response.direct_passthrough:  # a static file, sent from disk
+            return
+        text = response.get_data(as_text=True) + str(response.headers)
+        # This app's files and the tests' secrets; every data dir's would make the run quadratic.
+        secrets = self.secrets | secrets_in(Path(app.config["DATA_DIR"]))
+        for secret in (s for s in secrets if s and s in text):
+            self.found.append(f"{response.status} response carries secret {secret[:4]}...")
+
+    def leaking_lines(self, lines, data_dirs=None) -> list[str]:
+        secrets = self.all_secrets(data_dirs)
+        return [line for line in lines if any(s in line for s in secrets)]
+
+
+def secrets_in(data_dir: Path) -> set[str]:
+    """The session key, the password hash (as stored and in hex) and the PSKs kept in `data_dir`."""
+    found = set()
+    try:
+        found.add((data_dir / "secret_key").read_text().strip())
+    except FileNotFoundError:
+        pass
+    try:
+        doc = json.loads((data_dir / PASSWORD_FILE).read_text())
+        found |= {doc["hash"], base64.b64decode(doc["hash"]).hex()}
+    except FileNotFoundError:
+        pass
+    try:
+        peers = json.loads((data_dir / "peers.json").read_text()).get("peers", {})
+        found |= {p["psk"] for p in peers.values()}
+    except FileNotFoundError:
+        pass
+    return found
+
+
+LEAKS = LeakWatch()
+
+
+def pytest_configure(config):
+    root = logging.getLogger()
+    root.addHandler(LEAKS)
+    root.setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The final scan: secrets a test learned late are looked for in every line of the run."""
+    leaking = LEAKS.leaking_lines(LEAKS.lines) + LEAKS.found
+    if leaking:
+        print("\nSECRETS LEAKED into logs or responses:\n  " + "\n  ".join(l[:200] for l in leaking))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
 
@@ -23,21 +117,33 @@ def valid_peer_form(**overrides) -> dict:
         "firewall": ["forward_lan", "forward_wan"], "enabled": "y",
     }
     data.update(overrides)
+    if isinstance(data.get("psk"), str) and len(data["psk"]) >= 8:
+        LEAKS.secrets.add(data["psk"])
     return {k: v for k, v in data.items() if v is not None}
 
 
 class Browser:
-    """A test client that behaves like a browser: keeps its session, sends the CSRF token."""
+    """A test client that behaves like a browser: keeps its session, sends the CSRF token.
+    Signed in as the admin unless `login=False`."""
 
-    def __init__(self, client):
+    def __init__(self, client, login: bool = True):
         self.client = client
         self._token = None
+        if login:
+            r = self.login()
+            assert r.status_code == 303, f"could not sign in: {r.status_code}"
+
+    def login(self, password: str = ADMIN_PASSWORD, user: str = "admin", next: str = ""):
+        LEAKS.secrets.add(password)
+        r = self.post("/login", {"user": user, "password": password, "next": next})
+        self._token = None  # signing in starts a new session with a new token
+        return r
 
     def token(self) -> str:
         if self._token is None:
-            page = self.client.get("/peers/new").get_data(as_text=True)
+            page = self.client.get("/login").get_data(as_text=True)
             m = CSRF_RE.search(page)
-            assert m, "no CSRF token in the peer form"
+            assert m, "no CSRF token in the login form"
             self._token = m.group(1) or m.group(2)
         return self._token
 
@@ -67,12 +173,49 @@ def data_dir(tmp_path):
     return tmp_path / "data"
 
 
+class SharedBytecode(BytecodeCache):
+    """Compiled templates shared by the run's many apps (each test builds its own): compiling them
+    again per app was half the suite's time. Keyed by Jinja on name and source checksum."""
+
+    def __init__(self):
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+BYTECODE = SharedBytecode()
+
+
+@pytest.fixture(scope="session")
+def password_file(tmp_path_factory) -> Path:
+    """One hashed admin password for the whole run: scrypt is slow on purpose, tests copy it."""
+    path = tmp_path_factory.mktemp("password") / PASSWORD_FILE
+    # A cheaper scrypt cost than production (the file records its cost, and checking a password uses
+    # the recorded one): every test signs in, and at full cost that alone would add seconds to the
+    # run. test_auth checks that real passwords are set at the production cost.
+    salt = secrets.token_bytes(16)
+    write_atomic(path, Credentials(salt=salt, hash=scrypt(ADMIN_PASSWORD, salt, 2**10, 8, 1),
+                                   n=2**10, r=8, p=1).to_json())
+    return path
+
+
 @pytest.fixture
-def make_app(data_dir):
+def make_app(data_dir, password_file):
     def make(**config):
         settings = {"TESTING": True, "DATA_DIR": str(data_dir), "DRIVER": "fake"}
         settings.update(config)
-        return create_app(settings)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not (data_dir / PASSWORD_FILE).exists():
+            shutil.copy2(password_file, data_dir / PASSWORD_FILE)
+        app = create_app(settings)
+        app.jinja_env.bytecode_cache = BYTECODE
+        LEAKS.watch(app)
+        return app
     return make
 
 
@@ -86,8 +229,20 @@ def browser(app):
     return Browser(app.test_client())
 
 
+@pytest.fixture
+def anonymous(app):
+    """A browser without a session (it can still fetch the login form's CSRF token)."""
+    return Browser(app.test_client(), login=False)
+
+
 @pytest.fixture(autouse=True)
 def _capture_all_logs(caplog):
-    """Every test's log lines at DEBUG, so secret-leak tests can scan them."""
+    """Every test's log lines at DEBUG, so secret-leak tests can scan them; and after each test,
+    its log lines and responses checked for secrets, so a leak fails the test that caused it."""
     caplog.set_level(logging.DEBUG)
+    lines_before, found_before, dirs_before = len(LEAKS.lines), len(LEAKS.found), len(LEAKS.data_dirs)
     yield
+    assert LEAKS.found[found_before:] == [], "a response carried a secret"
+    # This test's apps only here (all of them at the end of the run, in pytest_sessionfinish).
+    leaking = LEAKS.leaking_lines(LEAKS.lines[lines_before:], LEAKS.data_dirs[dirs_before:])
+    assert leaking == [], "a log line carried a secret"

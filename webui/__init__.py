@@ -21,21 +21,36 @@ DEFAULTS = {
     "RECONCILE_ON_START": True,
     "STATUS_POLL_SECONDS": 5,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
+    "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Strict",
+    "SESSION_COOKIE_SECURE": False,  # the UI serves plain HTTP on loopback by default; True behind TLS
 }
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: defaults -> instance config.py -> WEBUI_* environment -> test_config."""
-    app = Flask(__name__, instance_relative_config=True)
+def configure(app: Flask, test_config: dict | None = None) -> Path:
+    """Layer the config: defaults -> instance config.py -> WEBUI_* environment -> test_config.
+    Returns the data directory, created mode 0700."""
     app.config.from_mapping(DEFAULTS)
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env("WEBUI")
     if test_config:
         app.config.from_mapping(test_config)
-
     data_dir = Path(app.config["DATA_DIR"]).resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app.config["DATA_DIR"] = str(data_dir)
+    return data_dir
+
+
+def find_data_dir(test_config: dict | None = None) -> Path:
+    """The data directory the app would use, without building the app (for `run.py set-password`)."""
+    return configure(Flask(__name__, instance_relative_config=True), test_config)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: configuration, secrets, store and drivers, auth, then the blueprints."""
+    app = Flask(__name__, instance_relative_config=True)
+    data_dir = configure(app, test_config)
     if not app.config.get("SECRET_KEY"):
         from webui.atomic import read_or_create_secret
         app.config["SECRET_KEY"] = read_or_create_secret(data_dir / "secret_key")
@@ -49,15 +64,20 @@ def create_app(test_config: dict | None = None) -> Flask:
     applier = Applier(store, drivers)
     app.extensions["webui"] = applier
 
+    from webui import assets, auth, formatting, headers, htmx
+    # The session guard goes first: a lapsed session is sent to the login page, not told its
+    # CSRF token is missing. CSRF is then checked on every POST/PUT/PATCH/DELETE, login included.
+    auth.init_app(app)
     from flask_wtf.csrf import CSRFProtect
     CSRFProtect(app)
 
-    from webui import assets, formatting, htmx
+    headers.init_app(app)
     htmx.init_app(app)
     assets.init_app(app)
     formatting.init_app(app)
 
-    from webui.blueprints import commands, ipsec, peers
+    from webui.blueprints import auth as auth_views, commands, ipsec, peers
+    app.register_blueprint(auth_views.bp)
     app.register_blueprint(ipsec.bp)
     app.register_blueprint(peers.bp)
     app.register_blueprint(commands.bp)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import valid_peer_form
+from tests.conftest import Browser, valid_peer_form
 
 LONG = "a" * 300
 
@@ -106,7 +106,8 @@ def test_short_psk_is_accepted_with_a_hint(browser):
 
 
 def test_missing_csrf_token_is_refused(app, data_dir, seeded):
-    r = app.test_client().post("/peers", data=valid_peer_form(name="sneaky"))
+    signed_in = Browser(app.test_client()).client  # a session, but the form carries no token
+    r = signed_in.post("/peers", data=valid_peer_form(name="sneaky"))
     assert r.status_code == 400
     assert (data_dir / "peers.json").read_bytes() == seeded
 

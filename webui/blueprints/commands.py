@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from webui.auth import polled
 from webui.drivers import DaemonUnavailable, DriverError, NotAvailable
 from webui.htmx import wants_fragment
 
@@ -31,6 +32,7 @@ def error_status(error: DriverError) -> int:
 
 
 @bp.get("/status")
+@polled
 def status():
     """Get IPsec status: IKE and child SAs from one list-sas, connections from one list-conns."""
     a = applier()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from webui.auth import polled
 from webui.drivers import DriverError
 
 bp = Blueprint("ipsec", __name__)
@@ -20,6 +21,7 @@ def index():
 
 
 @bp.get("/peers/states")
+@polled
 def states():
     """Every peer's status cell, swapped out of band: one list-sas per poll for all peers."""
     a = applier()

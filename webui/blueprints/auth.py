@@ -1,0 +1,89 @@
+"""Sign in, sign out, change the admin password. The rules live in webui/auth.py."""
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import EqualTo, InputRequired, ValidationError
+
+from webui.auth import MIN_PASSWORD_LENGTH, USER, auth, local_path, password_problem
+
+bp = Blueprint("auth", __name__)
+
+WRONG = "Wrong user name or password."
+
+
+class LoginForm(FlaskForm):
+    user = StringField("User name", default="admin")
+    password = PasswordField("Password")
+    next = HiddenField()
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", [InputRequired()])
+    new = PasswordField("New password", [InputRequired()])
+    confirm = PasswordField("New password again", [InputRequired(), EqualTo("new", "The two entries differ.")])
+
+    def validate_new(self, field):
+        problem = password_problem(field.data or "")
+        if problem:
+            raise ValidationError(problem)
+        if field.data == self.current.data:
+            raise ValidationError("Choose a password different from the current one.")
+
+
+def page(template, form, status=200, headers=None):
+    return render_template(template, form=form, min_length=MIN_PASSWORD_LENGTH,
+                           must_change=g.admin and auth().password_file.load().must_change), status, headers
+
+
+def throttled(form, template, wait):
+    """Answer at once rather than hold a server thread asleep."""
+    form.form_errors.append(f"Too many failed attempts. Try again in {wait} s.")
+    return page(template, form, 429, {"Retry-After": str(wait)})
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The sign-in form; a right password opens a session and goes back where the admin was."""
+    form = LoginForm(next=request.args.get("next", ""))
+    if not form.is_submitted():
+        return page("auth/login.html", form)
+    a = auth()
+    wait = a.throttle.admit(request.remote_addr or "")
+    if wait:
+        return throttled(form, "auth/login.html", wait)
+    if not a.password_file.check(form.user.data or "", form.password.data or ""):
+        form.form_errors.append(WRONG)
+        return page("auth/login.html", form, 422)
+    a.throttle.succeeded(request.remote_addr or "")
+    a.sign_in()
+    target = form.next.data if local_path(form.next.data) else url_for("ipsec.index")
+    return redirect(target, 303)
+
+
+@bp.post("/logout")
+def logout():
+    """End this session (POST with the CSRF token, so no link or image can sign the admin out)."""
+    auth().sign_out()
+    return redirect(url_for("auth.login"), 303)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def change_password():
+    """Change the admin password; every other session ends, this one carries on."""
+    form = ChangePasswordForm()
+    if not form.is_submitted():
+        return page("auth/change_password.html", form)
+    a = auth()
+    wait = a.throttle.admit(request.remote_addr or "")
+    if wait:
+        return throttled(form, "auth/change_password.html", wait)
+    if not a.password_file.check(USER, form.current.data or ""):
+        form.current.errors = ["This is not the current password."]
+        return page("auth/change_password.html", form, 422)
+    a.throttle.succeeded(request.remote_addr or "")
+    if not form.validate():
+        return page("auth/change_password.html", form, 422)
+    a.change_password(form.new.data)
+    return redirect(url_for("ipsec.index"), 303)
