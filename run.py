@@ -61,15 +61,18 @@ def main(argv=None) -> int:
     running_lab = None
     if want_lab(args.lab):
         from webui import lab
-        running_lab = lab.start_demo()
-        test_config.update(running_lab.ui_config())
-        log.info("two-site lab is up: the UI manages netns %s", running_lab.router_netns)
+        running_lab = lab.Lab("wuidemo").start()
+        test_config.update(lab.ui_config(running_lab), RECONCILE_ON_START=False)
+        log.info("two-site lab is up: the UI manages netns %s; the remote site is %s",
+                 running_lab.router_netns, lab.REMOTE_WAN)
     try:
         try:
             app = create_app(test_config)
         except (StoreError, PasswordFileError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        if running_lab is not None:
+            lab.prepare_demo(running_lab, app.extensions["webui"])
         from waitress import serve
         log.info("serving on http://%s:%d/", args.host, args.port)
         serve(app, host=args.host, port=args.port, threads=args.threads, ident="webui")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -289,6 +290,45 @@ class Lab:
             except DriverError as err:
                 lines.append(f"{site} charon: {err}")
         return "\n".join(lines)
+
+
+def available() -> bool:
+    """Whether this machine can run the lab: root, strongSwan's charon, and iproute2."""
+    return os.geteuid() == 0 and os.path.exists(CHARON) and shutil.which("ip") is not None
+
+
+def ui_config(lab: Lab) -> dict:
+    """The UI's configuration for managing the lab router as if it were the machine's own."""
+    return {
+        "DRIVER": "real",
+        "VICI_SOCKET": str(lab.router_vici),
+        "NETNS": lab.router_netns,
+        "IPSEC_RESTART_COMMAND": lab.restart_command,
+        "LAN_INTERFACES": "lan0",
+        "WAN_INTERFACES": "wan0",
+        "IPSEC_INTERFACES": "ipsec0",
+    }
+
+
+def demo_peer(psk: str) -> Peer:
+    """The peer `run.py` seeds into an empty store: the lab router's tunnel to the remote site."""
+    return Peer(name="lab-remote", local_ip=ROUTER_WAN, remote_gateway=REMOTE_WAN,
+                local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",), psk=psk)
+
+
+def prepare_demo(lab: Lab, applier) -> None:
+    """Make the remote site the other end of every stored peer that points at it, seed the demo
+    peer into an empty store, then load everything: a newcomer sees a real tunnel come up."""
+    import secrets
+    peers = applier.store.all()
+    for peer in peers:
+        if peer.remote_gateway == REMOTE_WAN:
+            lab.load_remote_mirror(peer)
+    if not peers:
+        peer = demo_peer(secrets.token_urlsafe(24))
+        lab.load_remote_mirror(peer)
+        applier.store.add(peer)
+    applier.reconcile()
 
 
 def _alive(pid: int) -> bool:
