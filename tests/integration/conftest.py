@@ -65,3 +65,121 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+# --- The app, served for real, managing the lab router ------------------------------------------
+
+import http.cookiejar  # noqa: E402
+import re  # noqa: E402
+import threading  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.parse  # noqa: E402
+import urllib.request  # noqa: E402
+
+from waitress.server import create_server  # noqa: E402
+
+from tests.conftest import ADMIN_PASSWORD, LEAKS  # noqa: E402
+from webui import lab as lab_module  # noqa: E402
+
+FIREWALL_TABLE = "webui_ipsec"
+
+
+class Page:
+    """One HTTP answer: status, final URL, headers and text."""
+
+    def __init__(self, status, url, headers, text):
+        self.status, self.url, self.headers, self.text = status, url, headers, text
+
+    def __repr__(self):
+        return f"<Page {self.status} {self.url}>"
+
+
+class HttpBrowser:
+    """A real HTTP client with a cookie jar: signs in, keeps its session, sends the CSRF token."""
+
+    def __init__(self, base_url: str):
+        self.base = base_url
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.csrf = ""
+
+    def request(self, method, path, data=None, htmx=False) -> Page:
+        headers = {"HX-Request": "true", "X-CSRFToken": self.csrf} if htmx else {}
+        body = None
+        if data is not None:
+            if not htmx:
+                data = dict(data, csrf_token=self.csrf)
+            body = urllib.parse.urlencode(data, doseq=True).encode()
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
+        try:
+            with self.opener.open(req, timeout=30) as r:
+                return Page(r.status, r.url, r.headers, r.read().decode())
+        except urllib.error.HTTPError as e:
+            return Page(e.code, e.url, e.headers, e.read().decode())
+
+    def get(self, path, htmx=False) -> Page:
+        return self.request("GET", path, htmx=htmx)
+
+    def post(self, path, data=None, htmx=False) -> Page:
+        return self.request("POST", path, data or {}, htmx=htmx)
+
+    def login(self, password=ADMIN_PASSWORD) -> Page:
+        self.csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                              self.get("/login").text).group(1)
+        page = self.post("/login", {"user": "admin", "password": password})
+        assert page.status == 200 and not page.url.endswith("/login"), page
+        self.csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page.text).group(1)
+        return page
+
+
+class LiveApp:
+    """The app under waitress on a loopback port, configured as run.py configures it for the lab."""
+
+    def __init__(self, app, lab):
+        self.app, self.lab = app, lab
+        self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    @property
+    def applier(self):
+        return self.app.extensions["webui"]
+
+    def browser(self) -> HttpBrowser:
+        b = HttpBrowser(self.url)
+        b.login()
+        return b
+
+    def close(self):
+        self.server.close()
+        self.applier.drivers.ipsec.close()
+
+
+@pytest.fixture
+def serve(clean_lab, make_app):
+    """Start the app against the lab router (the UI's firewall table removed first)."""
+    clean_lab.exec("router", ["nft", "delete", "table", "inet", FIREWALL_TABLE])
+    served = []
+
+    def start(**config):
+        settings = dict(lab_module.ui_config(clean_lab), STATUS_POLL_SECONDS=1)
+        settings.update(config)
+        live = LiveApp(make_app(**settings), clean_lab)
+        served.append(live)
+        return live
+
+    yield start
+    for live in served:
+        live.close()
+
+
+@pytest.fixture
+def live(serve):
+    return serve()
+
+
+def peer_form(**overrides) -> dict:
+    """A peer between the lab router and the lab's remote site."""
+    from tests.conftest import valid_peer_form
+    return valid_peer_form(**{"name": "site-b", **overrides})
