@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 log = logging.getLogger("webui")
@@ -53,27 +54,29 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from webui import create_app
+    from webui import create_app, find_data_dir
     from webui.auth import PasswordFileError
-    from webui.store import StoreError
+    from webui.store import PeerStore, StoreError
 
     test_config = {}
     running_lab = None
     if want_lab(args.lab):
         from webui import lab
         running_lab = lab.Lab("wuidemo").start()
-        test_config.update(lab.ui_config(running_lab), RECONCILE_ON_START=False)
+        test_config.update(lab.ui_config(running_lab))
         log.info("two-site lab is up: the UI manages netns %s; the remote site is %s",
                  running_lab.router_netns, lab.REMOTE_WAN)
     try:
         try:
+            if running_lab is not None:
+                lab.prepare_demo(running_lab, PeerStore(find_data_dir(test_config) / "peers.json"))
             app = create_app(test_config)
         except (StoreError, PasswordFileError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        if running_lab is not None:
-            lab.prepare_demo(running_lab, app.extensions["webui"])
         from waitress import serve
+        # A service manager stops us with SIGTERM: leave through `finally`, taking the lab down.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         log.info("serving on http://%s:%d/", args.host, args.port)
         serve(app, host=args.host, port=args.port, threads=args.threads, ident="webui")
     finally:

@@ -18,7 +18,8 @@ DEFAULTS = {
     "LAN_INTERFACES": "br-lan,lan0",
     "WAN_INTERFACES": "wan,wan0,eth0",
     "IPSEC_INTERFACES": "ipsec0",
-    "RECONCILE_ON_START": True,
+    "RECONCILE_ON_START": True,  # without VICI_WATCH: load peers once at start-up
+    "VICI_WATCH": True,  # listen to charon: why tunnels fail, and reload peers when it restarts
     "STATUS_POLL_SECONDS": 5,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
     "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
@@ -82,6 +83,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(peers.bp)
     app.register_blueprint(commands.bp)
 
-    if app.config["RECONCILE_ON_START"]:
-        applier.reconcile()
+    applier.start(watch=app.config["VICI_WATCH"], reconcile=app.config["RECONCILE_ON_START"])
     return app

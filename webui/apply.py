@@ -123,8 +123,20 @@ class Applier:
         steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
         return steps
 
-    def retry_if_pending(self) -> None:
-        """Called after a successful status poll: charon answers, so apply what is waiting."""
-        if self.not_applied and not self._lock.locked():
-            log.info("strongSwan answers again; applying %d waiting peer(s)", len(self.not_applied))
-            self.reconcile()
+    def start(self, watch: bool, reconcile: bool) -> None:
+        """At start-up, with `reconcile`: apply the firewall and load the peers into charon.
+        With `watch`, a background listener loads them each time it (re)connects to charon, at
+        start-up too (so a charon that is slow to answer does not hold up the first page): a charon
+        restarted by anyone has forgotten what was loaded over VICI, and peers saved while it was
+        away are applied when it is back."""
+        watching = watch and hasattr(self.drivers.ipsec, "watch")
+        if watching:
+            self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None)
+        if reconcile:
+            self._apply_firewall()
+            if not watching:
+                self.reconcile()
+
+    def _charon_connected(self) -> None:
+        log.info("strongSwan answers; loading the configured peers")
+        self.reconcile()

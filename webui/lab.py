@@ -316,19 +316,17 @@ def demo_peer(psk: str) -> Peer:
                 local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",), psk=psk)
 
 
-def prepare_demo(lab: Lab, applier) -> None:
-    """Make the remote site the other end of every stored peer that points at it, seed the demo
-    peer into an empty store, then load everything: a newcomer sees a real tunnel come up."""
+def prepare_demo(lab: Lab, store) -> None:
+    """Before the UI starts: make the remote site the other end of every stored peer that points
+    at it, and seed the demo peer into an empty store, so a newcomer sees a real tunnel come up."""
     import secrets
-    peers = applier.store.all()
+    peers = store.all()
+    if not peers:
+        peers = [demo_peer(secrets.token_urlsafe(24))]
+        store.add(peers[0])
     for peer in peers:
         if peer.remote_gateway == REMOTE_WAN:
             lab.load_remote_mirror(peer)
-    if not peers:
-        peer = demo_peer(secrets.token_urlsafe(24))
-        lab.load_remote_mirror(peer)
-        applier.store.add(peer)
-    applier.reconcile()
 
 
 def _alive(pid: int) -> bool:

@@ -126,9 +126,19 @@ def test_charon_killed_the_ui_keeps_working_and_applies_later(live, clean_lab):
     assert "strongSwan is not running" in browser.get("/peers/states", htmx=True).text
 
     clean_lab.start_router_charon()
-    # The next status poll finds charon back and applies what was waiting.
+    # No request needed: the UI's listener reconnects to charon and applies what was waiting.
+    assert wait_for(lambda: router_conns(clean_lab) == ["site-b"], timeout=15)
     assert wait_for(lambda: cell(browser, "site-b").get("state") == "up", timeout=15)
-    assert router_conns(clean_lab) == ["site-b"]
+    assert "not applied" not in browser.get("/").text
+
+
+def test_charon_restarted_behind_the_uis_back_gets_its_peers_back(live, clean_lab):
+    browser = live.browser()
+    add_peer(browser, clean_lab, peer_form())
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+    clean_lab.restart_router_charon()  # as `systemctl restart strongswan` by someone else would
+    assert wait_for(lambda: router_conns(clean_lab) == ["site-b"], timeout=15)
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up", timeout=15)
 
 
 def test_fifty_peers_saved_through_the_ui_are_all_loaded(live, clean_lab, capsys):

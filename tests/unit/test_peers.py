@@ -62,7 +62,7 @@ def test_fake_driver_is_told_and_page_says_demo(app, browser):
 
 def test_real_driver_without_charon_says_so(make_app, tmp_path):
     socket = tmp_path / "no-charon.vici"
-    browser = Browser(make_app(DRIVER="real", VICI_SOCKET=str(socket), VICI_WATCH_FAILURES=False,
+    browser = Browser(make_app(DRIVER="real", VICI_SOCKET=str(socket), VICI_WATCH=False,
                                NETNS="", LAN_INTERFACES="", WAN_INTERFACES="",
                                RECONCILE_ON_START=False).test_client())
     page = browser.get("/").get_data(as_text=True)

@@ -29,7 +29,5 @@ def states():
         tunnel_states, error = a.drivers.ipsec.tunnel_states(), ""
     except DriverError as e:
         tunnel_states, error = {}, str(e)
-    else:
-        a.retry_if_pending()
     return render_template("ipsec/_states.html", peers=a.store.all(), states=tunnel_states,
                            status_error=error, applier=a)

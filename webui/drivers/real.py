@@ -26,8 +26,6 @@ def make(config):
                        data_dir=config.get("DATA_DIR", "."),
                        restart_command=restart_command(config),
                        timeout=float(config.get("VICI_TIMEOUT", 5)))
-    if config.get("VICI_WATCH_FAILURES", True):
-        ipsec.watch(wait=0)  # never hold up app start-up when charon is down
     kernel = NetlinkDriver(netns=config.get("NETNS", ""),
                            ipsec_interfaces=interface_list(config.get("IPSEC_INTERFACES", "ipsec0")))
     return Drivers(ipsec=ipsec, kernel=kernel, firewall=NftFirewall.from_config(config))

@@ -415,11 +415,13 @@ class ViciDriver:
         return self._algorithms
 
     # --- failures of tunnels charon starts by itself ---------------------------------------------
-    def watch(self, wait: float = 2.0) -> bool:
+    def watch(self, wait: float = 2.0, on_connected=None) -> bool:
         """Start the background listener that records why auto-started tunnels fail; wait (bounded)
-        until it listens, so a failure right after this call is not missed. Whether it listens."""
+        until it listens, so a failure right after this call is not missed. Whether it listens.
+        `on_connected()` runs in the listener's thread each time it (re)connects to charon: a charon
+        that was restarted, by us or anyone, has forgotten every connection loaded over VICI."""
         if self._watcher is None:
-            self._watcher = FailureWatcher(self.socket_path, self.failures)
+            self._watcher = FailureWatcher(self.socket_path, self.failures, on_connected=on_connected)
             self._watcher.start()
         return self._watcher.listening.wait(wait)
 
@@ -438,17 +440,27 @@ class FailureWatcher(threading.Thread):
     web request: the pages read what it noted through `tunnel_states`.
     """
 
-    def __init__(self, socket_path: str, failures: Failures, retry: float = 2.0):
+    def __init__(self, socket_path: str, failures: Failures, retry: float = 2.0,
+                 on_connected=None):
         super().__init__(name="vici-failure-watcher", daemon=True)
         self.socket_path = socket_path
         self.failures = failures
         self.retry = retry
+        self.on_connected = on_connected
         self._stopping = threading.Event()
         self.listening = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
         self.join(timeout=5)
+
+    def _connected(self) -> None:
+        if self.on_connected is None:
+            return
+        try:
+            self.on_connected()
+        except Exception:  # noqa: BLE001 - the listener must outlive a failed callback
+            log.exception("reloading peers after charon (re)connected failed")
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -467,7 +479,9 @@ class FailureWatcher(threading.Thread):
             events = vs.listen(["log", "ike-updown"])
             try:
                 for kind, event in events:
-                    self.listening.set()
+                    if not self.listening.is_set():
+                        self.listening.set()
+                        self._connected()
                     if self._stopping.is_set():
                         return
                     if kind == b"log":
