@@ -253,7 +253,8 @@ class Lab:
         authentication failures). The remote only responds: the router is the one that initiates."""
         remote = vici_messages.mirror(peer, psk)
         conn = vici_messages.load_conn(remote)
-        conn[remote.name]["children"][remote.name]["start_action"] = "none"
+        for child in conn[remote.name]["children"].values():
+            child["start_action"] = "none"
         strongswan.call(self.remote_vici, "load-shared", vici_messages.load_shared(remote))
         strongswan.call(self.remote_vici, "load-conn", conn)
 

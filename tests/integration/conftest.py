@@ -152,7 +152,14 @@ class LiveApp:
         return b
 
     def close(self):
-        self.server.close()
+        # Close every channel from the server's own loop thread (closing from here races its
+        # select() into EBADF); the loop ends when its map is empty.
+        def stop():
+            for channel in list(self.server._map.values()):
+                channel.close()
+        self.server.trigger.pull_trigger(stop)
+        self.thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown()
         self.applier.drivers.ipsec.close()
 
 

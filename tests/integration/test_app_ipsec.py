@@ -65,6 +65,20 @@ def test_a_saved_peer_is_a_working_tunnel(live, clean_lab, version):
     assert re.search(r"\d+ pkts", status_after) and " 0 pkts" not in status_after.split("Child SA")[1]
 
 
+@pytest.mark.parametrize("version", ["2", "1"], ids=["IKEv2", "IKEv1"])
+def test_several_remote_networks_all_pass_traffic(live, clean_lab, version):
+    clean_lab.exec("remote", ["ip", "addr", "add", "10.88.0.1/24", "dev", "lo"])
+    try:
+        browser = live.browser()
+        add_peer(browser, clean_lab, peer_form(ike_version=version,
+                                               remote_networks="203.0.113.0/24\n10.88.0.0/24"))
+        assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+        assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=1), timeout=5)
+        assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, "10.88.0.1", count=1), timeout=5)
+    finally:
+        clean_lab.exec("remote", ["ip", "addr", "del", "10.88.0.1/24", "dev", "lo"])
+
+
 def test_wrong_psk_on_the_remote_shows_down_with_the_reason(live, clean_lab):
     browser = live.browser()
     add_peer(browser, clean_lab, peer_form(keying_retries="1"), remote_psk="not-the-same-key-at-all")

@@ -46,7 +46,9 @@ def test_dns_gateway_explicit_ids_and_ikev1_pass_through():
         "1", ["vpn.example.net"], "0")
     assert conn["local"] == {"auth": "psk", "id": "hq@example.net"}
     assert conn["remote"] == {"auth": "psk", "id": "vpn.example.net"}
-    assert conn["children"]["branch"]["local_ts"] == ["10.0.0.0/24", "10.0.1.0/24"]
+    # IKEv1: one CHILD_SA per subnet pair.
+    assert [(c["local_ts"], c["remote_ts"]) for c in conn["children"].values()] == [
+        (["10.0.0.0/24"], ["203.0.113.0/24"]), (["10.0.1.0/24"], ["203.0.113.0/24"])]
 
 
 def test_load_shared_has_a_deterministic_id_and_both_owners():
@@ -196,3 +198,25 @@ def test_tunnel_states_up_connecting_down():
         "c": TunnelState("c", "connecting", loaded=True),
         "d": TunnelState("d", "down", reason="timeout", loaded=True),
     }
+
+
+def test_ikev1_gets_one_child_per_subnet_pair_of_one_family():
+    peer = Peer(name="v1", local_ip="192.0.2.1", remote_gateway="192.0.2.2", ike_version=1,
+                local_networks=("10.0.0.0/24", "2001:db8:1::/64"),
+                remote_networks=("10.1.0.0/24", "10.2.0.0/24", "2001:db8:2::/64"), psk="x" * 20)
+    assert vm.child_selectors(peer) == [
+        ("v1", ["10.0.0.0/24"], ["10.1.0.0/24"]),
+        ("v1-2", ["10.0.0.0/24"], ["10.2.0.0/24"]),
+        ("v1-3", ["2001:db8:1::/64"], ["2001:db8:2::/64"]),
+    ]
+    children = vm.load_conn(peer)["v1"]["children"]
+    assert list(children) == ["v1", "v1-2", "v1-3"]
+    assert children["v1-2"]["remote_ts"] == ["10.2.0.0/24"]
+    assert children["v1-2"]["esp_proposals"] == children["v1"]["esp_proposals"]
+
+
+def test_ikev2_keeps_every_network_in_one_child():
+    peer = Peer(name="v2", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+                local_networks=("10.0.0.0/24",), remote_networks=("10.1.0.0/24", "10.2.0.0/24"),
+                psk="x" * 20)
+    assert vm.child_selectors(peer) == [("v2", ["10.0.0.0/24"], ["10.1.0.0/24", "10.2.0.0/24"])]

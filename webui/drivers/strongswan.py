@@ -361,11 +361,16 @@ class ViciDriver:
                                                              {"ike": name})), (), {}).get(name)
             if current and current.state != "down":
                 return f"{name} is already {current.state}."
-            message = {"child": name, "ike": name, "timeout": int(self.connect_timeout * 1000)}
+            conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
+            # An IKEv1 peer with several networks has a CHILD_SA per subnet pair: start each.
+            children = next((c.children for c in conns if c.name == name), ()) or (name,)
             reason = None
             try:
-                for event in vs.streamed_request("initiate", "control-log", message):
-                    reason = self.failures.note_log(name, vm._text(event.get("msg"))) or reason
+                for child in children:
+                    message = {"child": child, "ike": name,
+                               "timeout": int(self.connect_timeout * 1000)}
+                    for event in vs.streamed_request("initiate", "control-log", message):
+                        reason = self.failures.note_log(name, vm._text(event.get("msg"))) or reason
             except vici.exception.CommandException as err:
                 reason = reason or command_error(err)
                 self.failures.record(name, reason)

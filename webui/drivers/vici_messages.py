@@ -6,7 +6,10 @@ Parsers are the bytes boundary: what comes out of them is `str`/`int` only.
 Decisions the builders encode (the swanctl.conf(5) names in brackets):
 
 - One IKE connection and one CHILD_SA per peer, both named after the peer, so a peer name is all the
-  driver needs to load, unload, initiate and terminate it.
+  driver needs to load, unload, initiate and terminate it. IKEv2 carries several networks per side
+  in that one CHILD_SA. IKEv1 negotiates exactly one subnet pair per CHILD_SA, so an IKEv1 peer with
+  several networks gets one CHILD_SA per (local, remote) pair of the same address family, named
+  `<peer>`, `<peer>-2`, `<peer>-3`, ... (see `child_selectors`).
 - Addresses [local_addrs, remote_addrs]: the peer's local IP and remote gateway, passed as-is, so a
   gateway given as a DNS name is resolved by charon (again on every attempt), not by the UI.
 - Authentication [local/remote auth=psk, id]: PSK with the two IDs (defaults: local IP and remote
@@ -107,16 +110,30 @@ def esp_proposals(peer: Peer) -> list[str]:
     return proposals
 
 
+def child_selectors(peer: Peer) -> list[tuple[str, list[str], list[str]]]:
+    """(child name, local_ts, remote_ts) for each CHILD_SA of `peer`."""
+    if peer.ike_version == 2:
+        return [(peer.name, list(peer.local_networks), list(peer.remote_networks))]
+    pairs = [(local, remote) for local in peer.local_networks for remote in peer.remote_networks
+             if (":" in local) == (":" in remote)]
+    return [(peer.name if i == 0 else f"{peer.name}-{i + 1}", [local], [remote])
+            for i, (local, remote) in enumerate(pairs)]
+
+
 def load_conn(peer: Peer) -> dict:
     """The `load-conn` message for `peer`: {name: {...}}."""
-    child = {
-        "mode": "tunnel",
-        "local_ts": list(peer.local_networks),
-        "remote_ts": list(peer.remote_networks),
-        "esp_proposals": esp_proposals(peer),
-        "start_action": START_ACTION,
-        "dpd_action": DPD_ACTION,
-        "close_action": CLOSE_ACTION,
+    proposals = esp_proposals(peer)
+    children = {
+        name: {
+            "mode": "tunnel",
+            "local_ts": local_ts,
+            "remote_ts": remote_ts,
+            "esp_proposals": proposals,
+            "start_action": START_ACTION,
+            "dpd_action": DPD_ACTION,
+            "close_action": CLOSE_ACTION,
+        }
+        for name, local_ts, remote_ts in child_selectors(peer)
     }
     conn = {
         "version": str(peer.ike_version),
@@ -128,7 +145,7 @@ def load_conn(peer: Peer) -> dict:
         "send_certreq": "no",  # PSK only: asking for certificates just bloats the exchange
         "local": {"auth": "psk", "id": peer.effective_local_id},
         "remote": {"auth": "psk", "id": peer.effective_peer_id},
-        "children": {peer.name: child},
+        "children": children,
     }
     return {peer.name: conn}
 
