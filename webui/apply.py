@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from webui.drivers import CommandFailed, DriverError, Drivers, NotAvailable, Step
+from webui.drivers import CommandFailed, DriverError, Drivers, Step
 from webui.peers import Peer
 from webui.store import PeerStore
 
@@ -34,39 +34,44 @@ class Applier:
         self.drivers = drivers
         self.not_applied: dict[str, str] = {}  # peer name -> reason
         self.firewall_error = ""
-        self._lock = threading.Lock()
+        # One change at a time, from the store write to the last driver call: otherwise a
+        # reconcile working from an older read of the store could load a peer just deleted, or
+        # two firewall transactions could land in the wrong order and drop a peer's rules.
+        self._lock = threading.RLock()
 
     # --- peer changes ----------------------------------------------------------------------------
 
     def add(self, peer: Peer) -> None:
-        self.store.add(peer)
-        try:
-            self._apply(peer, None)
-        except Refused:
-            self.store.delete(peer.name)
-            raise
-        self._apply_firewall()
+        with self._lock:
+            self.store.add(peer)
+            try:
+                self._apply(peer, None)
+            except Refused:
+                self.store.delete(peer.name)
+                raise
+            self._apply_firewall()
 
     def update(self, old: Peer, peer: Peer) -> None:
-        self.store.replace(old.name, peer)
-        try:
-            self._apply(peer, old.name)
-        except Refused:
-            self.store.replace(peer.name, old)
-            self._apply(old, peer.name if peer.name != old.name else None)
-            raise
-        self._apply_firewall()
+        with self._lock:
+            self.store.replace(old.name, peer)
+            try:
+                self._apply(peer, old.name)
+            except Refused:
+                self.store.replace(peer.name, old)
+                self._apply(old, peer.name if peer.name != old.name else None)
+                raise
+            self._apply_firewall()
 
     def delete(self, peer: Peer) -> None:
-        self.store.delete(peer.name)
-        self.not_applied.pop(peer.name, None)
-        try:
-            self.drivers.ipsec.remove(peer.name)
-        except DriverError as e:
-            # Deleted from the store; the next reconcile unloads it from charon.
-            self.not_applied[peer.name] = f"not unloaded yet: {e}"
-            log.warning("peer %s deleted but not unloaded: %s", peer.name, e)
-        self._apply_firewall()
+        with self._lock:
+            self.store.delete(peer.name)
+            self.not_applied.pop(peer.name, None)
+            try:
+                self.drivers.ipsec.remove(peer.name)
+            except DriverError as e:
+                # Gone from the store; the next reconcile unloads it from charon.
+                log.warning("peer %s deleted but not unloaded: %s", peer.name, e)
+            self._apply_firewall()
 
     def _apply(self, peer: Peer, previous_name: str | None) -> None:
         if previous_name and previous_name != peer.name:
@@ -84,8 +89,6 @@ class Applier:
     def _apply_firewall(self) -> None:
         try:
             self.drivers.firewall.apply(self.store.all())
-        except NotAvailable as e:
-            self.firewall_error = str(e)
         except DriverError as e:
             self.firewall_error = str(e)
             log.warning("firewall rules not applied: %s", e)
@@ -105,8 +108,8 @@ class Applier:
                                    "Restart strongSwan")
 
     def _bring_in_line(self, operation, what: str) -> list[Step]:
-        peers = self.store.all()
         with self._lock:
+            peers = self.store.all()
             try:
                 steps = operation(peers)
             except DriverError as e:
@@ -119,7 +122,7 @@ class Applier:
                 else:
                     reason = next(s.detail for s in steps if not s.ok and not s.peer)
                     self.not_applied = {p.name: reason for p in peers if p.enabled}
-        self._apply_firewall()
+            self._apply_firewall()
         steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
         return steps
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from webui.auth import polled
-from webui.drivers import DaemonUnavailable, DriverError, NotAvailable
+from webui.drivers import DaemonUnavailable, DriverError
 from webui.htmx import wants_fragment
 
 bp = Blueprint("commands", __name__, url_prefix="/commands")
@@ -28,7 +28,7 @@ def output(template: str, status: int = 200, **context):
 
 
 def error_status(error: DriverError) -> int:
-    return 503 if isinstance(error, (DaemonUnavailable, NotAvailable)) else 502
+    return 503 if isinstance(error, DaemonUnavailable) else 502
 
 
 @bp.get("/status")

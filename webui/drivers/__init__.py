@@ -31,10 +31,6 @@ class CommandFailed(DriverError):
         self.field = field
 
 
-class NotAvailable(DriverError):
-    """This function is not available with the configured drivers."""
-
-
 # --- strongSwan ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,113 @@
+"""The Applier: store first, then drivers; one change at a time; refusals undo the save."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from webui.apply import Applier, Refused
+from webui.drivers import CommandFailed, Drivers
+from webui.drivers.fake import FakeFirewall, FakeIPsec, FakeKernel
+from webui.peers import Peer
+from webui.store import PeerStore
+
+
+def peer(i: int, **kw) -> Peer:
+    return Peer(**{"name": f"p{i}", "local_ip": "192.0.2.1", "remote_gateway": "192.0.2.2",
+                   "local_networks": ("198.51.100.0/24",), "remote_networks": (f"10.9.{i}.0/24",),
+                   "psk": "k" * 20, **kw})
+
+
+class FirstCallWaits(FakeFirewall):
+    """The first apply waits (bounded) for a later one to finish, as a slow nft run overtaken by
+    a quick one would: unserialized, the first, older view of the store would win."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.later_done = threading.Event()
+
+    def apply(self, peers):
+        self.calls += 1
+        if self.calls == 1:
+            self.later_done.wait(timeout=0.5)
+            super().apply(peers)
+        else:
+            super().apply(peers)
+            self.later_done.set()
+
+
+class SlowIPsec(FakeIPsec):
+    """Takes a random while to load, as charon does, so the adds interleave."""
+
+    def apply(self, peer, previous_name=None):
+        time.sleep(random.uniform(0, 0.01))
+        super().apply(peer, previous_name)
+
+
+def applier(tmp_path, ipsec=None, firewall=None) -> Applier:
+    return Applier(PeerStore(tmp_path / "peers.json"),
+                   Drivers(ipsec=ipsec or FakeIPsec(), kernel=FakeKernel(),
+                           firewall=firewall or FakeFirewall()))
+
+
+def test_a_slow_firewall_apply_is_not_overtaken_by_a_later_change(tmp_path):
+    a = applier(tmp_path, firewall=FirstCallWaits())
+    first = threading.Thread(target=a.add, args=(peer(1),))
+    first.start()
+    while a.drivers.firewall.calls == 0:
+        time.sleep(0.001)
+    a.add(peer(2))
+    first.join()
+    assert a.drivers.firewall.peers == ("p1", "p2")
+
+
+def test_concurrent_adds_lose_nothing(tmp_path):
+    a = applier(tmp_path, SlowIPsec())
+    threads = [threading.Thread(target=a.add, args=(peer(i),)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.drivers.firewall.peers) == sorted(f"p{i}" for i in range(20))
+    assert sorted(a.drivers.ipsec.loaded) == sorted(f"p{i}" for i in range(20))
+
+
+class RefusingIPsec(FakeIPsec):
+    def apply(self, peer, previous_name=None):
+        if "aes128" in peer.esp_encryption:
+            raise CommandFailed("invalid value for: esp_proposals", field="esp_encryption")
+        super().apply(peer, previous_name)
+
+
+def test_a_refused_peer_is_not_kept_and_an_edit_is_rolled_back(tmp_path):
+    a = applier(tmp_path, RefusingIPsec())
+    with pytest.raises(Refused) as e:
+        a.add(peer(1, esp_encryption=("aes128",), esp_integrity=("sha256",)))
+    assert e.value.field == "esp_encryption" and a.store.all() == []
+    a.add(peer(2))
+    with pytest.raises(Refused):
+        a.update(peer(2), peer(2, name="renamed", esp_encryption=("aes128",), esp_integrity=("sha256",)))
+    assert a.store.all() == [peer(2)] and set(a.drivers.ipsec.loaded) == {"p2"}
+
+
+def test_charon_away_keeps_the_save_and_marks_it(tmp_path):
+    a = applier(tmp_path, FakeIPsec(fail=True))
+    a.add(peer(1))
+    assert a.store.get("p1") == peer(1)
+    assert "not running" in a.not_applied["p1"]
+    a.drivers.ipsec.fail = False
+    steps = a.reconcile()
+    assert a.not_applied == {} and all(s.ok for s in steps)
+
+
+def test_reconcile_with_charon_away_marks_every_enabled_peer(tmp_path):
+    a = applier(tmp_path)
+    a.add(peer(1))
+    a.add(peer(2, enabled=False))
+    a.drivers.ipsec.fail = True
+    steps = a.reconcile()
+    assert not steps[0].ok and "not running" in steps[0].detail
+    assert set(a.not_applied) == {"p1"}
