@@ -129,10 +129,32 @@ class PeerForm(FlaskForm):
                              default=DEFAULT_FIREWALL)
     enabled = BooleanField("Enabled", default=True)
 
-    def __init__(self, *args, editing: Peer | None = None, **kwargs):
+    def __init__(self, *args, editing: Peer | None = None,
+                 supported: frozenset[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.editing = editing
         self.psk_hint = ""
+        if supported is not None:
+            self._offer_only(supported)
+
+    ALGORITHM_FIELDS = ("ike_encryption", "ike_integrity", "ike_dh_groups",
+                        "esp_encryption", "esp_integrity", "esp_dh_groups")
+
+    def _offer_only(self, supported: frozenset[str]) -> None:
+        """Offer only what this charon reports it can do (get-algorithms), so a proposal it cannot
+        honour is never offered. A stored peer's own choices stay visible, marked, so an edit
+        shows them rather than silently dropping them."""
+        for name in self.ALGORITHM_FIELDS:
+            field = getattr(self, name)
+            kept = set(getattr(self.editing, name, ()))
+            choices = []
+            for choice in field.choices:
+                if choice.value in supported:
+                    choices.append(choice)
+                elif choice.value in kept:
+                    choices.append(SelectChoice(choice.value,
+                                                f"{choice.label} (not supported by this strongSwan)"))
+            field.choices = choices
 
     # Single-field rules (WTForms calls validate_<field> after the field's own validators).
 
@@ -269,9 +291,9 @@ class PeerForm(FlaskForm):
         )
 
     @classmethod
-    def for_peer(cls, peer: Peer) -> "PeerForm":
+    def for_peer(cls, peer: Peer, supported: frozenset[str] | None = None) -> "PeerForm":
         """The edit form filled from a stored peer; the PSK is never put back into the form."""
-        return cls(editing=peer, data={
+        return cls(editing=peer, supported=supported, data={
             "name": peer.name, "local_id": peer.local_id, "peer_id": peer.peer_id,
             "ike_version": str(peer.ike_version), "local_ip": peer.local_ip,
             "remote_gateway": peer.remote_gateway,

@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.conftest import peer_form, wait_for
 from webui.drivers import strongswan
-from webui.peers import Peer
+from webui.peers import ALGORITHMS, Peer
 from webui.lab import REMOTE_LAN, ROUTER_LAN
 
 
@@ -77,6 +77,15 @@ def test_several_remote_networks_all_pass_traffic(live, clean_lab, version):
         assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, "10.88.0.1", count=1), timeout=5)
     finally:
         clean_lab.exec("remote", ["ip", "addr", "del", "10.88.0.1/24", "dev", "lo"])
+
+
+def test_the_form_offers_what_this_charon_supports(live):
+    supported = live.applier.drivers.ipsec.supported_algorithms()
+    # Debian's charon with its default plugins does all of these: the mapping must find them.
+    assert {"aes256", "aes128gcm16", "sha256", "ecp256", "curve25519", "modp2048"} <= supported
+    form = live.browser().get("/peers/new").text
+    for keyword in ALGORITHMS:
+        assert (f'value="{keyword}"' in form) == (keyword in supported), keyword
 
 
 def test_wrong_psk_on_the_remote_shows_down_with_the_reason(live, clean_lab):

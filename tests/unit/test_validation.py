@@ -126,3 +126,19 @@ def test_dns_gateway_and_ipv6(browser):
     r = browser.post("/peers", valid_peer_form(name="six", local_ip="2001:db8::1", remote_gateway="2001:db8::2",
                                                local_networks="2001:db8:1::/48", remote_networks="2001:db8:2::/48"))
     assert r.status_code == 303
+
+
+def test_only_what_charon_supports_is_offered_and_accepted(app, browser, data_dir):
+    ipsec = app.extensions["webui"].drivers.ipsec
+    browser.post("/peers", valid_peer_form(name="old", ike_encryption=["3des"], ike_integrity=["sha1"],
+                                           remote_networks="10.50.0.0/16"))
+    ipsec.supported = frozenset({"aes256", "aes128", "aes256gcm16", "sha256", "sha1", "curve25519",
+                                 "ecp256", "modp2048", "none"})
+    form = browser.get("/peers/new").get_data(as_text=True)
+    assert 'value="aes256"' in form and 'value="3des"' not in form and 'value="chacha20poly1305"' not in form
+    before = (data_dir / "peers.json").read_bytes()
+    r = browser.post("/peers", valid_peer_form(esp_encryption=["chacha20poly1305"]), htmx=True)
+    assert r.status_code == 422 and 'id="esp_encryption-error"' in r.get_data(as_text=True)
+    assert (data_dir / "peers.json").read_bytes() == before
+    edit = browser.get("/peers/old/edit").get_data(as_text=True)
+    assert "3DES-CBC (weak) (not supported by this strongSwan)" in edit

@@ -23,6 +23,11 @@ def stored_peer(name):
     return peer
 
 
+def supported_algorithms():
+    """What charon can do (cached by the driver); None when it cannot be asked: offer everything."""
+    return applier().drivers.ipsec.supported_algorithms()
+
+
 def form_response(form, status=200):
     return render("peers/form.html", "peers/_form.html", status=status, form=form)
 
@@ -30,13 +35,13 @@ def form_response(form, status=200):
 @bp.get("/new")
 def new():
     """The empty peer form."""
-    return form_response(PeerForm(formdata=None))
+    return form_response(PeerForm(formdata=None, supported=supported_algorithms()))
 
 
 @bp.post("")
 def create():
     """Validate and save a new peer, then apply it."""
-    form = PeerForm()
+    form = PeerForm(supported=supported_algorithms())
     if not form.validate_peer(applier().store.all()):
         return form_response(form, 422)
     return save(form, lambda peer: applier().add(peer))
@@ -45,14 +50,14 @@ def create():
 @bp.get("/<name>/edit")
 def edit(name):
     """The form for a stored peer (the pre-shared key is never sent back)."""
-    return form_response(PeerForm.for_peer(stored_peer(name)))
+    return form_response(PeerForm.for_peer(stored_peer(name), supported_algorithms()))
 
 
 @bp.post("/<name>")
 def update(name):
     """Validate and save changes to a peer (renaming included), then apply them."""
     old = stored_peer(name)
-    form = PeerForm(editing=old)
+    form = PeerForm(editing=old, supported=supported_algorithms())
     if not form.validate_peer(applier().store.all()):
         return form_response(form, 422)
     return save(form, lambda peer: applier().update(old, peer))

@@ -16,8 +16,9 @@ from webui.peers import Peer
 class FakeIPsec:
     """Plays charon. `fail=True` behaves as if charon were down."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False, supported: frozenset[str] | None = None):
         self.fail = fail
+        self.supported = supported
         self.loaded: dict[str, Peer] = {}
         self.calls: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -75,7 +76,7 @@ class FakeIPsec:
         return f"{name}: the fake driver has no tunnel to take down."
 
     def supported_algorithms(self) -> frozenset[str] | None:
-        return None
+        return self.supported
 
 
 class FakeKernel:

@@ -425,8 +425,13 @@ class ViciDriver:
         until it listens, so a failure right after this call is not missed. Whether it listens.
         `on_connected()` runs in the listener's thread each time it (re)connects to charon: a charon
         that was restarted, by us or anyone, has forgotten every connection loaded over VICI."""
+        def connected():
+            self._algorithms = None  # a restarted charon may have loaded other crypto plugins
+            if on_connected is not None:
+                on_connected()
+
         if self._watcher is None:
-            self._watcher = FailureWatcher(self.socket_path, self.failures, on_connected=on_connected)
+            self._watcher = FailureWatcher(self.socket_path, self.failures, on_connected=connected)
             self._watcher.start()
         return self._watcher.listening.wait(wait)
 
