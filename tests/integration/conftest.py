@@ -152,6 +152,8 @@ class LiveApp:
         return b
 
     def close(self):
+        if not self.thread.is_alive():
+            return  # closed already
         # Close every channel from the server's own loop thread (closing from here races its
         # select() into EBADF); the loop ends when its map is empty.
         def stop():
