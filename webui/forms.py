@@ -92,7 +92,8 @@ class CheckboxGroup(SelectMultipleField):
 
 
 def _choices(algorithms) -> list[SelectChoice]:
-    return [SelectChoice(a.keyword, a.label + (" (weak)" if a.weak else "")) for a in algorithms]
+    # Weak choices are marked by the template (a "weak" tag next to the label), not in the label.
+    return [SelectChoice(a.keyword, a.label) for a in algorithms]
 
 
 class PeerForm(FlaskForm):
