@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -59,6 +60,16 @@ def test_htmx_delete_of_one_of_several_peers_removes_just_its_row(browser):
     r = browser.delete("/peers/branch-a")
     assert r.status_code == 200 and r.get_data() == b"" and "HX-Retarget" not in r.headers
     assert "branch-b" in browser.get("/").get_data(as_text=True)
+
+
+def test_the_pages_delete_button_sends_delete_to_a_url_that_takes_it(browser, data_dir):
+    """Two rules share the endpoint (DELETE for htmx, POST for the no-script form): the button
+    must name the DELETE one."""
+    browser.post("/peers", valid_peer_form())
+    page = browser.get("/").get_data(as_text=True)
+    url = re.search(r'hx-delete="([^"]+)"', page).group(1)
+    assert browser.delete(url).status_code == 200
+    assert stored(data_dir) == {}
 
 
 def test_fake_driver_is_told_and_page_says_demo(app, browser):
