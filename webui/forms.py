@@ -18,7 +18,9 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from webui.peers import (AEAD, DEFAULT_FIREWALL, DH_GROUPS, ENCRYPTION, ESP_DH_GROUPS,
                          FIREWALL_CHOICES, INTEGRITY, PRESETS, Peer)
 
-NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
+# The "-" is escaped: browsers compile the HTML pattern attribute with the `v` flag, where a bare
+# "-" at the end of a class is a syntax error (and the whole attribute is then ignored).
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,31}"
 _NAME_RE = re.compile(NAME_PATTERN)
 # A DNS name: labels of letters, digits and inner hyphens, dot-separated, at most 253 characters.
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"

@@ -22,6 +22,9 @@
   document.addEventListener("htmx:sendError", function () {
     showError("The router could not be reached. Check the connection and try again.", "network");
   });
+  document.addEventListener("htmx:targetError", function () {
+    showError("This page is out of step with the router. Reload it and try again.", "response");
+  });
   document.addEventListener("htmx:afterRequest", function (e) {
     var b = banner();
     if (!e.detail.successful || !b || b.hidden) return;
