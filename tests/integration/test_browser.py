@@ -20,6 +20,7 @@ from playwright.sync_api import sync_playwright
 from tests.conftest import ADMIN_PASSWORD, LEAKS
 from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer
+from webui.lab import REMOTE_LAN, ROUTER_LAN
 from webui.peers import PRESETS, WEAK
 
 pytestmark = pytest.mark.browser
@@ -151,6 +152,7 @@ def test_add_a_peer_see_it_up_run_every_command_edit_and_delete(open_page, live,
     page.wait_for_selector("#state-site-b[data-state=up]")
     assert page.evaluate("window.notReloaded"), "the status cell changed by swapping, not reloading"
 
+    assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)  # traffic for the counters
     run_status_and_see_it_refresh(page, shots, "desktop")
     run_restart_and_see_the_spinner(page)
     for label, pane, expected in (("Get interfaces", "#output-interfaces", "wan0"),
@@ -158,6 +160,7 @@ def test_add_a_peer_see_it_up_run_every_command_edit_and_delete(open_page, live,
         page.click(f"button:has-text('{label}')")
         assert expected in page.inner_text(pane)
     see_the_other_side(page, live, form)
+    page.locator("#output-other-side").screenshot(path=shots / "desktop-other-side.png")
     assert page.evaluate("window.notReloaded"), "commands swap their output into the page"
 
     page.click("#peer-site-b a:has-text('Edit')")
@@ -259,6 +262,7 @@ def test_on_a_phone_peers_are_cards_and_nothing_scrolls_sideways(open_page, live
     add_peer(live.browser(), clean_lab, peer_form())
     page, console = open_page(PHONE, color_scheme="dark")
     page.wait_for_selector("#state-site-b[data-state=up]")
+    assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
     assert page.eval_on_selector("table.peers thead", "t => getComputedStyle(t).display") == "none"
     assert page.eval_on_selector("#peer-site-b", "r => getComputedStyle(r).display") == "block"
     page.click("button:has-text('Get IPsec status')")
