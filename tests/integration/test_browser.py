@@ -182,6 +182,9 @@ def add_with_a_bad_network_first(page, console, shots, size) -> None:
         assert checked(page, field) == set(keywords), field
     assert not WEAK & set().union(*PRESETS["modern"].values())
 
+    unlabelled = page.eval_on_selector_all("input:not([type=hidden]), textarea, select",
+                                           "fields => fields.filter(f => !f.labels.length).map(f => f.id)")
+    assert unlabelled == [], "every input has a label"
     fill_peer(page, peer_form(remote_networks="203.0.113.0"))
     page.fill("#psk", "short-key")
     assert "weak" in page.inner_text("#psk-strength") and "estimate" in page.inner_text("#psk-strength").lower()
@@ -319,3 +322,20 @@ def test_a_failed_request_shows_the_banner(open_page, live, clean_lab):
         page.wait_for_selector("#request-error:has-text('could not be reached')")
         page.context.set_offline(False)
         banner.wait_for(state="hidden")  # the next status poll gets through and clears it
+
+
+def test_the_watch_catches_console_errors_and_the_csp_holds(chromium, live):
+    """The check every test relies on can fail: a planted error and an injected inline script."""
+    page = chromium.new_page()
+    console = Console(page)
+    page.goto(live.url + "/login")
+    page.evaluate("console.error('planted')")
+    page.evaluate("""() => { const s = document.createElement('script');
+                             s.textContent = 'window.injected = true'; document.body.append(s); }""")
+    page.wait_for_timeout(300)
+    ran = page.evaluate("window.injected === true")
+    page.close()
+    assert not ran, "the CSP must stop an injected inline script"
+    assert console.problems[0] == "console error: planted"
+    assert any(p.startswith("CSP violation: ") and "inline script" in p for p in console.problems[1:]), \
+        console.problems
