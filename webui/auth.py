@@ -278,7 +278,10 @@ class Auth:
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         if not self.signed_in():
-            session.clear()
+            # Drop a stale admin session, but keep an anonymous one: it holds the login form's
+            # CSRF token, and a browser's parallel request (its /favicon.ico) must not void it.
+            if "user" in session:
+                session.clear()
             return unauthenticated()
         g.admin = True
         if self.password_file.load().must_change and request.endpoint not in CHANGE_ENDPOINTS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from webui.forms import NAME_PATTERN
-from webui.peers import WEAK
+from webui.peers import PRESETS, WEAK
 
 
 def duration(seconds: int | None) -> str:
@@ -37,5 +37,5 @@ def byte_count(n: int) -> str:
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["bytes"] = byte_count
-    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, weak=WEAK, oob=False, message="",
+    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, weak=WEAK, presets=PRESETS, oob=False, message="",
                                  states=None, status_error="")

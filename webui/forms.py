@@ -18,7 +18,9 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from webui.peers import (AEAD, DEFAULT_FIREWALL, DH_GROUPS, ENCRYPTION, ESP_DH_GROUPS,
                          FIREWALL_CHOICES, INTEGRITY, PRESETS, Peer)
 
-NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
+# The "-" is escaped: browsers compile the HTML pattern attribute with the `v` flag, where a bare
+# "-" at the end of a class is a syntax error (and the whole attribute is then ignored).
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,31}"
 _NAME_RE = re.compile(NAME_PATTERN)
 # A DNS name: labels of letters, digits and inner hyphens, dot-separated, at most 253 characters.
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
@@ -92,7 +94,8 @@ class CheckboxGroup(SelectMultipleField):
 
 
 def _choices(algorithms) -> list[SelectChoice]:
-    return [SelectChoice(a.keyword, a.label + (" (weak)" if a.weak else "")) for a in algorithms]
+    # Weak choices are marked by the template (a "weak" tag next to the label), not in the label.
+    return [SelectChoice(a.keyword, a.label) for a in algorithms]
 
 
 class PeerForm(FlaskForm):

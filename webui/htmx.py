@@ -25,6 +25,11 @@ def redirect_303(location: str) -> Response:
     return Response(status=303, headers={"Location": location})
 
 
+def retarget(body: str, target: str, swap: str = "outerHTML") -> Response:
+    """Swap `body` somewhere other than where the request said (HX-Retarget, HX-Reswap)."""
+    return Response(body, headers={"HX-Retarget": target, "HX-Reswap": swap})
+
+
 def init_app(app: Flask) -> None:
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:

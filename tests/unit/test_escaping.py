@@ -48,7 +48,7 @@ def test_markup_in_a_peer_field_is_refused_and_shown_escaped(browser, data_dir, 
 def test_markup_in_the_psk_is_accepted_and_never_shown(browser, payload):
     psk = f"psk {payload}"  # any printable characters make a PSK; the leak watch knows this one
     assert browser.post("/peers", valid_peer_form(psk=psk)).status_code == 303
-    for url in ("/", "/peers/branch-a/edit", "/commands/status"):
+    for url in ("/", "/peers/branch-a/edit", "/commands/status", "/peers/branch-a/other-side"):
         body = browser.get(url).get_data(as_text=True)
         assert psk not in body and str(escape(psk)) not in body
 
@@ -59,6 +59,7 @@ def test_a_stored_peer_with_markup_is_escaped_on_every_page(app, browser):
     peer = Peer(local_networks=(payload,), remote_networks=(payload,), psk="x" * 20, **text)
     app.extensions["webui"].store.add(peer)
     urls = ["/", "/peers/new", f"/peers/{payload}/edit", f"/peers/{payload}/delete", "/peers/states",
+            f"/peers/{payload}/other-side",
             "/commands/status", "/commands/routes", "/commands/interfaces"]
     for url in urls:
         for htmx in (False, True):

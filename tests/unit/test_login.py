@@ -223,6 +223,14 @@ def test_next_brings_the_admin_back(anonymous):
     assert anonymous.login(next="/peers/new?x=1").headers["Location"] == "/peers/new?x=1"
 
 
+def test_a_parallel_anonymous_request_keeps_the_login_forms_token(anonymous):
+    """A browser fetches /favicon.ico (or another tab reloads) while the login form is open."""
+    token = anonymous.token()  # the login form's token, kept in the anonymous session
+    assert anonymous.get("/favicon.ico").status_code in (303, 404)
+    r = anonymous.post("/login", {"user": "admin", "password": ADMIN_PASSWORD, "csrf_token": token})
+    assert r.status_code == 303 and r.headers["Location"] == "/"
+
+
 def test_htmx_request_goes_back_to_the_page_it_came_from(anonymous):
     r = anonymous.client.get("/commands/routes", headers={"HX-Request": "true",
                                                           "HX-Current-URL": "http://localhost/peers/new"})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -42,13 +43,33 @@ def test_create_edit_rename_disable_delete(browser, data_dir, make_app, htmx):
 
     if htmx:
         r = again.delete("/peers/branch-b")
-        assert r.status_code == 200 and r.get_data() == b""
+        # The last peer: the table gives way to the empty state, which says what to do next.
+        assert r.status_code == 200 and r.headers["HX-Retarget"] == "#peer-table"
+        assert "No peers yet" in r.get_data(as_text=True)
     else:
         assert "Delete peer branch-b?" in again.get("/peers/branch-b/delete").get_data(as_text=True)
         r = again.post("/peers/branch-b/delete")
         assert r.status_code == 303
     assert stored(data_dir) == {}
     assert again.get("/peers/branch-b/edit").status_code == 404
+
+
+def test_htmx_delete_of_one_of_several_peers_removes_just_its_row(browser):
+    browser.post("/peers", valid_peer_form())
+    browser.post("/peers", valid_peer_form(name="branch-b", remote_networks="10.9.0.0/16"))
+    r = browser.delete("/peers/branch-a")
+    assert r.status_code == 200 and r.get_data() == b"" and "HX-Retarget" not in r.headers
+    assert "branch-b" in browser.get("/").get_data(as_text=True)
+
+
+def test_the_pages_delete_button_sends_delete_to_a_url_that_takes_it(browser, data_dir):
+    """Two rules share the endpoint (DELETE for htmx, POST for the no-script form): the button
+    must name the DELETE one."""
+    browser.post("/peers", valid_peer_form())
+    page = browser.get("/").get_data(as_text=True)
+    url = re.search(r'hx-delete="([^"]+)"', page).group(1)
+    assert browser.delete(url).status_code == 200
+    assert stored(data_dir) == {}
 
 
 def test_fake_driver_is_told_and_page_says_demo(app, browser):

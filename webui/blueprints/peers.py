@@ -4,9 +4,11 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, render_template, url_for
 
 from webui.apply import Refused
+from webui.blueprints.commands import output
 from webui.drivers import DriverError
 from webui.forms import PeerForm
-from webui.htmx import redirect_303, render, wants_fragment
+from webui.htmx import redirect_303, render, retarget, wants_fragment
+from webui.remote_config import for_other_side
 from webui.store import StoreError
 
 bp = Blueprint("peers", __name__, url_prefix="/peers")
@@ -85,10 +87,19 @@ def confirm_delete(name):
 @bp.post("/<name>/delete")
 def delete(name):
     """Delete a peer and unload it; htmx gets an empty 200 so the row disappears."""
-    applier().delete(stored_peer(name))
+    a = applier()
+    a.delete(stored_peer(name))
     if wants_fragment():
+        if not a.store.all():  # the last one: the table gives way to the empty state's next step
+            return retarget(render_template("ipsec/_peer_table.html", peers=[]), "#peer-table")
         return ""
     return redirect_303(url_for("ipsec.index"))
+
+
+@bp.get("/<name>/other-side")
+def other_side(name):
+    """The configuration for the other side of a peer (without the PSK), for the output pane."""
+    return output("peers/_other_side.html", config=for_other_side(stored_peer(name)))
 
 
 @bp.post("/<name>/connect")

@@ -3,23 +3,115 @@
   "use strict";
 
   // A request that failed (server error or network) shows a banner instead of doing nothing.
-  function showError(text) {
-    var banner = document.getElementById("request-error");
-    if (!banner) return;
-    banner.textContent = text;
-    banner.hidden = false;
+  // A network failure clears once any request gets through again (a status poll will do); an
+  // error answer to something the admin did stays until the admin's next request succeeds, so a
+  // background poll cannot hide it before it is read.
+  function banner() { return document.getElementById("request-error"); }
+  function showError(text, cause) {
+    var b = banner();
+    if (!b) return;
+    b.textContent = text;
+    b.dataset.cause = cause;
+    b.hidden = false;
   }
+  function polled(elt) { return /every /.test(elt.getAttribute("hx-trigger") || ""); }
   document.addEventListener("htmx:responseError", function (e) {
     var xhr = e.detail.xhr;
-    showError("The router answered " + xhr.status + " " + (xhr.statusText || "") + " to that request.");
+    showError("The router answered " + xhr.status + " " + (xhr.statusText || "") + " to that request.", "response");
   });
   document.addEventListener("htmx:sendError", function () {
-    showError("The router could not be reached. Check the connection and try again.");
+    showError("The router could not be reached. Check the connection and try again.", "network");
+  });
+  document.addEventListener("htmx:targetError", function () {
+    showError("This page is out of step with the router. Reload it and try again.", "response");
   });
   document.addEventListener("htmx:afterRequest", function (e) {
-    if (e.detail.successful) {
-      var banner = document.getElementById("request-error");
-      if (banner) banner.hidden = true;
-    }
+    var b = banner();
+    if (!e.detail.successful || !b || b.hidden) return;
+    if (b.dataset.cause === "network" || !polled(e.detail.elt)) b.hidden = true;
   });
+
+  // Assistive technology hears that a button is waiting (the spinner is CSS on .htmx-request).
+  document.addEventListener("htmx:beforeRequest", function (e) { e.detail.elt.setAttribute("aria-busy", "true"); });
+  document.addEventListener("htmx:afterRequest", function (e) { e.detail.elt.removeAttribute("aria-busy"); });
+
+  // Controls that only work with this script stay hidden without it.
+  document.addEventListener("htmx:load", function (e) {
+    e.detail.elt.querySelectorAll("[data-needs-js]").forEach(function (el) { el.hidden = false; });
+  });
+
+  document.addEventListener("click", function (e) {
+    var preset = e.target.closest("[data-preset]");
+    if (preset) applyPreset(preset.form || preset.closest("form"), JSON.parse(preset.dataset.preset));
+    if (e.target.closest("#psk-generate")) generateKey();
+    var copy = e.target.closest("[data-copy]");
+    if (copy) copyText(copy, document.getElementById(copy.dataset.copy));
+  });
+  document.addEventListener("input", function (e) {
+    if (e.target.id === "psk") showStrength(e.target.value);
+  });
+
+  // A preset (field name -> keywords, from PRESETS in webui/peers.py) ticks exactly its boxes.
+  function applyPreset(form, preset) {
+    Object.keys(preset).forEach(function (name) {
+      form.querySelectorAll('input[name="' + name + '"]').forEach(function (box) {
+        box.checked = preset[name].indexOf(box.value) >= 0;
+      });
+    });
+  }
+
+  // 32 characters without look-alikes (0/O, 1/l/I): about 186 bits, and easy to read out.
+  var ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+  function generateKey() {
+    var key = "", bytes = new Uint8Array(64), limit = 256 - 256 % ALPHABET.length;
+    while (key.length < 32) {
+      crypto.getRandomValues(bytes);
+      for (var i = 0; i < bytes.length && key.length < 32; i++) {
+        if (bytes[i] < limit) key += ALPHABET[bytes[i] % ALPHABET.length];  // no modulo bias
+      }
+    }
+    var input = document.getElementById("psk");
+    input.type = "text";  // the admin must pass it on to the other side, so show it
+    input.value = key;
+    showStrength(key, "Copy it now for the other side: it is never shown again once saved.");
+  }
+
+  // An estimate from length and the kinds of characters used; it cannot see a reused or known phrase.
+  function estimateBits(key) {
+    var pool = 0;
+    if (/[a-z]/.test(key)) pool += 26;
+    if (/[A-Z]/.test(key)) pool += 26;
+    if (/[0-9]/.test(key)) pool += 10;
+    if (/[^a-zA-Z0-9]/.test(key)) pool += 33;
+    return pool ? Math.round(key.length * Math.log2(pool)) : 0;
+  }
+  function showStrength(key, note) {
+    var out = document.getElementById("psk-strength");
+    if (!out) return;
+    var bits = estimateBits(key);
+    var word = bits < 64 ? "weak" : bits < 100 ? "fair" : "strong";
+    out.className = "strength " + word;
+    out.textContent = key ? "Estimated strength: about " + bits + " bits (" + word +
+      ", if the characters are random). " + (note || "") : "";
+  }
+
+  function copyText(button, source) {
+    function done(text) { button.textContent = text; }
+    function select() {
+      source.focus();
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+    }
+    // The clipboard API needs HTTPS or localhost; a router at http://192.168.1.1 gets the selection.
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(source.textContent).then(function () { done("Copied"); },
+        function () { select(); done("Selected: press Ctrl+C"); });
+    } else {
+      select();
+      done("Selected: press Ctrl+C");
+    }
+  }
 })();

@@ -1,0 +1,82 @@
+"""The configuration for the other side of a peer: what its administrator enters, never the PSK.
+
+Pure: a peer in, text out. The settings are this router's own connection seen from the far end
+(`vici_messages.mirror`: addresses, IDs and networks swapped) and its own proposal builders, so
+what the other side is told is exactly what this router will offer and accept.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from webui.drivers import vici_messages
+from webui.peers import Peer
+
+# What the other side's key line says instead of the key: the key never leaves this router.
+PSK_PLACEHOLDER = "<the pre-shared key you agreed with this router's administrator>"
+# This router initiates and keeps the tunnel up (start_action=start, DPD restart); the other side
+# only needs to answer, and two ends that both start at once negotiate twice for nothing.
+REMOTE_START_ACTION = "none"
+# The address this router calls the other side by may be a NAT's or a DNS name, not one its
+# interfaces hold: it listens on any (%any) and is still known by its ID.
+REMOTE_LOCAL_ADDRS = ["%any"]
+_PLAIN = re.compile(r"[A-Za-z0-9._:@/,*%+-]+")
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """The other side's settings as a swanctl.conf snippet and as a plain list of (setting, value)."""
+
+    name: str
+    swanctl: str
+    settings: tuple[tuple[str, str], ...]
+
+
+def for_other_side(peer: Peer) -> RemoteConfig:
+    remote = vici_messages.mirror(peer, psk="")
+    conn = vici_messages.load_conn(remote)
+    conn[remote.name]["local_addrs"] = REMOTE_LOCAL_ADDRS
+    conn[remote.name]["children"][remote.name]["start_action"] = REMOTE_START_ACTION
+    text = "\n".join(_section("connections", conn) + [""] + _section("secrets", _secret(remote)))
+    return RemoteConfig(name=peer.name, swanctl=text + "\n", settings=_settings(remote))
+
+
+def _secret(remote: Peer) -> dict:
+    return {f"ike-{remote.name}": {"id-1": remote.effective_local_id,
+                                   "id-2": remote.effective_peer_id,
+                                   "secret": PSK_PLACEHOLDER}}
+
+
+def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
+    """The same settings in words, for a box that is not strongSwan."""
+    return (
+        ("Key exchange", f"IKEv{remote.ike_version}"),
+        ("Your address (as this router reaches it)", remote.local_ip),
+        ("Peer gateway (this router)", remote.remote_gateway),
+        ("Your ID (local)", remote.effective_local_id),
+        ("Peer ID (this router)", remote.effective_peer_id),
+        ("Your networks (local)", ", ".join(remote.local_networks)),
+        ("Peer networks (remote)", ", ".join(remote.remote_networks)),
+        ("IKE proposals", ", ".join(vici_messages.ike_proposals(remote))),
+        ("ESP proposals", ", ".join(vici_messages.esp_proposals(remote))),
+        ("Authentication", "pre-shared key (agree it out of band; it is not shown here)"),
+        ("Mode", "tunnel, dead peer detection every " + vici_messages.DPD_DELAY),
+    )
+
+
+def _section(name: str, body: dict, depth: int = 0) -> list[str]:
+    """swanctl.conf(5) syntax: nested `name { key = value }` sections, lists comma-separated."""
+    pad = "    " * depth
+    lines = [f"{pad}{name} {{"]
+    for key, value in body.items():
+        if isinstance(value, dict):
+            lines += _section(key, value, depth + 1)
+        else:
+            lines.append(f"{pad}    {key} = {_value(value)}")
+    return lines + [f"{pad}}}"]
+
+
+def _value(value) -> str:
+    text = ",".join(value) if isinstance(value, list) else str(value)
+    # Validated fields never need quotes; anything else (the placeholder) is quoted, as swanctl reads it.
+    return text if _PLAIN.fullmatch(text) else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
