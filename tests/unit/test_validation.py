@@ -141,4 +141,4 @@ def test_only_what_charon_supports_is_offered_and_accepted(app, browser, data_di
     assert r.status_code == 422 and 'id="esp_encryption-error"' in r.get_data(as_text=True)
     assert (data_dir / "peers.json").read_bytes() == before
     edit = browser.get("/peers/old/edit").get_data(as_text=True)
-    assert "3DES-CBC (weak) (not supported by this strongSwan)" in edit
+    assert "3DES-CBC (not supported by this strongSwan)" in edit
