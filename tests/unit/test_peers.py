@@ -126,3 +126,13 @@ def test_daemon_down_is_a_message_not_a_traceback(make_app):
     r = browser.post("/peers", valid_peer_form())
     assert r.status_code == 303, "the peer is saved even though strongSwan is down"
     assert "not applied" in browser.get("/").get_data(as_text=True)
+
+
+def test_reload_all_peers_button_reconciles(app, browser):
+    browser.post("/peers", valid_peer_form())
+    app.extensions["webui"].drivers.ipsec.loaded.clear()  # as if charon had forgotten everything
+    page = browser.get("/").get_data(as_text=True)
+    assert 'action="/commands/reconcile"' in page and "Reload all peers" in page
+    steps = browser.post("/commands/reconcile", htmx=True).get_data(as_text=True)
+    assert "Reload all peers" in steps and "Loaded 1 enabled peer(s)" in steps
+    assert set(app.extensions["webui"].drivers.ipsec.loaded) == {"branch-a"}

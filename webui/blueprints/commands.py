@@ -77,7 +77,7 @@ def restart():
 def reconcile():
     """Load every enabled peer into strongSwan and unload what this UI loaded that is gone."""
     steps = applier().reconcile()
-    return output("commands/_steps.html", title="Reconcile", steps=steps)
+    return output("commands/_steps.html", title="Reload all peers", steps=steps)
 
 
 @bp.get("/clear")
