@@ -617,11 +617,7 @@ def first_load(r: Result) -> tuple[int, int]:
 
 # Printed under the budget table for each kind of budget that missed in this run.
 WHY_MISSED = {
-    "memory": "Memory with the real charon: the kernel driver loads pyroute2's rtnetlink decoders "
-              "(the floor's own difference, with and without pyroute2, shows their weight), and "
-              "list-sas/list-conns answers for 1000 connections are parsed into Python objects on each "
-              "status request; the peak (VmHWM) also holds the first-start scrypt hash (16 MiB, "
-              "returned to the OS after it). The fake-driver column is the UI's own memory.",
+    "memory": ("Memory with the real charon: part of the difference to the fake column is pyroute2's rtnetlink decoders, which the kernel driver loads on first use (about 5 MiB by webui/drivers/kernel.py's own measure); the rest, with list-sas/list-conns answers for 1000 connections parsed per status request as the likely cause, is not broken down yet. The peak (VmHWM) also holds the first-start scrypt hash (16 MiB, returned to the OS after it). The fake column is the UI's own memory."),
     "status poll": "Status poll: the floor's page is a constant string; every request here also "
                    "runs the session guard, CSRF, the security headers and a Jinja render, which "
                    "alone cost more than twice the floor (see /commands/clear, the smallest "
@@ -633,8 +629,7 @@ WHY_MISSED = {
                   "with the template work in progress) or paging.",
     "add": "Add/edit/delete: the UI's own time (fake column) is validation against every other "
            "peer's networks, writing the whole JSON store with fsync, and the firewall ruleset built "
-           "for all peers; with charon, the firewall driver runs nft twice (list, then load the whole "
-           "table for all peers) in the lab namespace, which dominates.",
+           "for all peers; " + "with charon, charon's load-conn/unload and the firewall driver's two nft runs per change (list the table, then load it whole for all peers) make the difference to the fake column; the two are not separated here.",
     "first load": "First load at 1000 peers: the page itself is the weight (compressed); the "
                   "budget is met for a page of ordinary size.",
     "cold start": "Cold start with charon: the UI reconciles at start (every peer loaded into "
