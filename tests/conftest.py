@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import re
@@ -54,7 +55,10 @@ class LeakWatch(logging.Handler):
     def _check_response(self, app, response, **extra) -> None:
         if response.direct_passthrough:  # a static file, sent from disk
             return
-        text = response.get_data(as_text=True) + str(response.headers)
+        body = response.get_data()
+        if response.headers.get("Content-Encoding") == "gzip":  # webui/compress.py
+            body = gzip.decompress(body)
+        text = body.decode(errors="replace") + str(response.headers)
         # This app's files and the tests' secrets; every data dir's would make the run quadratic.
         secrets = self.secrets | secrets_in(Path(app.config["DATA_DIR"]))
         for secret in (s for s in secrets if s and s in text):

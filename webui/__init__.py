@@ -65,7 +65,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     applier = Applier(store, drivers)
     app.extensions["webui"] = applier
 
-    from webui import assets, auth, formatting, headers, htmx
+    from webui import assets, auth, compress, formatting, headers, htmx
     # The session guard goes first: a lapsed session is sent to the login page, not told its
     # CSRF token is missing. CSRF is then checked on every POST/PUT/PATCH/DELETE, login included.
     auth.init_app(app)
@@ -75,6 +75,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     headers.init_app(app)
     htmx.init_app(app)
     assets.init_app(app)
+    compress.init_app(app)
     formatting.init_app(app)
 
     from webui.blueprints import auth as auth_views, commands, ipsec, peers

@@ -1,7 +1,10 @@
 """Template filters and globals: durations, byte counts, and the form's shared constants."""
 from __future__ import annotations
 
-from flask import Flask
+import re
+
+from flask import Flask, g, request
+from flask_wtf.csrf import generate_csrf
 
 from webui.forms import NAME_PATTERN
 from webui.peers import PRESETS, WEAK
@@ -34,7 +37,51 @@ def byte_count(n: int) -> str:
     return f"{n} B"
 
 
+# A value werkzeug puts into a URL unchanged (RFC 3986 unreserved characters): substituting it
+# for a placeholder gives exactly the URL url_for would build.
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+_PLACEHOLDER = "PLACEHOLDERxq7"
+
+
+def fast_url_for(app: Flask):
+    """`url_for` for templates: the same URLs, but a per-peer link costs a string replace.
+
+    The peer table has eight links per peer; werkzeug's URL building, ~20 us each on a router CPU,
+    was most of the time of the page with 1000 peers. A rule with one variable is built once per
+    endpoint (and script root) with a placeholder, then filled in; anything else, and any value
+    with a character URL building would quote, goes to the real url_for."""
+    patterns: dict[tuple[str, str, str], tuple[str, str] | None] = {}
+
+    def url_for(endpoint: str, **values) -> str:
+        if len(values) != 1:
+            return app.url_for(endpoint, **values)
+        (key, value), = values.items()
+        if not isinstance(value, str) or not _URL_SAFE.fullmatch(value):
+            return app.url_for(endpoint, **values)
+        slot = (endpoint, key, request.script_root)
+        pattern = patterns.get(slot, False)
+        if pattern is False:
+            built = app.url_for(endpoint, **{key: _PLACEHOLDER})
+            pattern = tuple(built.split(_PLACEHOLDER)) if built.count(_PLACEHOLDER) == 1 else None
+            patterns[slot] = pattern
+        if pattern is None:
+            return app.url_for(endpoint, **values)
+        return pattern[0] + value + pattern[1]
+
+    return url_for
+
+
+def csrf_token() -> str:
+    """The request's CSRF token: flask-wtf keeps it in `g.csrf_token` once made; its
+    generate_csrf looks up two config keys on every call, and a 1000-peer page has 2000 calls."""
+    token = g.get("csrf_token")
+    return token if token is not None else generate_csrf()
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.globals.update(url_for=fast_url_for(app), csrf_token=csrf_token)
+    # flask-wtf also puts its csrf_token into every template's context, which beats globals.
+    app.context_processor(lambda: {"csrf_token": csrf_token})
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["bytes"] = byte_count
     app.jinja_env.globals.update(name_pattern=NAME_PATTERN, weak=WEAK, presets=PRESETS, oob=False, message="",

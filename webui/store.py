@@ -82,6 +82,7 @@ class PeerStore:
         self._lock = threading.Lock()
         self._db = TinyDB(str(self.path), storage=AtomicJSONStorage)
         self._peers = self._db.table(PEERS_TABLE, cache_size=0)
+        self._cached = None  # see _index
         with self._lock:
             self._check_schema()
 
@@ -97,48 +98,62 @@ class PeerStore:
             os.chmod(self.path, 0o600)
 
     def all(self) -> list[Peer]:
+        """Every peer, sorted by name (case-insensitive)."""
         with self._lock:
-            records = self._peers.all()
-        return sorted((Peer.from_record(r) for r in records), key=lambda p: p.name.lower())
+            return list(self._index()[1])
 
     def get(self, name: str) -> Peer | None:
         with self._lock:
-            record = self._find(name)
-        return Peer.from_record(record) if record is not None else None
+            found = self._index()[0].get(name)
+        return found[1] if found is not None else None
 
     def add(self, peer: Peer) -> None:
         with self._lock:
             if self._find(peer.name) is not None:
                 raise DuplicatePeer(f"A peer named {peer.name} already exists.")
-            self._peers.insert(peer.to_record())
+            self._write(lambda: self._peers.insert(peer.to_record()))
         log.info("peer %s added", peer.name)
 
     def replace(self, name: str, peer: Peer) -> None:
         """Replace peer `name` with `peer` (which may carry a new name)."""
         with self._lock:
-            record = self._find(name)
-            if record is None:
+            doc_id = self._find(name)
+            if doc_id is None:
                 raise PeerNotFound(f"There is no peer named {name}.")
             if peer.name != name and self._find(peer.name) is not None:
                 raise DuplicatePeer(f"A peer named {peer.name} already exists.")
-            self._peers.update(_replacing(peer.to_record()), doc_ids=[record.doc_id])
+            self._write(lambda: self._peers.update(_replacing(peer.to_record()), doc_ids=[doc_id]))
         log.info("peer %s saved%s", peer.name, f" (renamed from {name})" if peer.name != name else "")
 
     def delete(self, name: str) -> None:
         with self._lock:
-            record = self._find(name)
-            if record is None:
+            doc_id = self._find(name)
+            if doc_id is None:
                 raise PeerNotFound(f"There is no peer named {name}.")
-            self._peers.remove(doc_ids=[record.doc_id])
+            self._write(lambda: self._peers.remove(doc_ids=[doc_id]))
         log.info("peer %s deleted", name)
 
-    def _find(self, name: str):
-        # A scan, not a TinyDB query: at 1000 peers it is cheaper than building Query objects,
-        # and names are unique so the first hit is the only one.
-        for record in self._peers.all():
-            if record.get("name") == name:
-                return record
-        return None
+    # The status poll, the page and every form read all peers; TinyDB's Table.all() builds a
+    # Document per record on each call and Peer.from_record a dataclass from each: O(n) work per
+    # request. Peers are frozen, so one sorted list and one name index are built after each write
+    # (or a failed one) and shared until the next. Called with the lock held.
+    def _index(self) -> tuple[dict[str, tuple[int, Peer]], tuple[Peer, ...]]:
+        if self._cached is None:
+            by_name = {r["name"]: (r.doc_id, Peer.from_record(r)) for r in self._peers.all()}
+            ordered = tuple(sorted((p for _, p in by_name.values()), key=lambda p: p.name.lower()))
+            self._cached = (by_name, ordered)
+        return self._cached
+
+    def _find(self, name: str) -> int | None:
+        """The TinyDB document id of peer `name`."""
+        found = self._index()[0].get(name)
+        return found[0] if found is not None else None
+
+    def _write(self, change) -> None:
+        try:
+            change()
+        finally:
+            self._cached = None
 
 
 def _replacing(new: dict):

@@ -1,0 +1,733 @@
+"""The benchmark of issue 7: memory, latency, page weight and start-up, against a bare-Flask floor.
+
+    python -m tests.benchmark [--quick] [--no-lab] [--out docs/PERFORMANCE.md]
+
+Every measured server is its own process (waitress, the thread count run.py uses), so its resident
+memory is the server's alone; this process is the load generator, over loopback HTTP, one request at a
+time on one keep-alive connection (sequential requests give honest per-request latency; they say
+nothing about throughput under concurrency). As root on a machine with strongSwan the lab's real
+charon (webui/lab.py, prefix `wuibench`) is measured beside the fake driver. Everything started here
+(servers, the lab, temporary data directories) is stopped and removed on the way out, failures too.
+
+    python -m tests.benchmark floor --port N --pyroute2 full|decoders   (the floor server; internal)
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gzip
+import html.parser
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "bench-admin-passw0rd"
+THREADS = 4  # run.py's default (WEBUI_THREADS)
+LAB_PREFIX = "wuibench"
+MIRRORED = 5  # peers the lab's remote site answers, so that many SAs come up
+PEER_COUNTS = (10, 100, 1000)
+EXERCISE_REQUESTS = 1000
+START_TIMEOUT = 60.0
+
+
+# --- Pure helpers (tested in tests/unit/test_benchmark.py) ---------------------------------------
+
+def percentile(values, p: float) -> float:
+    """The nearest-rank percentile (p in 0..100) of a non-empty sample."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of an empty sample")
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+class _AssetParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script" and a.get("src"):
+            self.urls.append(a["src"])
+        elif tag == "link" and a.get("href") and set((a.get("rel") or "").split()) & {
+                "stylesheet", "icon", "preload", "modulepreload", "manifest"}:
+            self.urls.append(a["href"])
+        elif tag == "img" and a.get("src") and not a["src"].startswith("data:"):
+            self.urls.append(a["src"])
+
+
+def page_assets(page: str) -> list[str]:
+    """The static URLs a browser fetches for `page`: scripts, stylesheets, icons, images (in order,
+    each once)."""
+    parser = _AssetParser()
+    parser.feed(page)
+    return list(dict.fromkeys(parser.urls))
+
+
+def cacheable(headers: dict) -> bool:
+    """Whether a browser may reuse the response on a repeat visit without asking (max-age > 0)."""
+    value = headers.get("cache-control", "").lower()
+    if "no-store" in value or "no-cache" in value:
+        return False
+    m = re.search(r"max-age=(\d+)", value)
+    return bool(m and int(m.group(1)) > 0)
+
+
+def ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.2f}×" if floor else "–"
+
+
+# --- The machine ---------------------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
+            "kernel": platform.release(), "python": platform.python_version(),
+            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of `pid` in MB (10^6 bytes, as the budget is stated)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+    return kb["VmRSS"] * 1024 / 1e6, kb["VmHWM"] * 1024 / 1e6
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict
+    body: bytes
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+
+class Client:
+    """One keep-alive connection, a session cookie and the CSRF token: a browser, minus the browser."""
+
+    def __init__(self, port: int, accept_gzip: bool = True):
+        self.port, self.gzip = port, accept_gzip
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookies: dict[str, str] = {}
+        self.csrf = ""
+        self.gzip_raw = False  # keep gzipped bodies as they came (to count bytes on the wire)
+
+    def request(self, method: str, path: str, form: dict | None = None, htmx: bool = False,
+                headers: dict | None = None) -> Answer:
+        # As a browser does: the latency then includes the server's compressing, if it does.
+        sent = {"Accept-Encoding": "gzip"} if self.gzip else {}
+        sent.update(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if htmx:
+            sent.update({"HX-Request": "true", "X-CSRFToken": self.csrf})
+        body = None
+        if form is not None:
+            if not htmx:
+                form = dict(form, csrf_token=self.csrf)
+            body = urllib.parse.urlencode(form, doseq=True)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        started = time.perf_counter()
+        try:
+            self.conn.request(method, path, body=body, headers=sent)
+            response = self.conn.getresponse()
+        except (ConnectionError, http.client.HTTPException):
+            # The server closed the kept-alive connection: one fresh try on a new one.
+            self.conn.close()
+            started = time.perf_counter()
+            self.conn.request(method, path, body=body, headers=sent)
+            response = self.conn.getresponse()
+        data = response.read()
+        seconds = time.perf_counter() - started
+        if response.getheader("Content-Encoding") == "gzip" and not self.gzip_raw:
+            data = gzip.decompress(data)
+        for name, value in response.getheaders():
+            if name.lower() == "set-cookie":
+                key, _, rest = value.partition("=")
+                self.cookies[key] = rest.split(";", 1)[0]
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, data, seconds)
+
+    def get(self, path, **kw) -> Answer:
+        return self.request("GET", path, **kw)
+
+    def login(self) -> None:
+        page = self.get("/login").text
+        self.csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        answer = self.request("POST", "/login", {"user": "admin", "password": PASSWORD})
+        if answer.status != 303:
+            raise RuntimeError(f"could not sign in: {answer.status} {answer.text[:300]}")
+        page = self.get("/").text
+        self.csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- Servers -------------------------------------------------------------------------------------
+
+class Server:
+    """One server process on a loopback port; `cold_start` is spawn -> first 200 on /login."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, port: int, log: Path):
+        self.name, self.port = name, port
+        self.log = log
+        with open(log, "ab") as out:
+            started = time.perf_counter()
+            self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=out, start_new_session=True)
+        self.cold_start = self._wait_ready(started)
+        self.rss_start, _ = rss_mb(self.proc.pid)
+
+    def _wait_ready(self, started: float) -> float:
+        while time.perf_counter() - started < START_TIMEOUT:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/login")
+                if conn.getresponse().status == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.002)  # not listening yet
+            finally:
+                conn.close()
+        raise RuntimeError(f"{self.name} did not answer within {START_TIMEOUT:g} s; see {self.log}")
+
+    def rss(self) -> tuple[float, float]:
+        return rss_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+# --- The floor: a bare Flask app with the same dependencies imported -----------------------------
+
+FLOOR_PAGE = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Floor</title></head>"
+              "<body><form method=post><input name=user><input type=password name=password>"
+              "<button>Sign in</button></form></body></html>")
+
+
+def serve_floor(port: int, pyroute2: str) -> None:
+    """A bare Flask app on waitress serving one small page, the app's dependencies imported."""
+    import flask
+    import flask_wtf  # noqa: F401
+    import tinydb  # noqa: F401
+    import vici  # noqa: F401
+    if pyroute2 == "full":
+        import pyroute2 as _  # noqa: F401  (the package __init__: its whole API)
+    else:
+        # What the app itself loads of pyroute2: the four rtnetlink decoders, via its own loader.
+        from webui.drivers.kernel import _pyroute2_messages
+        _pyroute2_messages()
+    from waitress import serve
+
+    app = flask.Flask("floor")
+
+    @app.get("/login")
+    def page():
+        return FLOOR_PAGE
+
+    serve(app, host="127.0.0.1", port=port, threads=THREADS, ident="floor")
+
+
+# --- Peers ---------------------------------------------------------------------------------------
+
+def bench_peer(i: int, mirrored: bool):
+    """Peer i. The first MIRRORED point at the lab's remote (which answers them: SAs come up); the
+    rest at gateways in 198.18.0.0/15 that no route reaches, so charon tries each once and lists it
+    down, as a router with many configured but unreachable sites would."""
+    from webui import lab
+    from webui.peers import Peer
+    common = dict(name=f"site-{i:04d}", local_ip=lab.ROUTER_WAN,
+                  local_networks=("198.51.100.0/24",),
+                  remote_networks=(f"10.{i // 250}.{i % 250}.0/24",),
+                  psk=f"bench-psk-{i:06d}-not-secret", keying_retries=1)
+    if mirrored:
+        return Peer(remote_gateway=lab.REMOTE_WAN, local_id=f"router-{i}.bench",
+                    peer_id=f"remote-{i}.bench", **common)
+    return Peer(remote_gateway=f"198.18.{i // 250}.{i % 250 + 1}", **common)
+
+
+def peer_form(name: str, i: int, networks: str) -> dict:
+    return {"name": name, "local_id": "", "peer_id": "", "ike_version": "2",
+            "local_ip": "192.0.2.1", "remote_gateway": f"198.19.{i // 250}.{i % 250 + 1}",
+            "local_networks": "198.51.100.0/24", "remote_networks": networks,
+            "ike_encryption": ["aes256"], "ike_integrity": ["sha256"],
+            "ike_dh_groups": ["curve25519"], "esp_encryption": ["aes256gcm16"],
+            "esp_integrity": [], "esp_dh_groups": ["curve25519"],
+            "psk": "bench-added-psk-not-secret", "keying_retries": "1",
+            "firewall": ["forward_lan", "forward_wan"], "enabled": "y"}
+
+
+def seed(data_dir: Path, count: int, mirror: int) -> list:
+    from webui.store import PeerStore
+    data_dir.mkdir(parents=True, mode=0o700)
+    peers = [bench_peer(i, i < mirror) for i in range(count)]
+    store = PeerStore(data_dir / "peers.json")
+    for peer in peers:
+        store.add(peer)
+    return peers
+
+
+# --- Measuring one server ------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    name: str
+    driver: str
+    peers: int
+    cold_start: float
+    rss_start: float
+    rss_after: float = 0.0
+    hwm_after: float = 0.0
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    restart: list[float] = field(default_factory=list)
+    weight: dict = field(default_factory=dict)
+    sas_up: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def p(self, what: str, q: float) -> float:
+        return percentile(self.latencies[what], q) * 1000
+
+
+def exercise(client: Client, peers: list, requests: int) -> dict[str, list[float]]:
+    """`requests` requests cycling over every page and fragment, the polls weighted as a page left
+    open weights them; each added peer is edited and deleted again, so the store keeps its size."""
+    edit_name = peers[len(peers) // 2].name
+    latencies: dict[str, list[float]] = {}
+    added = 0
+
+    def timed(what, method, path, ok=(200,), **kw):
+        answer = client.request(method, path, **kw)
+        if answer.status not in ok:
+            raise RuntimeError(f"{what}: {method} {path} answered {answer.status}: {answer.text[:400]}")
+        latencies.setdefault(what, []).append(answer.seconds)
+
+    cycle = [
+        ("IPsec page", "GET", "/", {}),
+        ("status poll (/peers/states)", "GET", "/peers/states", {"htmx": True}),
+        ("peer form (new)", "GET", "/peers/new", {}),
+        ("status poll (/peers/states)", "GET", "/peers/states", {"htmx": True}),
+        ("peer form (edit)", "GET", f"/peers/{edit_name}/edit", {}),
+        ("Get IPsec status (/commands/status)", "GET", "/commands/status", {"htmx": True}),
+        ("status poll (/peers/states)", "GET", "/peers/states", {"htmx": True}),
+        ("Get interfaces", "GET", "/commands/interfaces", {"htmx": True}),
+        ("Get routes", "GET", "/commands/routes", {"htmx": True}),
+        ("status poll (/peers/states)", "GET", "/peers/states", {"htmx": True}),
+        ("add", None, None, None),
+        ("edit", None, None, None),
+        ("delete", None, None, None),
+        ("status poll (/peers/states)", "GET", "/peers/states", {"htmx": True}),
+        ("IPsec page", "GET", "/", {}),
+        ("Get IPsec status (/commands/status)", "GET", "/commands/status", {"htmx": True}),
+        ("peer form (edit)", "GET", f"/peers/{edit_name}/edit", {}),
+        ("delete confirmation page", "GET", f"/peers/{edit_name}/delete", {}),
+        ("status poll (/peers/states)", "GET", "/peers/states", {"htmx": True}),
+        ("close output (/commands/clear)", "GET", "/commands/clear", {"htmx": True}),
+    ]
+    done, cycles = 0, 0
+    while done < requests:
+        cycles += 1
+        for what, method, path, kw in cycle:
+            if done >= requests:
+                break
+            if what in ("add", "edit", "delete") and cycles % 2 == 0:
+                # Writes every other cycle: 25 of each per 1000 requests is enough for p50/p95,
+                # and at 1000 peers with charon and nft each costs over half a second.
+                what, method, path, kw = "close output (/commands/clear)", "GET", "/commands/clear", {"htmx": True}
+            if what == "add":
+                added += 1
+                name = f"bench-add-{added}"
+                timed("add", "POST", "/peers", ok=(204,), htmx=True,
+                      form=peer_form(name, added, f"172.16.{added % 250}.0/24"))
+            elif what == "edit":
+                timed("edit", "POST", f"/peers/bench-add-{added}", ok=(204,), htmx=True,
+                      form=dict(peer_form(f"bench-add-{added}", added, f"172.17.{added % 250}.0/24"),
+                                psk=""))
+            elif what == "delete":
+                timed("delete", "DELETE", f"/peers/bench-add-{added}", htmx=True)
+            else:
+                timed(what, method, path, **kw)
+            done += 1
+    return latencies
+
+
+def page_weight(port: int) -> dict:
+    """What a browser fetches for the IPsec page: first visit and repeat visit, raw and as served
+    to a browser that accepts gzip; plus whether a conditional request on an asset gets a 304."""
+    first = Client(port, accept_gzip=False)
+    first.login()
+    first.gzip_raw = True
+    raw = first.get("/")
+    served = first.get("/", headers={"Accept-Encoding": "gzip"})
+    items = [("page /", raw, served)]
+    for url in page_assets(raw.text):
+        items.append((url, first.get(url), first.get(url, headers={"Accept-Encoding": "gzip"})))
+    conditional = ""
+    for url, a_raw, _ in items[1:]:
+        if "etag" in a_raw.headers:
+            again = first.get(url, headers={"If-None-Match": a_raw.headers["etag"],
+                                            "Accept-Encoding": "gzip"})
+            conditional = conditional or str(again.status)
+    first.close()
+    return {
+        "items": [{"url": url, "raw": len(r.body), "served": len(s.body),
+                   "encoding": s.headers.get("content-encoding", "identity"),
+                   "cache_control": s.headers.get("cache-control", ""),
+                   "vary": s.headers.get("vary", ""),
+                   "cacheable": cacheable(s.headers)} for url, r, s in items],
+        "conditional": conditional,
+    }
+
+
+def measure(name: str, driver: str, peers: list, argv: list[str], env: dict, work: Path,
+            lab=None, requests: int = EXERCISE_REQUESTS, restarts: int = 0) -> Result:
+    port = free_port()
+    server = Server(name, argv + ["--port", str(port)], env, port, work / f"{name}.log")
+    try:
+        result = Result(name, driver, len(peers), server.cold_start, server.rss_start)
+        if lab is not None:
+            result.sas_up = wait_sas_up(lab, min(MIRRORED, len(peers)))
+        client = Client(port)
+        if peers:
+            client.login()
+            result.latencies = exercise(client, peers, requests)
+        else:
+            result.latencies = {"page": [client.get("/login").seconds for _ in range(requests)]}
+        result.rss_after, result.hwm_after = server.rss()
+        for _ in range(restarts):
+            answer = client.request("POST", "/commands/restart", htmx=True)
+            if answer.status != 200 or "failed" in answer.text:
+                result.notes.append(f"restart answered {answer.status}")
+            result.restart.append(answer.seconds)
+        if peers:
+            result.weight = page_weight(port)
+        client.close()
+        return result
+    finally:
+        server.stop()
+
+
+def wait_sas_up(lab, want: int, timeout: float = 20.0) -> int:
+    """How many IKE SAs the lab router has ESTABLISHED, waiting (bounded) for `want` of them."""
+    from webui.drivers import strongswan, vici_messages
+    deadline = time.monotonic() + timeout
+    while True:
+        sas = vici_messages.parse_sas(strongswan.stream(lab.router_vici, "list-sas", "list-sa",
+                                                        {"noblock": "yes"}))
+        up = sum(1 for sa in sas if sa.state == "ESTABLISHED")
+        if up >= want or time.monotonic() > deadline:
+            return up
+        time.sleep(0.2)
+
+
+# --- The run -------------------------------------------------------------------------------------
+
+def app_env(data_dir: Path, extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBUI_")}
+    env.update(WEBUI_DATA_DIR=str(data_dir), WEBUI_ADMIN_PASSWORD=PASSWORD,
+               WEBUI_THREADS=str(THREADS), PYTHONDONTWRITEBYTECODE="1", **extra)
+    return env
+
+
+def lab_env(lab) -> dict:
+    from webui.lab import ui_config
+    return {f"WEBUI_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in ui_config(lab).items()}
+
+
+def run(args) -> list[Result]:
+    from webui import lab as lab_module
+    work = Path(tempfile.mkdtemp(prefix="wuibench-"))
+    results: list[Result] = []
+    the_lab = None
+    try:
+        python = sys.executable
+        for variant in ("full", "decoders"):
+            argv = [python, "-m", "tests.benchmark", "floor", "--pyroute2", variant]
+            results.append(measure(f"floor-{variant}", "floor", [], argv, app_env(work, {}), work,
+                                   requests=args.requests))
+        counts = PEER_COUNTS if not args.quick else (10, 100)
+        for count in counts:
+            data = work / f"fake-{count}"
+            peers = seed(data, count, 0)
+            env = app_env(data, {"WEBUI_DRIVER": "fake"})
+            results.append(measure(f"fake-{count}", "fake", peers, [python, "run.py", "--no-lab"],
+                                   env, work, requests=args.requests, restarts=1))
+        if not args.no_lab and lab_module.available():
+            the_lab = lab_module.Lab(LAB_PREFIX, work / "lab").start()
+            for count in counts:
+                the_lab.reset()
+                the_lab.exec("router", ["nft", "delete", "table", "inet", "webui_ipsec"])
+                data = work / f"real-{count}"
+                peers = seed(data, count, MIRRORED)
+                for peer in peers[:MIRRORED]:
+                    the_lab.load_remote_mirror(peer)
+                env = app_env(data, lab_env(the_lab))
+                results.append(measure(f"charon-{count}", "charon", peers,
+                                       [python, "run.py", "--no-lab"], env, work,
+                                       lab=the_lab, requests=args.requests,
+                                       restarts=2 if count < 1000 else 1))
+        elif not args.no_lab:
+            print("benchmark: not root or no strongSwan: the real charon is NOT measured", file=sys.stderr)
+    finally:
+        if the_lab is not None:
+            the_lab.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+# --- Report --------------------------------------------------------------------------------------
+
+def fmt_ms(seconds_ms: float) -> str:
+    return f"{seconds_ms:.1f}" if seconds_ms < 100 else f"{seconds_ms:.0f}"
+
+
+def report(results: list[Result], info: dict, args) -> str:
+    floors = {r.name: r for r in results if r.driver == "floor"}
+    floor = floors["floor-full"]  # the issue's floor: `import pyroute2`
+    floor_page = floor.p("page", 50)
+    apps = [r for r in results if r.driver != "floor"]
+    out = [
+        "# Performance",
+        "",
+        f"Measured {info['date']} by `./dev bench` (`python -m tests.benchmark`) on: "
+        f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux {info['kernel']}, "
+        f"Python {info['python']}. Numbers are from one run on this machine: re-run, do not edit.",
+        "",
+        "How: every server is its own process (waitress, "
+        f"{THREADS} threads as `run.py`), so resident memory (VmRSS from /proc) is the server's "
+        "alone. The load generator is the benchmark process over loopback HTTP, one request at a "
+        "time on one keep-alive connection: honest per-request latency, no claim about throughput "
+        f"under concurrency. Each app server gets {args.requests} requests cycling over every page "
+        "and fragment (the status poll weighted as an open page weights it; each added peer is edited "
+        "and deleted again so the store keeps its size); the latencies are from those requests. "
+        "MB = 10^6 bytes.",
+        "",
+        "**Floors** (a bare Flask app on waitress serving one small page): *floor* imports Flask, "
+        "flask-wtf, TinyDB, vici and `import pyroute2` (its whole API, as the issue states it); "
+        "*floor, app's pyroute2* imports the same but only the four rtnetlink decoder modules the app "
+        "itself loads (webui/drivers/kernel.py). Ratios (×) are to *floor* unless said.",
+        "",
+        "| server | peers | RSS after start MB | RSS after requests MB (peak) | cold start ms | page p50 / p95 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in floors.values():
+        label = "floor" if r.name == "floor-full" else "floor, app's pyroute2"
+        out.append(f"| {label} | – | {r.rss_start:.1f} | {r.rss_after:.1f} ({r.hwm_after:.1f}) | "
+                   f"{r.cold_start * 1000:.0f} | {fmt_ms(r.p('page', 50))} / {fmt_ms(r.p('page', 95))} |")
+    out += ["", "## The app", "",
+            "*fake*: `WEBUI_DRIVER=fake`, the UI's own cost. *charon*: the lab router's real charon "
+            "over VICI, real netlink and nftables in the lab router's namespace; all peers loaded in "
+            f"charon (the UI reconciles at start); the first {MIRRORED} are answered by the lab's "
+            "remote site and come up, the rest point at unroutable gateways (198.18.0.0/15) and are "
+            "listed down. Latency cells: p50 / p95 ms (p50 ratio to the floor's page).", ""]
+    header = "| measure | " + " | ".join(f"{r.driver} {r.peers}" for r in apps) + " |"
+    out += [header, "|---" * (len(apps) + 1) + "|"]
+
+    def row(label, cell):
+        out.append(f"| {label} | " + " | ".join(cell(r) for r in apps) + " |")
+
+    row("RSS after start MB", lambda r: f"{r.rss_start:.1f} ({ratio(r.rss_start, floor.rss_start)})")
+    row(f"RSS after {args.requests} requests MB", lambda r: f"{r.rss_after:.1f} ({ratio(r.rss_after, floor.rss_after)})")
+    row("peak RSS (VmHWM) MB", lambda r: f"{r.hwm_after:.1f}")
+    row("cold start ms (spawn → first 200 on /login)",
+        lambda r: f"{r.cold_start * 1000:.0f} ({ratio(r.cold_start, floor.cold_start)})")
+    names = list(dict.fromkeys(k for r in apps for k in r.latencies))
+    for what in names:
+        row(f"{what} ({len(apps[0].latencies.get(what, []))}×)",
+            lambda r, w=what: (f"{fmt_ms(r.p(w, 50))} / {fmt_ms(r.p(w, 95))} "
+                               f"({ratio(r.p(w, 50), floor_page)})") if w in r.latencies else "–")
+    row("Restart IPsec (POST /commands/restart) s, each",
+        lambda r: ", ".join(f"{s:.2f}" for s in r.restart) or "–")
+    row("IKE SAs up (charon)", lambda r: "–" if r.sas_up is None else str(r.sas_up))
+    out += ["", "## Page weight (the IPsec page)", ""]
+    for r in apps:
+        if r.weight and r.driver == "fake" and r.peers in (10, 1000):
+            out += weight_table(r)
+    out += ["", "## Budgets (issue 7)", "", *budget_table(results), "",
+            "## What to beat (reported, not measured here)", "",
+            "From the issue, for strongSwan's own web UI (strongMan, Django), on a machine of this "
+            "kind: 83.5 MB resident with one worker (416 MB with the six it ships with); its "
+            "connection list in 22 ms with one connection and 185 ms with ten; 590 KiB on first "
+            "load (337 KB gzipped); no cache headers.", ""]
+    notes = [f"- {r.name}: {n}" for r in results for n in r.notes]
+    if notes:
+        out += ["## Notes from the run", "", *notes, ""]
+    return "\n".join(out) + "\n"
+
+
+def weight_table(r: Result) -> list[str]:
+    items, first_raw, first_served, repeat = r.weight["items"], 0, 0, 0
+    lines = [f"With {r.peers} peers ({r.driver} driver):", "",
+             "| URL | raw B | as served (gzip accepted) B | encoding | Cache-Control | repeat visit fetches |",
+             "|---|---|---|---|---|---|"]
+    for item in items:
+        first_raw += item["raw"]
+        first_served += item["served"]
+        if not item["cacheable"]:
+            repeat += item["served"]
+        url = item["url"].split("?")[0]
+        lines.append(f"| `{url}` | {item['raw']} | {item['served']} | {item['encoding']} | "
+                     f"{item['cache_control'] or '–'} | {'no' if item['cacheable'] else 'yes'} |")
+    lines += [f"| **first load** | **{first_raw}** | **{first_served}** | | | |",
+              f"| **repeat visit** | | **{repeat}** | | | |", "",
+              f"A conditional request for an asset (If-None-Match) answered {r.weight['conditional'] or '–'}.",
+              ""]
+    return lines
+
+
+def first_load(r: Result) -> tuple[int, int]:
+    items = r.weight["items"]
+    return sum(i["served"] for i in items), sum(i["served"] for i in items if not i["cacheable"])
+
+
+# Printed under the budget table for each kind of budget that missed in this run.
+WHY_MISSED = {
+    "memory": ("Memory with the real charon: part of the difference to the fake column is pyroute2's rtnetlink decoders, which the kernel driver loads on first use (about 5 MiB by webui/drivers/kernel.py's own measure); the rest, with list-sas/list-conns answers for 1000 connections parsed per status request as the likely cause, is not broken down yet. The peak (VmHWM) also holds the first-start scrypt hash (16 MiB, returned to the OS after it). The fake column is the UI's own memory."),
+    "status poll": "Status poll: the floor's page is a constant string; every request here also "
+                   "runs the session guard, CSRF, the security headers and a Jinja render, which "
+                   "alone cost more than twice the floor (see /commands/clear, the smallest "
+                   "fragment). With charon, one list-sas plus get-conns per poll: charon's answer "
+                   "grows with the SAs it holds. Per-peer cost is one included cell template per peer.",
+    "IPsec page": "IPsec page: Jinja renders about 1.4 KB of markup per peer (two forms, four "
+                  "links); after the URL and CSRF shortcuts what remains is the template itself. "
+                  "Meeting the 1000-peer budget needs a leaner row (a template change, which belongs "
+                  "with the template work in progress) or paging.",
+    "add": "Add/edit/delete: the UI's own time (fake column) is validation against every other "
+           "peer's networks, writing the whole JSON store with fsync, and the firewall ruleset built "
+           "for all peers; " + "with charon, charon's load-conn/unload and the firewall driver's two nft runs per change (list the table, then load it whole for all peers) make the difference to the fake column; the two are not separated here.",
+    "first load": "First load at 1000 peers: the page itself is the weight (compressed); the "
+                  "budget is met for a page of ordinary size.",
+    "cold start": "Cold start with charon: the UI reconciles at start (every peer loaded into "
+                  "charon over VICI and the firewall table applied) before it serves; the fake "
+                  "driver's columns are the UI's own start.",
+}
+
+
+WHY_MISSED["edit"] = WHY_MISSED["delete"] = WHY_MISSED["add"]
+
+
+def budget_table(results: list[Result]) -> list[str]:
+    by = {r.name: r for r in results}
+    floor = by["floor-full"]
+    floor_page = floor.p("page", 50)
+    lines = ["| budget | measured | verdict |", "|---|---|---|"]
+    missed: list[str] = []
+
+    def verdict(label, measured, ok):
+        lines.append(f"| {label} | {measured} | {'pass' if ok else '**miss**'} |")
+        if not ok:
+            why = next((text for key, text in WHY_MISSED.items() if label.startswith(key)), "")
+            if why and why not in missed:
+                missed.append(why)
+
+    for name in ("fake-1000", "charon-1000"):
+        if name in by:
+            r = by[name]
+            verdict(f"memory ≤ 48 MB after every page, 1000 peers ({r.driver})",
+                    f"{r.rss_after:.1f} MB (peak {r.hwm_after:.1f})", r.rss_after <= 48)
+    for r in results:
+        if r.driver != "floor" and "status poll (/peers/states)" in r.latencies:
+            p50 = r.p("status poll (/peers/states)", 50)
+            verdict(f"status poll p50 ≤ 2× floor page ({2 * floor_page:.1f} ms), {r.driver} {r.peers}",
+                    f"{p50:.1f} ms ({ratio(p50, floor_page)})", p50 <= 2 * floor_page)
+    for name, limit in (("fake-100", 20), ("charon-100", 20), ("fake-1000", 100), ("charon-1000", 100)):
+        if name in by:
+            p50 = by[name].p("IPsec page", 50)
+            verdict(f"IPsec page p50 ≤ {limit} ms, {by[name].driver} {by[name].peers}", f"{p50:.1f} ms", p50 <= limit)
+    if "fake-1000" in by:
+        for what in ("add", "edit", "delete"):
+            p50 = by["fake-1000"].p(what, 50)
+            extra = ""
+            if "charon-1000" in by:
+                extra = f"; with charon and nft: {by['charon-1000'].p(what, 50):.1f} ms"
+            verdict(f"{what} p50 ≤ 30 ms + charon's time, 1000 peers (fake = UI's own time)",
+                    f"{p50:.1f} ms{extra}", p50 <= 30)
+    for r in results:
+        if r.weight and r.driver == "fake" and r.peers in (10, 1000):
+            total, repeat = first_load(r)
+            verdict(f"first load ≤ 30 KB compressed ({r.peers} peers)", f"{total / 1000:.1f} KB",
+                    total <= 30_000)
+    sample = by.get("fake-10")
+    if sample and sample.weight:
+        assets = sample.weight["items"][1:]
+        compressed = all(i["encoding"] == "gzip" for i in assets)
+        cached = all(i["cacheable"] and "v=" in i["url"] for i in assets)
+        verdict("static files served compressed", ", ".join(i["encoding"] for i in assets), compressed)
+        verdict("static files cached (versioned URL, long max-age)",
+                ", ".join(i["cache_control"] for i in assets), cached)
+        total, repeat = first_load(sample)
+        page_only = repeat == sample.weight["items"][0]["served"]
+        verdict("repeat visit fetches only the page", f"{repeat} B", page_only)
+    for r in results:
+        if r.driver != "floor":
+            verdict(f"cold start ≤ 1.5× floor ({1.5 * floor.cold_start * 1000:.0f} ms), {r.driver} {r.peers}",
+                    f"{r.cold_start * 1000:.0f} ms ({ratio(r.cold_start, floor.cold_start)})",
+                    r.cold_start <= 1.5 * floor.cold_start)
+    if missed:
+        lines += ["", "Why the misses (what the numbers above show, and what was not done):", ""]
+        lines += [f"- {why}" for why in missed]
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "floor"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "PERFORMANCE.md"))
+    parser.add_argument("--quick", action="store_true", help="10 and 100 peers only, not written to --out")
+    parser.add_argument("--no-lab", action="store_true", help="skip the real charon")
+    parser.add_argument("--requests", type=int, default=EXERCISE_REQUESTS)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--pyroute2", choices=("full", "decoders"), default="full")
+    args = parser.parse_args(argv)
+    if args.command == "floor":
+        serve_floor(args.port, args.pyroute2)
+        return 0
+    started = time.monotonic()
+    info = machine()
+    results = run(args)
+    text = report(results, info, args)
+    text += f"\nThe whole benchmark took {time.monotonic() - started:.0f} s.\n"
+    print(text)
+    if not args.quick:
+        Path(args.out).write_text(text)
+        print(f"written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

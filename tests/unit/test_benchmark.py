@@ -1,0 +1,34 @@
+"""The benchmark's pure helpers (the benchmark itself is not a test: `./dev bench`)."""
+import pytest
+
+from tests.benchmark import cacheable, page_assets, percentile
+
+
+@pytest.mark.parametrize("p, expected", [(50, 5), (95, 10), (100, 10), (1, 1), (0, 1)])
+def test_percentile_is_nearest_rank(p, expected):
+    assert percentile([10, 1, 9, 2, 8, 3, 7, 4, 6, 5], p) == expected
+
+
+def test_percentile_of_nothing_is_an_error():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_page_assets_are_what_a_browser_fetches_once_each_in_order():
+    page = """<html><head>
+    <link rel="stylesheet" href="/static/style.css?v=1">
+    <link rel="canonical" href="/elsewhere">
+    <script src="/static/htmx.min.js?v=2" defer></script>
+    <script>inline()</script>
+    <link rel="icon" href="/static/favicon.svg">
+    </head><body><img src="data:image/png;base64,AA"><img src="/static/logo.png">
+    <script src="/static/htmx.min.js?v=2"></script></body></html>"""
+    assert page_assets(page) == ["/static/style.css?v=1", "/static/htmx.min.js?v=2",
+                                 "/static/favicon.svg", "/static/logo.png"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("public, max-age=31536000", True), ("no-store", False), ("max-age=0", False),
+    ("no-cache, max-age=600", False), ("", False)])
+def test_cacheable_means_reused_without_asking(value, expected):
+    assert cacheable({"cache-control": value}) is expected
