@@ -21,6 +21,7 @@ DEFAULTS = {
     "RECONCILE_ON_START": True,  # without VICI_WATCH: load peers once at start-up
     "VICI_WATCH": True,  # listen to charon: why tunnels fail, and reload peers when it restarts
     "STATUS_POLL_SECONDS": 5,
+    "PEERS_PER_PAGE": 100,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
     "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
     "SESSION_COOKIE_HTTPONLY": True,

@@ -16,6 +16,7 @@ from markupsafe import escape
 
 import webui.drivers as drivers
 from tests.conftest import valid_peer_form
+from webui.blueprints.commands import status_overview
 from webui.peers import Peer
 
 PAYLOADS = ["<img src=x onerror=alert(1)>", '"><script>alert(1)</script>', "'><svg onload=alert(1)>"]
@@ -92,11 +93,13 @@ def filled(cls, payload: str):
 
 
 FRAGMENTS = {
-    "commands/_status.html": lambda p: dict(result=drivers.IPsecStatus(
-        connections=(filled(drivers.Connection, p), dataclasses.replace(filled(drivers.Connection, p), managed=False)),
-        sas=(filled(drivers.IkeSA, p), dataclasses.replace(filled(drivers.IkeSA, p), name="branch-a"))),
-        error="", peers=[Peer(name="branch-a", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
-                              local_networks=("10.0.0.0/24",), remote_networks=("10.1.0.0/24",), psk="x" * 20)]),
+    "commands/_status.html": lambda p: dict(error="", overview=status_overview(
+        [Peer(name="branch-a", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+              local_networks=("10.0.0.0/24",), remote_networks=("10.1.0.0/24",), psk="x" * 20)],
+        drivers.IPsecStatus(
+            connections=(filled(drivers.Connection, p),
+                         dataclasses.replace(filled(drivers.Connection, p), managed=False)),
+            sas=(filled(drivers.IkeSA, p), dataclasses.replace(filled(drivers.IkeSA, p), name="branch-a"))))),
     "commands/_interfaces.html": lambda p: dict(interfaces=(filled(drivers.Interface, p),)),
     "commands/_routes.html": lambda p: dict(routes=filled(drivers.Routes, p), peers=[]),
     "commands/_steps.html": lambda p: dict(title=p, steps=[filled(drivers.Step, p)]),

@@ -201,7 +201,7 @@ def test_polled_endpoints_are_the_ones_templates_poll(app):
     polled_in_templates = set()
     for template in Path(app.root_path, app.template_folder).rglob("*.html"):
         for tag in re.findall(r"<[^>]*hx-trigger=\"[^\"]*every[^>]*>", template.read_text()):
-            polled_in_templates |= set(re.findall(r"hx-get=\"\{\{ url_for\('([\w.]+)'\) \}\}\"", tag))
+            polled_in_templates |= set(re.findall(r"hx-get=\"\{\{ url_for\('([\w.]+)'[,)]", tag))
     marked = {name for name, view in app.view_functions.items() if getattr(view, "polled", False)}
     assert polled_in_templates == marked == {"ipsec.states", "commands.status"}
 

@@ -136,3 +136,28 @@ def test_reload_all_peers_button_reconciles(app, browser):
     steps = browser.post("/commands/reconcile", htmx=True).get_data(as_text=True)
     assert "Reload all peers" in steps and "Loaded 1 enabled peer(s)" in steps
     assert set(app.extensions["webui"].drivers.ipsec.loaded) == {"branch-a"}
+
+
+def test_the_peer_table_pages_and_filters(app, browser):
+    from webui.peers import Peer
+    store = app.extensions["webui"].store
+    for i in range(250):
+        store.add(Peer(name=f"p{i:03d}", local_ip="192.0.2.1", remote_gateway=f"gw{i}.example",
+                       local_networks=("198.51.100.0/24",), remote_networks=(f"10.{i}.0.0/16",),
+                       psk="k" * 20))
+    first = browser.get("/").get_data(as_text=True)
+    assert first.count('<tr id="peer-') == 100 and "Peers 1–100 of 250" in first
+    assert 'href="/?page=2" rel="next"' in first and 'id="peer-p099"' in first
+    last = browser.get("/?page=3").get_data(as_text=True)
+    assert last.count('<tr id="peer-') == 50 and 'id="peer-p249"' in last and 'rel="next"' not in last
+    assert browser.get("/?page=99").get_data(as_text=True).count('<tr id="peer-') == 50  # clamped
+
+    found = browser.get("/?q=10.17.0.0").get_data(as_text=True)
+    assert found.count('<tr id="peer-') == 1 and 'id="peer-p017"' in found
+    assert "matching “10.17.0.0” (250 in all)" in found
+    assert "No peer matches" in browser.get("/?q=nothing-like-it").get_data(as_text=True)
+
+    cells = browser.get("/peers/states?page=2", htmx=True).get_data(as_text=True)
+    assert cells.count('<td id="state-') == 100 and 'id="state-p100"' in cells
+    assert 'id="state-p000"' not in cells
+    assert 'hx-get="/peers/states?page=2"' in browser.get("/?page=2").get_data(as_text=True)

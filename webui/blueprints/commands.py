@@ -22,9 +22,9 @@ def output(template: str, status: int = 200, **context):
     """The command's fragment for htmx, else the IPsec page with the fragment in its output pane."""
     if wants_fragment():
         return render_template(template, **context), status
-    a = applier()
-    context.setdefault("peers", a.store.all())
-    return render_template("ipsec/index.html", applier=a, output=template, **context), status
+    from webui.blueprints.ipsec import page_context
+    return render_template("ipsec/index.html", output=template,
+                           **(page_context() | context)), status
 
 
 def error_status(error: DriverError) -> int:
@@ -39,9 +39,28 @@ def status():
     try:
         result = a.drivers.ipsec.status()
     except DriverError as e:
-        return output("commands/_status.html", error_status(e), error=str(e),
-                      peers=a.store.all())
-    return output("commands/_status.html", result=result, peers=a.store.all(), error="")
+        return output("commands/_status.html", error_status(e), error=str(e))
+    return output("commands/_status.html", overview=status_overview(a.store.all(), result),
+                  error="")
+
+
+def status_overview(peers, result) -> dict:
+    """The status pane's content: peers with IKE SAs in detail, the others in one line each
+    (so a router with hundreds of idle peers still gets a pane that renders quickly), and
+    connections this UI did not create."""
+    by_name: dict[str, list] = {}
+    for sa in result.sas:
+        by_name.setdefault(sa.name, []).append(sa)
+    loaded = {c.name for c in result.connections}
+    active, idle = [], []
+    for peer in peers:
+        if by_name.get(peer.name):
+            active.append((peer, by_name[peer.name]))
+        else:
+            idle.append((peer, "disabled" if not peer.enabled else
+                         "not loaded" if peer.name not in loaded else "no IKE SA"))
+    external = [(c, by_name.get(c.name, [])) for c in result.connections if not c.managed]
+    return {"active": active, "idle": idle, "external": external, "configured": len(peers)}
 
 
 @bp.get("/interfaces")

@@ -1,10 +1,13 @@
 """The IPsec page: quick commands, the peer table, and the per-peer status cells that poll."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, render_template, request
 
 from webui.auth import polled
 from webui.drivers import DriverError
+from webui.peers import Peer
 
 bp = Blueprint("ipsec", __name__)
 
@@ -13,21 +16,64 @@ def applier():
     return current_app.extensions["webui"]
 
 
+@dataclass(frozen=True)
+class PeerPage:
+    """One page of the peer table, after the filter: a router with hundreds of tunnels shows
+    them a page at a time, and its status cells poll only for the rows on screen."""
+
+    peers: list[Peer]
+    number: int  # 1-based
+    pages: int
+    total: int  # peers matching the filter
+    stored: int  # peers in the store
+    query: str
+    first: int  # 1-based index of the first row shown
+
+    def args(self, number: int | None = None) -> dict:
+        """Query arguments that reproduce this page (or page `number` of the same filter)."""
+        args = {"page": number or self.number} if (number or self.number) > 1 else {}
+        return args | ({"q": self.query} if self.query else {})
+
+
+def peer_page() -> PeerPage:
+    """The page of peers the request asks for (`?page=N&q=text`)."""
+    every = applier().store.all()
+    query = request.args.get("q", "").strip()[:64]
+    needle = query.lower()
+    matching = [p for p in every if not needle or needle in _haystack(p)] if needle else every
+    size = current_app.config["PEERS_PER_PAGE"]
+    pages = max(1, -(-len(matching) // size))
+    number = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    start = (number - 1) * size
+    return PeerPage(matching[start:start + size], number, pages, len(matching), len(every), query,
+                    start + 1)
+
+
+def _haystack(peer: Peer) -> str:
+    return " ".join((peer.name, peer.remote_gateway, peer.peer_id, *peer.local_networks,
+                     *peer.remote_networks)).lower()
+
+
+def page_context() -> dict:
+    """What the IPsec page's template needs besides the output pane."""
+    page = peer_page()
+    return {"peers": page.peers, "pager": page, "applier": applier()}
+
+
 @bp.get("/")
 def index():
     """The IPsec page."""
-    a = applier()
-    return render_template("ipsec/index.html", peers=a.store.all(), applier=a, output=None)
+    return render_template("ipsec/index.html", output=None, **page_context())
 
 
 @bp.get("/peers/states")
 @polled
 def states():
-    """Every peer's status cell, swapped out of band: one list-sas per poll for all peers."""
+    """The status cells of the rows on screen, swapped out of band: one list-sas per poll."""
     a = applier()
     try:
         tunnel_states, error = a.drivers.ipsec.tunnel_states(), ""
     except DriverError as e:
         tunnel_states, error = {}, str(e)
-    return render_template("ipsec/_states.html", peers=a.store.all(), states=tunnel_states,
+    return render_template("ipsec/_states.html", peers=peer_page().peers, states=tunnel_states,
                            status_error=error, applier=a)

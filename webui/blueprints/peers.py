@@ -99,7 +99,7 @@ def delete(name):
 @bp.get("/<name>/other-side")
 def other_side(name):
     """The configuration for the other side of a peer (without the PSK), for the output pane."""
-    return output("peers/_other_side.html", config=for_other_side(stored_peer(name)))
+    return output("peers/_other_side.html", other_side=for_other_side(stored_peer(name)))
 
 
 @bp.post("/<name>/connect")
