@@ -5,6 +5,7 @@ only mirror what they can. Every message here is shown next to its field.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Sequence
@@ -76,6 +77,12 @@ def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
             raise ValidationError(f"{net} is listed twice.")
         networks.append(net)
     return networks
+
+
+@functools.lru_cache(maxsize=4096)
+def stored_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A stored peer's network, parsed once: every save checks against every other peer's."""
+    return ipaddress.ip_network(text)
 
 
 def overlapping(a, b) -> bool:
@@ -259,7 +266,7 @@ class PeerForm(FlaskForm):
             if other.name.lower() == self.name.data.lower():
                 self.name.errors.append(f"A peer named {other.name} already exists.")
                 ok = False
-            theirs = [ipaddress.ip_network(n) for n in other.remote_networks]
+            theirs = [stored_network(n) for n in other.remote_networks]
             for mine in self.remote_networks.parsed:
                 clash = next((t for t in theirs if overlapping(mine, t)), None)
                 if clash is not None:

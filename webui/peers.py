@@ -124,6 +124,9 @@ class Peer:
 
     @classmethod
     def from_record(cls, record: dict) -> Peer:
-        known = {f.name for f in fields(cls)}
+        known = _PEER_FIELDS
         return cls(**{k: tuple(v) if isinstance(v, list) else v
                       for k, v in record.items() if k in known})
+
+
+_PEER_FIELDS = frozenset(f.name for f in fields(Peer))

@@ -111,7 +111,8 @@ class PeerStore:
         with self._lock:
             if self._find(peer.name) is not None:
                 raise DuplicatePeer(f"A peer named {peer.name} already exists.")
-            self._write(lambda: self._peers.insert(peer.to_record()))
+            doc_id = self._write(lambda: self._peers.insert(peer.to_record()))
+            self._cache_put(doc_id, peer)
         log.info("peer %s added", peer.name)
 
     def replace(self, name: str, peer: Peer) -> None:
@@ -123,6 +124,8 @@ class PeerStore:
             if peer.name != name and self._find(peer.name) is not None:
                 raise DuplicatePeer(f"A peer named {peer.name} already exists.")
             self._write(lambda: self._peers.update(_replacing(peer.to_record()), doc_ids=[doc_id]))
+            self._cache_drop(name)
+            self._cache_put(doc_id, peer)
         log.info("peer %s saved%s", peer.name, f" (renamed from {name})" if peer.name != name else "")
 
     def delete(self, name: str) -> None:
@@ -131,29 +134,45 @@ class PeerStore:
             if doc_id is None:
                 raise PeerNotFound(f"There is no peer named {name}.")
             self._write(lambda: self._peers.remove(doc_ids=[doc_id]))
+            self._cache_drop(name)
         log.info("peer %s deleted", name)
 
     # The status poll, the page and every form read all peers; TinyDB's Table.all() builds a
     # Document per record on each call and Peer.from_record a dataclass from each: O(n) work per
-    # request. Peers are frozen, so one sorted list and one name index are built after each write
-    # (or a failed one) and shared until the next. Called with the lock held.
+    # request. Peers are frozen, so one name index and one sorted list are built from the file
+    # once and then kept in step with each successful write (a failed one drops them, so they
+    # are rebuilt from what the file holds). Called with the lock held.
     def _index(self) -> tuple[dict[str, tuple[int, Peer]], tuple[Peer, ...]]:
         if self._cached is None:
             by_name = {r["name"]: (r.doc_id, Peer.from_record(r)) for r in self._peers.all()}
-            ordered = tuple(sorted((p for _, p in by_name.values()), key=lambda p: p.name.lower()))
-            self._cached = (by_name, ordered)
+            self._cached = (by_name, _sorted(by_name))
         return self._cached
+
+    def _cache_put(self, doc_id: int, peer: Peer) -> None:
+        by_name = self._index()[0]
+        by_name[peer.name] = (doc_id, peer)
+        self._cached = (by_name, _sorted(by_name))
+
+    def _cache_drop(self, name: str) -> None:
+        by_name = self._index()[0]
+        by_name.pop(name, None)
+        self._cached = (by_name, _sorted(by_name))
 
     def _find(self, name: str) -> int | None:
         """The TinyDB document id of peer `name`."""
         found = self._index()[0].get(name)
         return found[0] if found is not None else None
 
-    def _write(self, change) -> None:
+    def _write(self, change):
         try:
-            change()
-        finally:
+            return change()
+        except BaseException:
             self._cached = None
+            raise
+
+
+def _sorted(by_name: dict[str, tuple[int, Peer]]) -> tuple[Peer, ...]:
+    return tuple(sorted((p for _, p in by_name.values()), key=lambda p: p.name.lower()))
 
 
 def _replacing(new: dict):

@@ -139,3 +139,23 @@ def test_sigkill_at_random_moments_never_tears_the_file(tmp_path):
     assert len(acknowledged) > 25
     leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) <= 25  # a temp file can be left by a kill; never the store itself
+
+
+def test_a_failed_write_leaves_memory_and_file_as_they_were(tmp_path, monkeypatch):
+    store = PeerStore(tmp_path / "peers.json")
+    store.add(peer(1))
+    before = (tmp_path / "peers.json").read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("webui.store.write_atomic", disk_full)
+    with pytest.raises(OSError):
+        store.add(peer(2))
+    with pytest.raises(OSError):
+        store.replace("p1", peer(1, name="renamed"))
+    assert [p.name for p in store.all()] == ["p1"] and store.get("p2") is None
+    assert (tmp_path / "peers.json").read_bytes() == before
+    monkeypatch.undo()
+    store.add(peer(3))
+    assert [p.name for p in store.all()] == ["p1", "p3"]
+    assert [p.name for p in PeerStore(tmp_path / "peers.json").all()] == ["p1", "p3"]
