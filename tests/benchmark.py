@@ -63,12 +63,16 @@ class _AssetParser(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "script" and a.get("src"):
-            self.urls.append(a["src"])
+            self._add(a["src"])
         elif tag == "link" and a.get("href") and set((a.get("rel") or "").split()) & {
                 "stylesheet", "icon", "preload", "modulepreload", "manifest"}:
-            self.urls.append(a["href"])
-        elif tag == "img" and a.get("src") and not a["src"].startswith("data:"):
-            self.urls.append(a["src"])
+            self._add(a["href"])
+        elif tag == "img" and a.get("src"):
+            self._add(a["src"])
+
+    def _add(self, url: str) -> None:
+        if not url.startswith("data:"):  # inline: nothing to fetch (the page's empty favicon)
+            self.urls.append(url)
 
 
 def page_assets(page: str) -> list[str]:

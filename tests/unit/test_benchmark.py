@@ -20,7 +20,7 @@ def test_page_assets_are_what_a_browser_fetches_once_each_in_order():
     <link rel="canonical" href="/elsewhere">
     <script src="/static/htmx.min.js?v=2" defer></script>
     <script>inline()</script>
-    <link rel="icon" href="/static/favicon.svg">
+    <link rel="icon" href="/static/favicon.svg"><link rel="icon" href="data:,">
     </head><body><img src="data:image/png;base64,AA"><img src="/static/logo.png">
     <script src="/static/htmx.min.js?v=2"></script></body></html>"""
     assert page_assets(page) == ["/static/style.css?v=1", "/static/htmx.min.js?v=2",
