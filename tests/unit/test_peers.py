@@ -161,3 +161,13 @@ def test_the_peer_table_pages_and_filters(app, browser):
     assert cells.count('<td id="state-') == 100 and 'id="state-p100"' in cells
     assert 'id="state-p000"' not in cells
     assert 'hx-get="/peers/states?page=2"' in browser.get("/?page=2").get_data(as_text=True)
+
+
+def test_connect_without_javascript_submits_the_shared_form(browser):
+    browser.post("/peers", valid_peer_form())
+    page = browser.get("/").get_data(as_text=True)
+    assert '<form id="tunnel-action" method="post"' in page
+    assert 'form="tunnel-action" formaction="/peers/branch-a/connect"' in page
+    assert page.count('name="csrf_token"') == 2  # the shared form's and Reload all peers'
+    r = browser.post("/peers/branch-a/connect")  # what the button sends: the form's token
+    assert r.status_code == 303 and r.headers["Location"] == "/"
