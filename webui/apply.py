@@ -86,9 +86,9 @@ class Applier:
         else:
             self.not_applied.pop(peer.name, None)
 
-    def _apply_firewall(self) -> None:
+    def _apply_firewall(self, verify: bool = False) -> None:
         try:
-            self.drivers.firewall.apply(self.store.all())
+            self.drivers.firewall.apply(self.store.all(), verify=verify)
         except DriverError as e:
             self.firewall_error = str(e)
             log.warning("firewall rules not applied: %s", e)
@@ -122,7 +122,7 @@ class Applier:
                 else:
                     reason = next(s.detail for s in steps if not s.ok and not s.peer)
                     self.not_applied = {p.name: reason for p in peers if p.enabled}
-            self._apply_firewall()
+            self._apply_firewall(verify=True)
         steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
         return steps
 
@@ -136,7 +136,7 @@ class Applier:
         if watching:
             self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None)
         if reconcile:
-            self._apply_firewall()
+            self._apply_firewall(verify=True)
             if not watching:
                 self.reconcile()
 

@@ -29,7 +29,7 @@ class FirstCallWaits(FakeFirewall):
         self.calls = 0
         self.later_done = threading.Event()
 
-    def apply(self, peers):
+    def apply(self, peers, verify=False):
         self.calls += 1
         if self.calls == 1:
             self.later_done.wait(timeout=0.5)

@@ -188,7 +188,7 @@ class KernelDriver(Protocol):
 
 
 class FirewallDriver(Protocol):
-    def apply(self, peers: Sequence[Peer]) -> None: ...
+    def apply(self, peers: Sequence[Peer], verify: bool = False) -> bool: ...
 
 
 # --- Choosing ------------------------------------------------------------------------------------

@@ -109,5 +109,5 @@ class FakeFirewall:
     def __init__(self):
         self.peers: tuple[str, ...] = ()
 
-    def apply(self, peers: Sequence[Peer]) -> None:
+    def apply(self, peers: Sequence[Peer], verify: bool = False) -> None:
         self.peers = tuple(p.name for p in peers)
