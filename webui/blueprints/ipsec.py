@@ -71,9 +71,10 @@ def index():
 def states():
     """The status cells of the rows on screen, swapped out of band: one list-sas per poll."""
     a = applier()
+    page = peer_page()
     try:
         tunnel_states, error = a.drivers.ipsec.tunnel_states(), ""
     except DriverError as e:
         tunnel_states, error = {}, str(e)
-    return render_template("ipsec/_states.html", peers=peer_page().peers, states=tunnel_states,
+    return render_template("ipsec/_states.html", peers=page.peers, states=tunnel_states,
                            status_error=error, applier=a)

@@ -119,7 +119,7 @@ def tunnel_action(peer, verb):
     ipsec = a.drivers.ipsec
     try:
         message = getattr(ipsec, verb)(peer.name)
-        states, error = ipsec.tunnel_states(), ""
+        states, error = ipsec.tunnel_states([peer.name]), ""
     except DriverError as e:
         message, states, error = str(e), {}, str(e)
     if not wants_fragment():

@@ -36,7 +36,7 @@ class FakeIPsec:
                       for p in sorted(self.loaded.values(), key=lambda p: p.name))
         return IPsecStatus(connections=conns, sas=())
 
-    def tunnel_states(self) -> dict[str, TunnelState]:
+    def tunnel_states(self, names=None) -> dict[str, TunnelState]:
         self._check()
         return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded}
 

@@ -6,6 +6,7 @@ See docs/FIREWALL.md for how the table sits beside the router's main firewall.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -41,8 +42,8 @@ def _names(values: Sequence[str]):
     return values[0] if len(values) == 1 else {"set": list(values)}
 
 
-def _prefixes(networks: Sequence[ipaddress._BaseNetwork]):
-    items = [{"prefix": {"addr": str(n.network_address), "len": n.prefixlen}} for n in networks]
+def _prefixes(networks: Sequence[tuple[int, str, int]]):
+    items = [{"prefix": {"addr": addr, "len": length}} for _, addr, length in networks]
     return items[0] if len(items) == 1 else {"set": items}
 
 
@@ -55,9 +56,16 @@ def _comment(text: str) -> str:
         text.encode()[:COMMENT_MAX - 3].decode(errors="ignore") + "..."
 
 
-def _networks(texts: Sequence[str], version: int) -> list:
-    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
-    return [n for n in nets if n.version == version]
+@functools.lru_cache(maxsize=4096)
+def _network(text: str) -> tuple[int, str, int]:
+    """(version, network address, prefix length); parsed once per network, not once per apply:
+    every change rebuilds the rules of every peer."""
+    net = ipaddress.ip_network(text, strict=False)
+    return net.version, str(net.network_address), net.prefixlen
+
+
+def _networks(texts: Sequence[str], version: int) -> list[tuple[int, str, int]]:
+    return [n for n in map(_network, texts) if n[0] == version]
 
 
 def peer_rules(peer: Peer, zones: Zones) -> list[tuple[str, list, str]]:

@@ -390,10 +390,17 @@ class ViciDriver:
                 return f"{name} could not be disconnected: {str(err).split(': ', 1)[-1]}"
         return f"{name} is disconnected."
 
-    def tunnel_states(self) -> dict[str, TunnelState]:
-        """Every connection's state from ONE list-sas (plus get-conns) on one session."""
+    def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
+        """Every connection's state from ONE list-sas (plus get-conns) on one session; with
+        `names` (one peer's Connect, say), a list-sas filtered to each name instead. Filtered
+        calls cost about 2 ms each in charon, so a page of 100 rows still asks for everything
+        (measured with 1000 SAs: one list-sas 94 ms, 100 filtered ones 212 ms)."""
         with self._session() as vs:
-            sas = vm.parse_sas(streamed(vs, "list-sas", "list-sa", {"noblock": "yes"}))
+            if names is None:
+                sas = vm.parse_sas(streamed(vs, "list-sas", "list-sa", {"noblock": "yes"}))
+            else:
+                sas = [sa for name in names for sa in vm.parse_sas(
+                    streamed(vs, "list-sas", "list-sa", {"noblock": "yes", "ike": name}))]
             loaded = self._loaded(vs)
         states = vm.tunnel_states(sas, loaded, self.failures.current())
         for name, state in states.items():
