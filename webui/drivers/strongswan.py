@@ -22,8 +22,8 @@ import vici.exception
 import vici.protocol
 
 from webui.atomic import write_atomic
-from webui.drivers import (CommandFailed, DaemonUnavailable, DriverError, IPsecStatus, Step,
-                           TunnelState)
+from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
+                           Step, TunnelState)
 from webui.drivers import vici_messages as vm
 from webui.peers import Peer
 
@@ -409,12 +409,20 @@ class ViciDriver:
         return states
 
     def status(self) -> IPsecStatus:
-        with self._session() as vs:
-            conns = streamed(vs, "list-conns", "list-conn")
-            sas = streamed(vs, "list-sas", "list-sa", {"noblock": "yes"})
+        """Every SA, and every loaded connection: this UI's by name only (the store has the rest),
+        in full only those it did not load. A full list-conns of a thousand peers is ~0.2 s of
+        decoding, repeated on every refresh of the status pane."""
         with self._lock:
             managed = set(self._managed)
-        return IPsecStatus(connections=vm.parse_conns(conns, managed), sas=vm.parse_sas(sas))
+        with self._session() as vs:
+            names = self._loaded(vs)
+            external = []
+            for name in sorted(names - managed):
+                external += streamed(vs, "list-conns", "list-conn", {"ike": name})
+            sas = streamed(vs, "list-sas", "list-sa", {"noblock": "yes"})
+        connections = [Connection(name=name, managed=True) for name in sorted(names & managed)]
+        connections += vm.parse_conns(external, managed)
+        return IPsecStatus(connections=tuple(connections), sas=vm.parse_sas(sas))
 
     def supported_algorithms(self) -> frozenset[str] | None:
         """Catalogue keywords charon can honour (cached); None while charon cannot be asked."""
