@@ -75,6 +75,11 @@ def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
             raise ValidationError(f"{item} has host bits set; did you mean {suggestion}?")
         if net in networks:
             raise ValidationError(f"{net} is listed twice.")
+        clash = next((n for n in networks if overlapping(n, net)), None)
+        if clash is not None:
+            # One network inside another says nothing new, and the firewall's interval sets
+            # refuse overlapping elements: list the larger one alone.
+            raise ValidationError(f"{net} overlaps {clash}, listed too; keep only the larger one.")
         networks.append(net)
     return networks
 

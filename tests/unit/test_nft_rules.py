@@ -25,10 +25,15 @@ def match(key, right, op="=="):
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def peer_rules_of(ruleset):
+def elements_of(ruleset):
+    """{set name: [(value, comment)]} of the non-empty sets the transaction fills."""
+    return {e["name"]: [(x["elem"]["val"], x["elem"]["comment"]) for x in e["elem"]]
+            for e in (c["add"]["element"] for c in ruleset["nftables"] if "element" in c.get("add", {}))}
+
+
+def rule_lines(ruleset):
     return [(r["chain"], r["expr"], r["comment"]) for r in
-            (c["add"]["rule"] for c in ruleset["nftables"] if "rule" in c.get("add", {}))
-            if r["comment"].startswith("peer ")]
+            (c["add"]["rule"] for c in ruleset["nftables"] if "rule" in c.get("add", {}))]
 
 
 def test_transaction_replaces_only_the_ui_table():
@@ -42,36 +47,57 @@ def test_transaction_replaces_only_the_ui_table():
         assert (verb, obj["family"], obj["table"]) == ("add", "inet", "webui_ipsec")
 
 
-def test_forward_lan_allows_remote_to_local_networks_out_of_lan_interfaces():
-    assert peer_rules_of(nft_rules.build_ruleset([peer()], ZONES)) == [(
-        "tunnel_forward",
-        [match("ip saddr", prefix("203.0.113.0", 24)), match("ip daddr", prefix("198.51.100.0", 24)),
-         match("oifname", "lan0"), ACCEPT],
-        "peer hq: forward to LAN")]
+def test_forward_lan_puts_remote_local_pairs_in_the_lan_set():
+    ruleset = nft_rules.build_ruleset([peer()], ZONES)
+    assert elements_of(ruleset) == {"lan4": [
+        ({"concat": [prefix("203.0.113.0", 24), prefix("198.51.100.0", 24)]}, "peer hq: forward to LAN")]}
+    pair = {"match": {"op": "==", "left": {"concat": [
+        {"payload": {"protocol": "ip", "field": "saddr"}},
+        {"payload": {"protocol": "ip", "field": "daddr"}}]}, "right": "@lan4"}}
+    assert ("tunnel_forward", [pair, match("oifname", "lan0"), ACCEPT],
+            "peers' remote to local networks, out to the LAN (set lan4)") in rule_lines(ruleset)
 
 
 def test_forward_wan_and_input_with_two_networks_and_ipv6():
     hq = peer(firewall=("forward_wan", "input"), remote=("203.0.113.0/25", "203.0.113.128/25",
                                                          "2001:db8:1::/48"))
-    source4 = match("ip saddr", {"set": [prefix("203.0.113.0", 25), prefix("203.0.113.128", 25)]})
-    source6 = match("ip6 saddr", prefix("2001:db8:1::", 48))
-    wan = match("oifname", {"set": ["wan0", "wan1"]})
-    assert peer_rules_of(nft_rules.build_ruleset([hq], ZONES)) == [
-        ("tunnel_forward", [source4, wan, ACCEPT], "peer hq: forward to WAN"),
-        ("tunnel_forward", [source6, wan, ACCEPT], "peer hq: forward to WAN"),
-        ("tunnel_input", [source4, ACCEPT], "peer hq: reach the router"),
-        ("tunnel_input", [source6, ACCEPT], "peer hq: reach the router"),
-    ]
+    ruleset = nft_rules.build_ruleset([hq], ZONES)
+    four = [prefix("203.0.113.0", 25), prefix("203.0.113.128", 25)]
+    assert elements_of(ruleset) == {
+        "wan4": [(p, "peer hq: forward to WAN") for p in four],
+        "wan6": [(prefix("2001:db8:1::", 48), "peer hq: forward to WAN")],
+        "input4": [(p, "peer hq: reach the router") for p in four],
+        "input6": [(prefix("2001:db8:1::", 48), "peer hq: reach the router")],
+    }
+    assert ("tunnel_forward", [match("ip6 saddr", "@wan6"), match("oifname", {"set": ["wan0", "wan1"]}),
+                               ACCEPT], "peers' remote networks, out to the WAN (set wan6)") in rule_lines(ruleset)
+    assert ("tunnel_input", [match("ip saddr", "@input4"), ACCEPT],
+            "peers' remote networks, to the router itself (set input4)") in rule_lines(ruleset)
 
 
-def test_no_rule_without_a_choice_a_wan_list_or_an_enabled_peer():
+def test_every_set_is_declared_with_its_type_and_interval_flag():
+    sets = {c["add"]["set"]["name"]: c["add"]["set"] for c in nft_rules.build_ruleset([], ZONES)["nftables"]
+            if "set" in c.get("add", {})}
+    assert sorted(sets) == ["input4", "input6", "lan4", "lan6", "wan4", "wan6"]
+    assert sets["lan6"]["type"] == ["ipv6_addr", "ipv6_addr"] and sets["wan4"]["type"] == "ipv4_addr"
+    assert all(s["flags"] == ["interval"] for s in sets.values())
+
+
+def test_the_rules_do_not_grow_with_peers():
+    few = nft_rules.build_ruleset([peer()], ZONES)
+    many = nft_rules.build_ruleset([peer(f"p{i}", remote=(f"10.{i}.0.0/16",)) for i in range(50)], ZONES)
+    assert [r[:1] for r in rule_lines(few)] == [r[:1] for r in rule_lines(many)]
+    assert len(elements_of(many)["lan4"]) == 50
+
+
+def test_no_element_without_a_choice_a_wan_list_or_an_enabled_peer():
     peers = [peer("a", firewall=()), peer("b", firewall=("forward_wan",)),
              peer("c", enabled=False)]
-    assert peer_rules_of(nft_rules.build_ruleset(peers, nft_rules.Zones(lan=("lan0",)))) == []
+    assert elements_of(nft_rules.build_ruleset(peers, nft_rules.Zones(lan=("lan0",)))) == {}
 
 
 def test_tunnel_traffic_enters_judging_chains_by_policy_or_interface_and_ends_in_drop():
-    ordered = nft_rules.rules([], ZONES)
+    ordered = nft_rules.rules(ZONES)
     assert ordered[:2] == [
         ("forward", [match("ipsec", True), {"jump": {"target": "tunnel_forward"}}],
          "from an IPsec tunnel (kernel IPsec policy)"),
@@ -99,7 +125,7 @@ def test_fingerprint_follows_the_rules():
 
 def test_peer_names_stay_in_comments_and_long_ones_are_cut():
     odd = peer(name='x"; flush ruleset; ' + "y" * 200)
-    (_chain, _exprs, comment), = peer_rules_of(nft_rules.build_ruleset([odd], ZONES))
+    ((_value, comment),) = elements_of(nft_rules.build_ruleset([odd], ZONES))["lan4"]
     assert comment.startswith('peer x"; flush ruleset;') and comment.endswith("...")
     assert len(comment.encode()) <= nft_rules.COMMENT_MAX
 

@@ -44,6 +44,7 @@ BAD = [
     ("local net host bits", "local_networks", "198.51.100.1/24", "local_networks"),
     ("local net garbage", "local_networks", "10.0.0.0/33", "local_networks"),
     ("local net twice", "local_networks", "10.0.0.0/8, 10.0.0.0/8", "local_networks"),
+    ("local net inside another", "local_networks", "10.0.0.0/8\n10.1.0.0/16", "local_networks"),
     ("remote overlaps local", "remote_networks", "198.51.100.128/25", "remote_networks"),
     ("remote overlaps other peer", "remote_networks", "10.99.1.0/24", "remote_networks"),
     ("remote net with quote", "remote_networks", '10.1.0.0/16"', "remote_networks"),
