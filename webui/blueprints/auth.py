@@ -43,21 +43,31 @@ def throttled(form, template, wait):
     return page(template, form, 429, {"Retry-After": str(wait)})
 
 
+def check_password(user: str, password: str) -> tuple[bool, int]:
+    """(right, seconds to wait): both forms that take the password go through the throttle."""
+    a, address = auth(), request.remote_addr or ""
+    wait = a.throttle.admit(address)
+    if wait:
+        return False, wait
+    if not a.password_file.check(user, password):
+        return False, 0
+    a.throttle.succeeded(address)
+    return True, 0
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """The sign-in form; a right password opens a session and goes back where the admin was."""
     form = LoginForm(next=request.args.get("next", ""))
     if not form.is_submitted():
         return page("auth/login.html", form)
-    a = auth()
-    wait = a.throttle.admit(request.remote_addr or "")
+    right, wait = check_password(form.user.data or "", form.password.data or "")
     if wait:
         return throttled(form, "auth/login.html", wait)
-    if not a.password_file.check(form.user.data or "", form.password.data or ""):
+    if not right:
         form.form_errors.append(WRONG)
         return page("auth/login.html", form, 422)
-    a.throttle.succeeded(request.remote_addr or "")
-    a.sign_in()
+    auth().sign_in()
     target = form.next.data if local_path(form.next.data) else url_for("ipsec.index")
     return redirect(target, 303)
 
@@ -75,15 +85,13 @@ def change_password():
     form = ChangePasswordForm()
     if not form.is_submitted():
         return page("auth/change_password.html", form)
-    a = auth()
-    wait = a.throttle.admit(request.remote_addr or "")
+    right, wait = check_password(USER, form.current.data or "")
     if wait:
         return throttled(form, "auth/change_password.html", wait)
-    if not a.password_file.check(USER, form.current.data or ""):
+    if not right:
         form.current.errors = ["This is not the current password."]
         return page("auth/change_password.html", form, 422)
-    a.throttle.succeeded(request.remote_addr or "")
     if not form.validate():
         return page("auth/change_password.html", form, 422)
-    a.change_password(form.new.data)
+    auth().change_password(form.new.data)
     return redirect(url_for("ipsec.index"), 303)

@@ -40,7 +40,7 @@ def peer_page() -> PeerPage:
     every = applier().store.all()
     query = request.args.get("q", "").strip()[:64]
     needle = query.lower()
-    matching = [p for p in every if not needle or needle in _haystack(p)] if needle else every
+    matching = [p for p in every if needle in _haystack(p)] if needle else every
     size = current_app.config["PEERS_PER_PAGE"]
     pages = max(1, -(-len(matching) // size))
     number = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
