@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from flask import Flask, Response, render_template, request
 
-STOP_POLLING = 286  # htmx stops an `every Ns` trigger when it gets this status
-
 
 def wants_fragment() -> bool:
     """An htmx request that swaps part of the page (a boosted one wants the whole page)."""

@@ -112,12 +112,6 @@ class Peer:
     def effective_peer_id(self) -> str:
         return self.peer_id or self.remote_gateway
 
-    @property
-    def weak_algorithms(self) -> tuple[str, ...]:
-        chosen = (self.ike_encryption + self.ike_integrity + self.ike_dh_groups
-                  + self.esp_encryption + self.esp_integrity + self.esp_dh_groups)
-        return tuple(dict.fromkeys(k for k in chosen if k in WEAK))
-
     def to_record(self) -> dict:
         """The JSON-able dict the store keeps."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -7,7 +7,7 @@ pyroute2 are imported only by the modules that need them, and only when the real
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from webui.peers import Peer
@@ -200,7 +200,6 @@ class Drivers:
     kernel: KernelDriver
     firewall: FirewallDriver
     fake: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def make_drivers(config) -> Drivers:
