@@ -173,3 +173,10 @@ def test_connect_without_javascript_submits_the_shared_form(browser):
     assert two_peers.count('name="csrf_token"') == page.count('name="csrf_token"')  # not per row
     r = browser.post("/peers/branch-a/connect")  # what the button sends: the form's token
     assert r.status_code == 303 and r.headers["Location"] == "/"
+
+
+def test_the_form_names_the_lan_and_wan_interfaces(make_app):
+    browser = Browser(make_app(LAN_INTERFACES="br-lan", WAN_INTERFACES="").test_client())
+    form = browser.get("/peers/new").get_data(as_text=True)
+    assert "LAN means the interfaces br-lan" in form
+    assert "WAN (none configured: Forward to WAN allows nothing)" in form
