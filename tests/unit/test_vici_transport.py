@@ -47,10 +47,16 @@ def read_packet(conn) -> bytes | None:
 
 
 class FakeCharon:
-    """Answers each command from `replies`: {command: (events, response) or raw bytes to send}."""
+    """Answers each command from `replies`: {command: (events, response) or raw bytes to send}.
 
-    def __init__(self, conn, replies):
+    `served`, when given, gets this connection before it answers anything, so a test that reads it
+    after its client returned never races the thread that accepted the connection.
+    """
+
+    def __init__(self, conn, replies, served=None):
         self.conn, self.replies, self.commands = conn, replies, []
+        if served is not None:
+            served.append(self)
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -157,7 +163,7 @@ def fake_charon(tmp_path):
                 conn, _ = listener.accept()
             except OSError:
                 return
-            state.served.append(FakeCharon(conn, state.replies))
+            FakeCharon(conn, state.replies, served=state.served)
 
     threading.Thread(target=accept, daemon=True).start()
     yield state
