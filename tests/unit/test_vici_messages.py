@@ -179,9 +179,15 @@ def test_failure_reason(line, reason):
 
 
 def _sa(name, state, *children, established=None):
-    return IkeSA(name=name, unique_id=1, state=state, version=2, established_for=established,
-                 children=tuple(ChildSA(name=name, state=s, bytes_in=i, bytes_out=o)
-                                for s, i, o in children))
+    """One list-sas event, as the wire decoder gives it (bytes values)."""
+    sa = {"uniqueid": b"1", "version": b"2", "state": state.encode(),
+          "child-sas": {f"{name}-{i}": {"name": name.encode(), "state": s.encode(),
+                                        "bytes-in": str(b_in).encode(),
+                                        "bytes-out": str(b_out).encode()}
+                        for i, (s, b_in, b_out) in enumerate(children)}}
+    if established is not None:
+        sa["established"] = str(established).encode()
+    return {name: sa}
 
 
 def test_tunnel_states_up_connecting_down():

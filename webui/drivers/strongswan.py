@@ -7,6 +7,7 @@ answered and refused). Messages are built and answers parsed in `vici_messages`,
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import socket
@@ -15,16 +16,18 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import vici
 import vici.exception
 import vici.protocol
+from vici.protocol import Packet
 
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
                            Step, TunnelState)
 from webui.drivers import vici_messages as vm
+from webui.drivers.vici_wire import decode, event_message
 from webui.peers import Peer
 
 log = logging.getLogger(__name__)
@@ -104,12 +107,40 @@ def request(vs, command: str, message: dict | None = None, field: str | None = N
                             field=field) from None
 
 
+def _register(vs, event: str, register: bool) -> None:
+    packet = (Packet.register_event if register else Packet.unregister_event)(event)
+    vs.transport.send(packet)
+    answer = vs.transport.receive()
+    if answer[:1] != bytes([Packet.EVENT_CONFIRM]):
+        raise vici.exception.SessionException(f"charon did not confirm the {event!r} event")
+
+
+def events(vs, command: str, event: str, message: dict | None = None) -> Iterator[dict]:
+    """One streamed command on an open session: its events, each decoded as it arrives.
+
+    The protocol is the package's `streamed_request` (register, request, events, response,
+    unregister); the decoding is `vici_wire`'s, about 3x faster, and nothing is held but the event
+    in hand, so a list-sas of a thousand SAs is summarised without ever being in memory whole.
+    Consume it inside the session, as `streamed` does.
+    """
+    request_packet = Packet.request(command, None if message is None
+                                    else vici.protocol.Message.serialize(message))
+    _register(vs, event, True)
+    vs.transport.send(request_packet)
+    while (packet := vs.transport.receive())[:1] == bytes([Packet.EVENT]):
+        yield event_message(packet)
+    if packet[:1] != bytes([Packet.CMD_RESPONSE]):
+        raise vici.exception.SessionException(f"unexpected VICI packet type {packet[:1]!r}")
+    _register(vs, event, False)
+    answer = decode(packet[1:])
+    if answer.get("success", b"yes") != b"yes":
+        errmsg = answer.get("errmsg", b"").decode("utf-8", "replace")
+        raise CommandFailed(f"strongSwan refused {command}: {errmsg}")
+
+
 def streamed(vs, command: str, event: str, message: dict | None = None) -> list[dict]:
-    """One streamed command on an open session, its events collected (the generator consumed)."""
-    try:
-        return list(vs.streamed_request(command, event, message))
-    except vici.exception.CommandException as err:
-        raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}") from None
+    """One streamed command on an open session, its events collected."""
+    return list(events(vs, command, event, message))
 
 
 def call(path, command: str, message: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -357,8 +388,8 @@ class ViciDriver:
     def connect(self, name: str) -> str:
         """Bring the tunnel up now; waits at most `connect_timeout` and says what happened."""
         with self._session(self.connect_timeout + 2) as vs:
-            current = vm.tunnel_states(vm.parse_sas(streamed(vs, "list-sas", "list-sa",
-                                                             {"ike": name})), (), {}).get(name)
+            current = vm.tunnel_states(events(vs, "list-sas", "list-sa", {"ike": name}),
+                                       (), {}).get(name)
             if current and current.state != "down":
                 return f"{name} is already {current.state}."
             conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
@@ -395,14 +426,13 @@ class ViciDriver:
         `names` (one peer's Connect, say), a list-sas filtered to each name instead. Filtered
         calls cost about 2 ms each in charon, so a page of 100 rows still asks for everything
         (measured with 1000 SAs: one list-sas 94 ms, 100 filtered ones 212 ms)."""
+        queries = [{"noblock": "yes"}] if names is None else [{"noblock": "yes", "ike": name}
+                                                             for name in names]
         with self._session() as vs:
-            if names is None:
-                sas = vm.parse_sas(streamed(vs, "list-sas", "list-sa", {"noblock": "yes"}))
-            else:
-                sas = [sa for name in names for sa in vm.parse_sas(
-                    streamed(vs, "list-sas", "list-sa", {"noblock": "yes", "ike": name}))]
             loaded = self._loaded(vs)
-        states = vm.tunnel_states(sas, loaded, self.failures.current())
+            sas = itertools.chain.from_iterable(events(vs, "list-sas", "list-sa", query)
+                                                for query in queries)
+            states = vm.tunnel_states(sas, loaded, self.failures.current())
         for name, state in states.items():
             if state.state == "up":
                 self.failures.clear(name)
@@ -419,10 +449,10 @@ class ViciDriver:
             external = []
             for name in sorted(names - managed):
                 external += streamed(vs, "list-conns", "list-conn", {"ike": name})
-            sas = streamed(vs, "list-sas", "list-sa", {"noblock": "yes"})
+            sas = vm.parse_sas(events(vs, "list-sas", "list-sa", {"noblock": "yes"}))
         connections = [Connection(name=name, managed=True) for name in sorted(names & managed)]
         connections += vm.parse_conns(external, managed)
-        return IPsecStatus(connections=tuple(connections), sas=vm.parse_sas(sas))
+        return IPsecStatus(connections=tuple(connections), sas=sas)
 
     def supported_algorithms(self) -> frozenset[str] | None:
         """Catalogue keywords charon can honour (cached); None while charon cannot be asked."""

@@ -330,26 +330,35 @@ def failure_reason(message: str) -> str | None:
     return None
 
 
-def tunnel_states(sas: Iterable[IkeSA], loaded: Iterable[str],
+def tunnel_states(events: Iterable[Mapping], loaded: Iterable[str],
                   failures: Mapping[str, str]) -> dict[str, TunnelState]:
-    """Per connection name: up (an installed child), connecting (an SA on its way), or down."""
-    by_name: dict[str, list[IkeSA]] = {}
-    for sa in sas:
-        by_name.setdefault(sa.name, []).append(sa)
+    """`list-sas` events -> per connection name: up (an installed child), connecting (an SA on its
+    way), or down. It reads only the handful of keys a status cell shows, straight from the
+    events, without `parse_sas`'s full picture: every status poll runs it over every SA charon has.
+    """
+    seen: set[str] = set()
+    up: dict[str, tuple[int, int, int]] = {}  # name -> (established for, bytes in, bytes out)
+    for event in events:
+        for key, sa in event.items():
+            name = _text(key)
+            seen.add(name)
+            if _text(sa.get("state")) not in _UP_IKE:
+                continue
+            for child in (sa.get("child-sas") or {}).values():
+                if _text(child.get("state")) in _UP_CHILD:
+                    established, bytes_in, bytes_out = up.get(name, (0, 0, 0))
+                    up[name] = (max(established, _int(sa.get("established")) or 0),
+                                bytes_in + (_int(child.get("bytes-in")) or 0),
+                                bytes_out + (_int(child.get("bytes-out")) or 0))
+    loaded = set(loaded)
     states = {}
-    for name in set(by_name) | set(loaded) | set(failures):
-        mine = by_name.get(name, [])
-        live = [(sa, c) for sa in mine if sa.state in _UP_IKE for c in sa.children
-                if c.state in _UP_CHILD]
-        loaded_here = name in set(loaded)
-        if live:
-            states[name] = TunnelState(
-                name=name, state="up", loaded=loaded_here,
-                established_for=max((sa.established_for or 0) for sa, _ in live),
-                bytes_in=sum(c.bytes_in for _, c in live),
-                bytes_out=sum(c.bytes_out for _, c in live))
+    for name in seen | loaded | set(failures):
+        if name in up:
+            established, bytes_in, bytes_out = up[name]
+            states[name] = TunnelState(name=name, state="up", loaded=name in loaded,
+                                       established_for=established, bytes_in=bytes_in,
+                                       bytes_out=bytes_out)
         else:
-            state = "connecting" if mine else "down"
-            states[name] = TunnelState(name=name, state=state, loaded=loaded_here,
-                                       reason=failures.get(name, ""))
+            states[name] = TunnelState(name=name, state="connecting" if name in seen else "down",
+                                       loaded=name in loaded, reason=failures.get(name, ""))
     return states
