@@ -193,6 +193,8 @@ def add_with_a_bad_network_first(page, console, shots, size) -> None:
         error = page.wait_for_selector("#remote_networks-error")
     assert "203.0.113.0 has no prefix length" in error.inner_text()
     assert page.get_attribute("#remote_networks", "aria-invalid") == "true"
+    assert page.input_value("#psk") == "short-key", "a key typed before another field's error stays"
+    assert "weak" in page.inner_text("#psk-strength")
     show_error_field(page, "#remote_networks")
     page.screenshot(path=shots / f"{size}-peer-form.png")
 

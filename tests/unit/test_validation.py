@@ -143,3 +143,19 @@ def test_only_what_charon_supports_is_offered_and_accepted(app, browser, data_di
     assert (data_dir / "peers.json").read_bytes() == before
     edit = browser.get("/peers/old/edit").get_data(as_text=True)
     assert "3DES-CBC (not supported by this strongSwan)" in edit
+
+
+def test_the_typed_key_survives_another_fields_error_and_a_bad_key_does_not(browser):
+    """htmx keeps an element marked hx-preserve as it is in the page, so a key the admin typed stays
+    in the field when only a network was wrong; the answer itself never carries the key."""
+    import re
+    key_field = re.compile(r'<input[^>]*\bid="psk"[^>]*>')
+    r = browser.post("/peers", valid_peer_form(remote_networks="oops", psk="kept-in-the-browser"),
+                     htmx=True)
+    assert r.status_code == 422 and "kept-in-the-browser" not in r.text
+    assert "data-hx-preserve" in key_field.search(r.text).group()
+    assert re.search(r'<span id="psk-strength"[^>]*data-hx-preserve', r.text)
+    r = browser.post("/peers", valid_peer_form(psk="short"), htmx=True)
+    assert r.status_code == 422 and 'id="psk-error"' in r.text
+    assert "data-hx-preserve" not in key_field.search(r.text).group()
+    assert "data-hx-preserve" not in r.text
