@@ -53,15 +53,16 @@ def fast_url_for(app: Flask):
     patterns: dict[tuple[str, str, str], tuple[str, str] | None] = {}
 
     def url_for(endpoint: str, **values) -> str:
+        method = values.pop("_method", None)  # picks one of an endpoint's rules (Delete's, say)
         if len(values) != 1:
-            return app.url_for(endpoint, **values)
+            return app.url_for(endpoint, _method=method, **values)
         (key, value), = values.items()
         if not isinstance(value, str) or not _URL_SAFE.fullmatch(value):
-            return app.url_for(endpoint, **values)
-        slot = (endpoint, key, request.script_root)
+            return app.url_for(endpoint, _method=method, **values)
+        slot = (endpoint, key, method, request.script_root)
         pattern = patterns.get(slot, False)
         if pattern is False:
-            built = app.url_for(endpoint, **{key: _PLACEHOLDER})
+            built = app.url_for(endpoint, _method=method, **{key: _PLACEHOLDER})
             pattern = tuple(built.split(_PLACEHOLDER)) if built.count(_PLACEHOLDER) == 1 else None
             patterns[slot] = pattern
         if pattern is None:
