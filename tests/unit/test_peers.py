@@ -138,13 +138,17 @@ def test_reload_all_peers_button_reconciles(app, browser):
     assert set(app.extensions["webui"].drivers.ipsec.loaded) == {"branch-a"}
 
 
-def test_the_peer_table_pages_and_filters(app, browser):
+def _peer(i: int):
     from webui.peers import Peer
+    return Peer(name=f"p{i:03d}", local_ip="192.0.2.1", remote_gateway=f"gw{i}.example",
+                local_networks=("198.51.100.0/24",), remote_networks=(f"10.{i}.0.0/16",),
+                psk="k" * 20)
+
+
+def test_the_peer_table_pages_and_filters(app, browser):
     store = app.extensions["webui"].store
     for i in range(250):
-        store.add(Peer(name=f"p{i:03d}", local_ip="192.0.2.1", remote_gateway=f"gw{i}.example",
-                       local_networks=("198.51.100.0/24",), remote_networks=(f"10.{i}.0.0/16",),
-                       psk="k" * 20))
+        store.add(_peer(i))
     first = browser.get("/").get_data(as_text=True)
     assert first.count('<tr id="peer-') == 100 and "Peers 1–100 of 250" in first
     assert 'href="/?page=2" rel="next"' in first and 'id="peer-p099"' in first
@@ -161,6 +165,37 @@ def test_the_peer_table_pages_and_filters(app, browser):
     assert cells.count('<td id="state-') == 100 and 'id="state-p100"' in cells
     assert 'id="state-p000"' not in cells
     assert 'hx-get="/peers/states?page=2"' in browser.get("/?page=2").get_data(as_text=True)
+
+
+def test_status_overview_pages_peers_with_sas_first():
+    from webui.blueprints.commands import status_overview
+    from webui.drivers import Connection, IkeSA, IPsecStatus
+    peers = [_peer(i) for i in range(250)]
+    # every second peer of the first 240 has an IKE SA; a third of those are established
+    sas = tuple(IkeSA(name=f"p{i:03d}", unique_id=i, state="ESTABLISHED" if i % 3 == 0 else "CONNECTING",
+                      version=2) for i in range(0, 240, 2))
+    result = IPsecStatus(connections=tuple(Connection(name=p.name, managed=True) for p in peers),
+                         sas=sas)
+    pages = [status_overview(peers, result, n, 100) for n in (1, 2, 3)]
+    assert [(len(o["active"]), len(o["idle"])) for o in pages] == [(100, 0), (20, 80), (0, 50)]
+    assert pages[1]["active"][0][0].name == "p200" and pages[1]["idle"][0][0].name == "p001"
+    assert [(o["first"], o["last"]) for o in pages] == [(1, 100), (101, 200), (201, 250)]
+    assert (pages[0]["established"], pages[0]["negotiating"], pages[0]["without"]) == (40, 80, 130)
+    assert status_overview(peers, result, 99, 100)["page"] == 3  # clamped
+
+
+def test_the_status_pane_pages_and_keeps_its_page_when_it_refreshes(make_app):
+    app = make_app(PEERS_PER_PAGE=2)
+    browser = Browser(app.test_client())
+    for i in range(3):
+        app.extensions["webui"].store.add(_peer(i))
+    first = browser.get("/commands/status", htmx=True).get_data(as_text=True)
+    assert "3 peers:" in first and "Peers 1–2 of 3" in first and 'id="status-p002"' not in first
+    assert 'hx-get="/commands/status?page=2"' in first and 'hx-get="/commands/status" hx-trigger' in first
+    second = browser.get("/commands/status?page=2", htmx=True).get_data(as_text=True)
+    assert 'id="status-p002"' in second and 'id="status-p000"' not in second
+    assert 'hx-get="/commands/status?page=2" hx-trigger' in second, "the refresh stays on page 2"
+    assert 'rel="prev"' in second and 'rel="next"' not in second
 
 
 def test_connect_without_javascript_submits_the_shared_form(browser):

@@ -5,7 +5,7 @@ whole IPsec page, the output filled in.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from webui.auth import polled
 from webui.drivers import DaemonUnavailable, DriverError
@@ -40,14 +40,16 @@ def status():
         result = a.drivers.ipsec.status()
     except DriverError as e:
         return output("commands/_status.html", error_status(e), error=str(e))
-    return output("commands/_status.html", overview=status_overview(a.store.all(), result),
-                  error="")
+    overview = status_overview(a.store.all(), result, request.args.get("page", 1, type=int) or 1,
+                               current_app.config["PEERS_PER_PAGE"])
+    return output("commands/_status.html", overview=overview, error="")
 
 
-def status_overview(peers, result) -> dict:
-    """The status pane's content: peers with IKE SAs in detail, the others in one line each
-    (so a router with hundreds of idle peers still gets a pane that renders quickly), and
-    connections this UI did not create."""
+def status_overview(peers, result, page: int = 1, per_page: int = 100) -> dict:
+    """The status pane's content: counts for every peer, then one page of peers (those with IKE
+    SAs in detail first, the others in one line each, as many rows a page as the peer table), and
+    the connections this UI did not create. A router with a thousand tunnels gets a pane that
+    renders, and refreshes, in a fraction of the time of all of them at once."""
     by_name: dict[str, list] = {}
     for sa in result.sas:
         by_name.setdefault(sa.name, []).append(sa)
@@ -59,8 +61,16 @@ def status_overview(peers, result) -> dict:
         else:
             idle.append((peer, "disabled" if not peer.enabled else
                          "not loaded" if peer.name not in loaded else "no IKE SA"))
+    established = sum(1 for _, sas in active if any(sa.state == "ESTABLISHED" for sa in sas))
+    pages = max(1, -(-len(peers) // per_page))
+    page = min(max(page, 1), pages)
+    start, end = (page - 1) * per_page, page * per_page
     external = [(c, by_name.get(c.name, [])) for c in result.connections if not c.managed]
-    return {"active": active, "idle": idle, "external": external, "configured": len(peers)}
+    return {"active": active[start:end],
+            "idle": idle[max(0, start - len(active)):max(0, end - len(active))],
+            "external": external, "configured": len(peers), "established": established,
+            "negotiating": len(active) - established, "without": len(idle),
+            "page": page, "pages": pages, "first": start + 1, "last": min(end, len(peers))}
 
 
 @bp.get("/interfaces")
