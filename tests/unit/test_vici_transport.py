@@ -229,3 +229,19 @@ def test_restart_runs_an_argument_list_and_reports_a_failing_command(tmp_path):
                                    restart_command=["sh", "-c", "echo broken >&2; exit 3"])
     (step,) = driver.restart([PEER])
     assert (step.ok, step.detail) == (False, "exit status 3: broken")
+
+
+def test_status_does_not_wait_for_a_reconcile_in_progress(fake_charon, tmp_path):
+    """A reconcile of a thousand peers holds the driver's lock for seconds; the status pane must
+    not hang a web server thread behind it."""
+    fake_charon.replies.update({"get-conns": ([], {"conns": ["branch"]}),
+                                "list-sas": ([], {})})
+    driver = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path)
+    driver._managed = frozenset({"branch"})
+    answered = []
+    with driver._lock:  # as reconcile() holds it
+        worker = threading.Thread(target=lambda: answered.append(driver.status()))
+        worker.start()
+        worker.join(timeout=2)
+        assert answered, "status() waited for the lock"
+    assert [c.name for c in answered[0].connections] == ["branch"]

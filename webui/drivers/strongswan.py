@@ -226,20 +226,22 @@ class ViciDriver:
         self.connect_timeout = connect_timeout
         self.restart_wait = restart_wait
         self.failures = Failures()
-        self._lock = threading.Lock()  # guards the set of loaded names and its file
-        self._managed = self._read_state()
+        self._lock = threading.Lock()  # one change to charon at a time, and to the names' file
+        # The names this UI loaded. Replaced, never changed in place, so status() reads it without
+        # the lock: a reconcile of 1000 peers holds the lock for seconds.
+        self._managed: frozenset[str] = self._read_state()
         self._algorithms: frozenset[str] | None = None
         self._watcher: FailureWatcher | None = None
 
     # --- what this UI loaded ---------------------------------------------------------------------
-    def _read_state(self) -> set[str]:
+    def _read_state(self) -> frozenset[str]:
         try:
-            return set(json.loads(self.state_path.read_text())["loaded"])
+            return frozenset(json.loads(self.state_path.read_text())["loaded"])
         except FileNotFoundError:
-            return set()
+            return frozenset()
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring unreadable %s", self.state_path)
-            return set()
+            return frozenset()
 
     def _save_state(self) -> None:
         data = json.dumps({"loaded": sorted(self._managed)}, indent=1).encode()
@@ -268,7 +270,7 @@ class ViciDriver:
             raise CommandFailed(f"strongSwan refused peer {peer.name}: "
                                 f"{str(err).split(': ', 1)[-1]}",
                                 field=field_at_fault(str(err))) from None
-        self._managed.add(peer.name)
+        self._managed = self._managed | {peer.name}
         log.info("loaded connection %s", peer.name)
 
     def _unload(self, vs, name: str, loaded: set[str]) -> None:
@@ -280,7 +282,7 @@ class ViciDriver:
             streamed(vs, "terminate", "control-log", {"ike": name, "timeout": -1})
         except CommandFailed:
             pass  # "no matching SAs to terminate found": nothing was up
-        self._managed.discard(name)
+        self._managed = self._managed - {name}
         self.failures.clear(name)
         log.info("unloaded connection %s", name)
 
@@ -328,8 +330,7 @@ class ViciDriver:
                     if name in loaded or name in self._managed:
                         self._unload(vs, name, loaded)
                         steps.append(Step(f"Unload {name}", True, "not an enabled peer any more"))
-                everything = {c.name for c in vm.parse_conns(streamed(vs, "list-conns",
-                                                                      "list-conn"))}
+                everything = self._loaded(vs)
             finally:
                 self._save_state()
         ok = len(wanted) - len(failed)
@@ -442,8 +443,7 @@ class ViciDriver:
         """Every SA, and every loaded connection: this UI's by name only (the store has the rest),
         in full only those it did not load. A full list-conns of a thousand peers is ~0.2 s of
         decoding, repeated on every refresh of the status pane."""
-        with self._lock:
-            managed = set(self._managed)
+        managed = self._managed  # no lock: see __init__
         with self._session() as vs:
             names = self._loaded(vs)
             external = []
