@@ -621,28 +621,30 @@ def first_load(r: Result) -> tuple[int, int]:
 
 # Printed under the budget table for each kind of budget that missed in this run.
 WHY_MISSED = {
-    "memory": "Memory with the real charon at 1000 peers: every status poll decodes charon's "
-              "list-sas answer for all 1000 SAs (the unroutable peers keep retrying, so each has "
-              "one) in the pure-Python vici library, and CPython's allocator keeps the high-water "
-              "mark; pyroute2's rtnetlink decoders, loaded on the first Get interfaces/routes, add "
-              "about 5 MiB. The fake column is the UI's own memory. Not broken down further yet.",
+    "memory": "Memory with the real charon at 1000 peers: the unroutable peers keep retrying, so "
+              "charon holds 1000 IKE SAs and every status poll and status pane decodes all of "
+              "them (now one event at a time, with the app's own decoder), and pyroute2's "
+              "rtnetlink decoders, loaded on the first Get interfaces/routes, add about 5 MiB. "
+              "What this run leaves resident beyond the fake column is CPython's and glibc's "
+              "high-water mark from those decodes; not broken down further.",
     "status poll": "Status poll: the floor's page is a constant string; every request here also "
                    "verifies the session (HMAC), runs the guard, CSRF and security headers and a "
-                   "Jinja render, which alone cost about twice the floor (see /commands/clear, the "
-                   "smallest fragment). With charon, one list-sas plus get-conns per poll: charon's "
-                   "answer grows with the SAs it holds (1000 at 1000 peers here), and decoding it "
-                   "is most of the time. 100 filtered list-sas calls for the rows on screen measured "
-                   "slower (212 ms against 94 ms in-process).",
+                   "Jinja render, which alone cost about two to three times the floor (see "
+                   "/commands/clear, the smallest fragment). With charon, one get-conns and one "
+                   "list-sas per poll: charon's answer grows with the SAs it holds (1000 at 1000 "
+                   "peers here; charon itself answers in about 25 ms), and decoding it is the "
+                   "rest. 100 filtered list-sas calls for the rows on screen measured slower "
+                   "(212 ms against 94 ms in-process, with the package's decoder).",
     "IPsec page": "IPsec page: the table shows 100 peers a page, so 1000 stored peers cost what 100 "
                   "do; about 1 KB of markup per row (six buttons and links with their htmx "
                   "attributes) plus gzip of the page. At 100 rows it is at the budget's edge; run "
                   "to run noise on this machine is of the same size (the floor's own page moved "
-                  "from 0.7 to 1.0 ms between runs).",
+                  "from 0.6 to 0.8 ms between runs).",
     "add": "Add/edit/delete: the UI's own time (fake column) is validation against every other "
            "peer's networks, writing the whole JSON store with fsync, and building the firewall "
-           "ruleset for all peers. With charon and nftables the difference is mostly nft loading "
-           "the whole table (a rule per peer and direction, ~250 ms at 1000 peers); nft sets (a "
-           "fixed number of rules, one set element per network) are the next step, not taken yet.",
+           "ruleset for all peers. With charon and nftables, most of the difference is nft "
+           "loading the table's sets (one element per network) and charon loading the "
+           "connection.",
     "first load": "First load at 1000 peers: the page itself is the weight (compressed); the "
                   "table shows 100 peers a page.",
     "cold start": "Cold start with charon: the UI loads its peers into charon from its VICI "
