@@ -273,6 +273,8 @@ def test_on_a_phone_peers_are_cards_and_nothing_scrolls_sideways(open_page, live
     page.click("button:has-text('Get IPsec status')")
     assert "ESTABLISHED" in page.inner_text("#output-status")
     assert sideways_overflow(page) == 0
+    assert page.eval_on_selector("#output-status .table-wrap", "w => w.scrollWidth - w.clientWidth") <= 0, \
+        "child SAs are cards on a phone too, not a table to scroll sideways"
     page.screenshot(path=shots / "phone-ipsec.png", full_page=True)
     page.locator("#output-status").screenshot(path=shots / "phone-status.png")
 
