@@ -249,6 +249,13 @@ def see_the_other_side(page, live, form) -> None:
     page.click("[data-copy=other-side-swanctl]")
     page.wait_for_selector("[data-copy=other-side-swanctl]:has-text('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == text
+    # A router reached over plain HTTP (http://192.168.1.1) is no secure context: no clipboard API.
+    # Copy then selects the text for Ctrl+C and says so.
+    page.evaluate("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
+    page.click("[data-copy=other-side-list]")
+    page.wait_for_selector("[data-copy=other-side-list]:has-text('Selected: press Ctrl+C')")
+    listed = page.eval_on_selector("#other-side-list", "e => e.textContent")
+    assert "Key exchange" in listed and page.evaluate("getSelection().toString()") == listed.rstrip("\n")
 
 
 def delete_with_the_keyboard(page) -> None:
