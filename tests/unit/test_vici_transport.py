@@ -6,6 +6,7 @@ and messages of sections, key/values and lists. It answers from a script of cann
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -148,26 +149,37 @@ def test_no_socket_says_strongswan_is_not_running(tmp_path):
 
 # --- The driver against the fake, on a real listening socket -------------------------------------
 
-@pytest.fixture
-def fake_charon(tmp_path):
-    """A listening fake charon; set `.replies` before calling the driver. One FakeCharon each."""
-    path = tmp_path / "charon.vici"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen()
-    state = type("State", (), {"replies": {}, "served": [], "path": path})()
+class ListeningCharon:
+    """A fake charon listening on `path`, one FakeCharon per connection; set `.replies` before
+    calling the driver. `close()` stops it as a charon that exits would (the file stays)."""
 
-    def accept():
+    def __init__(self, path, replies=None):
+        self.path, self.replies, self.served = path, {} if replies is None else replies, []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
         while True:
             try:
-                conn, _ = listener.accept()
+                conn, _ = self.listener.accept()
             except OSError:
                 return
-            FakeCharon(conn, state.replies, served=state.served)
+            FakeCharon(conn, self.replies, served=self.served)
 
-    threading.Thread(target=accept, daemon=True).start()
-    yield state
-    listener.close()
+    def commands(self) -> list[str]:
+        return [c for served in self.served for c in served.commands]
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def fake_charon(tmp_path):
+    charon = ListeningCharon(tmp_path / "charon.vici")
+    yield charon
+    charon.close()
 
 
 PEER = Peer(name="branch", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
@@ -245,3 +257,39 @@ def test_status_does_not_wait_for_a_reconcile_in_progress(fake_charon, tmp_path)
         worker.join(timeout=2)
         assert answered, "status() waited for the lock"
     assert [c.name for c in answered[0].connections] == ["branch"]
+
+
+def test_restart_waits_for_the_new_charon_when_the_command_returns_first(tmp_path):
+    """An init script may return while the old charon is still exiting: its socket still answers,
+    and peers loaded into it would be lost a moment later. The driver waits for the socket charon
+    binds anew when it starts."""
+    path = tmp_path / "charon.vici"
+    replies = {"version": ([], {"daemon": "charon"}), "get-conns": ([], {"conns": []}),
+               "load-shared": ([], {"success": "yes"}), "load-conn": ([], {"success": "yes"})}
+    old = ListeningCharon(path, replies)
+    started = []
+
+    def restart_later():
+        time.sleep(0.5)
+        old.close()
+        path.unlink()
+        started.append(ListeningCharon(path, replies))
+
+    driver = strongswan.ViciDriver(path, data_dir=tmp_path, restart_wait=5,
+                                   restart_command=["sh", "-c", "exit 0"])
+    threading.Thread(target=restart_later).start()
+    steps = driver.restart([PEER])
+    assert all(step.ok for step in steps), steps
+    assert "load-conn" not in old.commands(), "nothing was loaded into the charon that was leaving"
+    assert "load-conn" in started[0].commands()
+    started[0].close()
+
+
+def test_restart_that_does_not_restart_charon_says_so(fake_charon, tmp_path):
+    fake_charon.replies.update({"version": ([], {"daemon": "charon"})})
+    driver = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path, restart_wait=0.5,
+                                   restart_command=["sh", "-c", "exit 0"])
+    steps = driver.restart([PEER])
+    assert [s.ok for s in steps] == [True, False]
+    assert "old charon's VICI socket is still in place" in steps[1].detail
+    assert fake_charon.commands() == []

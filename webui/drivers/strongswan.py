@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import socket
 import struct
 import subprocess
@@ -349,10 +350,11 @@ class ViciDriver:
             return [Step("Restart strongSwan", False,
                          "No restart command is configured (WEBUI_IPSEC_RESTART_COMMAND) and this "
                          "host is neither systemd nor OpenWrt.")]
+        old_socket = self._socket_identity()
         steps = [self._run_restart_command()]
         if not steps[0].ok:
             return steps
-        steps.append(self._wait_for_vici())
+        steps.append(self._wait_for_vici(old_socket))
         if steps[-1].ok:
             try:
                 steps += self.reconcile(peers)
@@ -373,11 +375,25 @@ class ViciDriver:
             return Step(what, False, f"exit status {done.returncode}: {detail}")
         return Step(what, True, f"done in {time.monotonic() - started:.1f} s")
 
-    def _wait_for_vici(self) -> Step:
+    def _socket_identity(self) -> tuple[int, int] | None:
+        """Which VICI socket file is there: charon unlinks and binds it anew each time it starts."""
+        try:
+            st = os.stat(self.socket_path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_ctime_ns
+
+    def _wait_for_vici(self, old_socket: tuple[int, int] | None) -> Step:
+        """Wait (bounded) for a charon that answers on a socket other than `old_socket`. A restart
+        command may return before the old charon has gone (an init script that only signals it);
+        loading the peers into a charon about to exit would report success and lose them."""
         what = "Wait for strongSwan to answer on VICI"
         started = time.monotonic()
         while True:
             try:
+                current = self._socket_identity()
+                if old_socket is not None and current == old_socket:
+                    raise DaemonUnavailable("the old charon's VICI socket is still in place")
                 call(self.socket_path, "version", timeout=1.0)
                 return Step(what, True, f"answered after {time.monotonic() - started:.1f} s")
             except DriverError as err:
