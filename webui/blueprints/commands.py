@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request
 
 from webui.auth import polled
+from webui.blueprints.ipsec import page_context, page_of
 from webui.drivers import DaemonUnavailable, DriverError
 from webui.htmx import wants_fragment
 
@@ -22,7 +23,6 @@ def output(template: str, status: int = 200, **context):
     """The command's fragment for htmx, else the IPsec page with the fragment in its output pane."""
     if wants_fragment():
         return render_template(template, **context), status
-    from webui.blueprints.ipsec import page_context
     return render_template("ipsec/index.html", output=template,
                            **(page_context() | context)), status
 
@@ -62,9 +62,8 @@ def status_overview(peers, result, page: int = 1, per_page: int = 100) -> dict:
             idle.append((peer, "disabled" if not peer.enabled else
                          "not loaded" if peer.name not in loaded else "no IKE SA"))
     established = sum(1 for _, sas in active if any(sa.state == "ESTABLISHED" for sa in sas))
-    pages = max(1, -(-len(peers) // per_page))
-    page = min(max(page, 1), pages)
-    start, end = (page - 1) * per_page, page * per_page
+    page, pages, start = page_of(len(peers), per_page, page)
+    end = start + per_page
     external = [(c, by_name.get(c.name, [])) for c in result.connections if not c.managed]
     return {"active": active[start:end],
             "idle": idle[max(0, start - len(active)):max(0, end - len(active))],

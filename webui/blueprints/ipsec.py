@@ -35,6 +35,14 @@ class PeerPage:
         return args | ({"q": self.query} if self.query else {})
 
 
+def page_of(count: int, size: int, wanted: int) -> tuple[int, int, int]:
+    """For `count` rows shown `size` a page: (page number, pages, index of the page's first row).
+    A number out of range is clamped; there is always a page 1, if empty."""
+    pages = max(1, -(-count // size))
+    number = min(max(wanted, 1), pages)
+    return number, pages, (number - 1) * size
+
+
 def peer_page() -> PeerPage:
     """The page of peers the request asks for (`?page=N&q=text`)."""
     every = applier().store.all()
@@ -42,9 +50,7 @@ def peer_page() -> PeerPage:
     needle = query.lower()
     matching = [p for p in every if needle in _haystack(p)] if needle else every
     size = current_app.config["PEERS_PER_PAGE"]
-    pages = max(1, -(-len(matching) // size))
-    number = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
-    start = (number - 1) * size
+    number, pages, start = page_of(len(matching), size, request.args.get("page", 1, type=int) or 1)
     return PeerPage(matching[start:start + size], number, pages, len(matching), len(every), query,
                     start + 1)
 
