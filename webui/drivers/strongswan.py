@@ -390,15 +390,16 @@ class ViciDriver:
         what = "Wait for strongSwan to answer on VICI"
         started = time.monotonic()
         while True:
-            try:
-                current = self._socket_identity()
-                if old_socket is not None and current == old_socket:
-                    raise DaemonUnavailable("the old charon's VICI socket is still in place")
-                call(self.socket_path, "version", timeout=1.0)
-                return Step(what, True, f"answered after {time.monotonic() - started:.1f} s")
-            except DriverError as err:
-                if time.monotonic() - started > self.restart_wait:
-                    return Step(what, False, f"no answer after {self.restart_wait:g} s: {err}")
+            if old_socket is not None and self._socket_identity() == old_socket:
+                why = "the old charon's VICI socket is still in place"
+            else:
+                try:
+                    call(self.socket_path, "version", timeout=1.0)
+                    return Step(what, True, f"answered after {time.monotonic() - started:.1f} s")
+                except DriverError as err:
+                    why = str(err)
+            if time.monotonic() - started > self.restart_wait:
+                return Step(what, False, f"no answer after {self.restart_wait:g} s: {why}")
             time.sleep(0.1)
 
     # --- tunnels ---------------------------------------------------------------------------------
