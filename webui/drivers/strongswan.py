@@ -418,10 +418,10 @@ class ViciDriver:
                 for child in children:
                     message = {"child": child, "ike": name,
                                "timeout": int(self.connect_timeout * 1000)}
-                    for event in vs.streamed_request("initiate", "control-log", message):
+                    for event in events(vs, "initiate", "control-log", message):
                         reason = self.failures.note_log(name, vm._text(event.get("msg"))) or reason
-            except vici.exception.CommandException as err:
-                reason = reason or command_error(err)
+            except CommandFailed as err:
+                reason = reason or str(err).removeprefix("strongSwan refused initiate: ")
                 self.failures.record(name, reason)
                 log.info("connecting %s failed", name)
                 return f"{name} did not come up: {reason}."
