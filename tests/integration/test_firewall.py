@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from tests.integration.wuinet import delete_namespaces, make_namespaces, needs_root, ping, run
+from tests.integration.wuinet import PREFIX, delete_namespaces, make_namespaces, needs_root, ping, run
 from webui.drivers import CommandFailed
 from webui.drivers import nft_rules
 from webui.drivers.firewall import NftFirewall
 from webui.peers import Peer
 
 pytestmark = needs_root
-REMOTE, ROUTER, LAN = "wuinet-rem", "wuinet-rtr", "wuinet-lan"
+REMOTE, ROUTER, LAN = f"{PREFIX}-rem", f"{PREFIX}-rtr", f"{PREFIX}-lan"
 # Stands in for the router's own firewall (fw4 or hand-written): must never change.
 MAIN_FIREWALL = """
 table inet mainfw {

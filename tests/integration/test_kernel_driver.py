@@ -4,13 +4,13 @@ import os
 
 import pytest
 
-from tests.integration.wuinet import make_namespaces, delete_namespaces, needs_root, run
+from tests.integration.wuinet import PREFIX, make_namespaces, delete_namespaces, needs_root, run
 from webui.drivers import Address, DriverError, Route, RoutingRule
 from webui.drivers.kernel import NetlinkDriver
 from webui.peers import Peer
 
 pytestmark = needs_root
-NS = "wuinet-k"
+NS = f"{PREFIX}-k"
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,6 @@ def test_reading_another_namespace_leaves_this_thread_where_it_was(router):
 
 
 def test_missing_namespace_is_a_readable_error():
-    with pytest.raises(DriverError, match="'wuinet-absent' does not exist"):
-        NetlinkDriver(netns="wuinet-absent").routes()
-    assert not os.path.exists("/run/netns/wuinet-absent")  # and it was not created on the way
+    with pytest.raises(DriverError, match=f"'{PREFIX}-absent' does not exist"):
+        NetlinkDriver(netns=f"{PREFIX}-absent").routes()
+    assert not os.path.exists(f"/run/netns/{PREFIX}-absent")  # and it was not created on the way

@@ -1,10 +1,16 @@
-"""Network namespaces for the kernel and firewall integration tests; all named `wuinet-*`."""
+"""Network namespaces for the kernel and firewall integration tests; all named `<PREFIX>-*`.
+
+The prefix is derived from this checkout's path, like the lab's, so two checkouts (worktrees)
+running these tests at once never delete each other's namespaces.
+"""
+import hashlib
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
-PREFIX = "wuinet"
+PREFIX = "wn" + hashlib.sha1(str(Path(__file__).resolve().parents[2]).encode()).hexdigest()[:4]
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0,
@@ -22,7 +28,7 @@ def run(*argv, ns=None, check=True, stdin=None):
 
 
 def delete_namespaces(names=None):
-    """Idempotent: deletes the given (or every leftover) wuinet namespace that exists."""
+    """Idempotent: deletes the given (or every leftover) namespace of this checkout that exists."""
     listed = run("ip", "netns", "list").stdout.split()
     present = {n for n in listed if n.startswith(PREFIX + "-")}
     for name in present if names is None else present & set(names):
