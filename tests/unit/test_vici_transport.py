@@ -293,3 +293,150 @@ def test_restart_that_does_not_restart_charon_says_so(fake_charon, tmp_path):
     assert [s.ok for s in steps] == [True, False]
     assert "old charon's VICI socket is still in place" in steps[1].detail
     assert fake_charon.commands() == []
+
+
+# --- Every socket failure is DaemonUnavailable, and only one request waits on a hung charon ------
+
+class SilentCharon:
+    """Listens on `path` and accepts, but never answers: charon wedged after accept()."""
+
+    def __init__(self, path):
+        self.path, self.accepted = path, []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.accepted.append(self.listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_a_full_backlog_is_unavailable_at_once(tmp_path):
+    """charon stopped (SIGSTOP) accepts nothing: once its backlog is full, connect() with a
+    timeout fails at once with EAGAIN. That used to escape as a 500."""
+    path = tmp_path / "charon.vici"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)
+    waiting = []
+    try:
+        while True:  # fill the backlog as the polls of a few open tabs would
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            waiting.append(sock)
+            sock.connect(str(path))
+    except BlockingIOError:
+        pass
+    try:
+        started = time.monotonic()
+        with pytest.raises(DaemonUnavailable, match="not accepting VICI connections"):
+            strongswan.ViciDriver(path, data_dir=tmp_path).tunnel_states()
+        assert time.monotonic() - started < 0.5
+    finally:
+        for sock in waiting:
+            sock.close()
+        listener.close()
+
+
+def test_a_socket_that_is_not_charons_is_unavailable(tmp_path):
+    path = tmp_path / "charon.vici"
+    path.write_text("")  # a plain file where the socket should be: ECONNREFUSED
+    with pytest.raises(DaemonUnavailable, match="strongSwan is not running"):
+        strongswan.ViciDriver(path, data_dir=tmp_path).tunnel_states()
+
+
+def test_a_charon_that_accepts_and_never_answers_is_a_timeout(tmp_path):
+    charon = SilentCharon(tmp_path / "charon.vici")
+    try:
+        started = time.monotonic()
+        with pytest.raises(DaemonUnavailable, match=r"did not answer within 0.3 s"):
+            strongswan.ViciDriver(charon.path, data_dir=tmp_path, timeout=0.3).tunnel_states()
+        assert time.monotonic() - started < 1
+    finally:
+        charon.close()
+
+
+def test_charon_closing_mid_message_is_unavailable(pair):
+    client, server = pair
+
+    def half_an_answer():
+        read_packet(server)
+        server.sendall(struct.pack("!I", 100) + bytes([CMD_RESPONSE, 3, 1]))
+        server.close()
+
+    threading.Thread(target=half_an_answer, daemon=True).start()
+    with pytest.raises(DaemonUnavailable, match="broke|closed"):
+        with strongswan.session("fake", timeout=1, sock=client) as vs:
+            strongswan.request(vs, "version")
+
+
+def test_a_reset_mid_answer_is_unavailable(pair):
+    client, server = pair
+
+    def reset():
+        read_packet(server)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+
+    threading.Thread(target=reset, daemon=True).start()
+    with pytest.raises(DaemonUnavailable):
+        with strongswan.session("fake", timeout=1, sock=client) as vs:
+            strongswan.request(vs, "version")
+
+
+def test_only_one_request_waits_on_a_hung_charon(tmp_path):
+    """Eight polls at once against a charon that never answers: one waits out the timeout, the
+    seven others are told at once that strongSwan is busy, and charon saw one connection."""
+    charon = SilentCharon(tmp_path / "charon.vici")
+    driver = strongswan.ViciDriver(charon.path, data_dir=tmp_path, timeout=2, busy_wait=0.2)
+    outcomes = []
+
+    def poll():
+        started = time.monotonic()
+        try:
+            driver.tunnel_states()
+            outcomes.append(("answered", 0.0))
+        except DaemonUnavailable as err:
+            outcomes.append((str(err), time.monotonic() - started))
+
+    threads = [threading.Thread(target=poll) for _ in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=5)
+    finally:
+        charon.close()
+    busy = [took for text, took in outcomes if text.startswith(strongswan.BUSY)]
+    waited = [took for text, took in outcomes if "did not answer within 2 s" in text]
+    assert len(busy) == 7 and len(waited) == 1, outcomes
+    assert max(busy) < 0.5 and waited[0] >= 1.9
+    assert len(charon.accepted) == 1
+
+
+def test_a_healthy_charon_serves_requests_that_queue_briefly(fake_charon, tmp_path):
+    fake_charon.replies.update({"list-sas": ([], {}), "get-conns": ([], {"conns": []})})
+    driver = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path)
+    errors = []
+
+    def poll():
+        try:
+            driver.tunnel_states()
+        except DaemonUnavailable as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=poll) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert errors == [] and len(fake_charon.served) == 8

@@ -66,14 +66,8 @@ def session(path: str | Path, timeout: float = DEFAULT_TIMEOUT, sock: socket.soc
     sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        try:
-            if not connected:
-                sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
-            raise not_running(path) from None
-        except socket.timeout:
-            raise DaemonUnavailable(f"strongSwan did not accept a VICI connection within "
-                                    f"{timeout:g} s ({path}).") from None
+        if not connected:
+            _connect(sock, path, timeout)
         vici_session = vici.Session(sock)
         vici_session.transport = _TimedTransport(sock)
         try:
@@ -81,16 +75,40 @@ def session(path: str | Path, timeout: float = DEFAULT_TIMEOUT, sock: socket.soc
         except socket.timeout:
             raise DaemonUnavailable(f"strongSwan did not answer within {timeout:g} s "
                                     f"(VICI socket {path}).") from None
-        except (ConnectionError, BrokenPipeError, struct.error,
+        except (ConnectionError, struct.error,
                 vici.exception.DeserializationException, vici.exception.SessionException) as err:
             raise DaemonUnavailable(f"The connection to strongSwan broke ({path}): {err}") from None
         except OSError as err:
             if err.errno is None:  # the package's own socket.error('Connection closed')
                 raise DaemonUnavailable(f"strongSwan closed the VICI connection ({path}).") \
                     from None
-            raise
+            # Any other socket error in the middle of a conversation is charon going away.
+            raise DaemonUnavailable(f"The connection to strongSwan broke ({path}): "
+                                    f"{err.strerror or err}") from None
     finally:
         sock.close()
+
+
+def _connect(sock: socket.socket, path, timeout: float) -> None:
+    """Connect, every failure a DaemonUnavailable that says what the administrator can do."""
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        raise not_running(path) from None
+    except BlockingIOError:
+        # With a timeout the socket is non-blocking underneath: a Unix socket whose listen backlog
+        # is full (charon stopped accepting: hung, or stopped with SIGSTOP) fails at once, EAGAIN.
+        raise DaemonUnavailable(f"strongSwan is not accepting VICI connections ({path}): it is "
+                                f"hung or overloaded.") from None
+    except socket.timeout:
+        raise DaemonUnavailable(f"strongSwan did not accept a VICI connection within "
+                                f"{timeout:g} s ({path}).") from None
+    except PermissionError:
+        raise DaemonUnavailable(f"This UI may not use strongSwan's VICI socket {path} (permission "
+                                f"denied: see the README on the vici group).") from None
+    except OSError as err:
+        raise DaemonUnavailable(f"strongSwan's VICI socket {path} cannot be reached: "
+                                f"{err.strerror or err}") from None
 
 
 def command_error(err: vici.exception.CommandException) -> str:
@@ -158,6 +176,36 @@ def stream(path, command: str, event: str, message: dict | None = None,
         return streamed(vs, command, event, message)
 
 
+BUSY = "strongSwan is busy or not answering"
+
+
+class Gate:
+    """At most one web request at a time talks to charon; the others answer at once.
+
+    A hung charon (stopped, wedged) holds whoever asks it for the whole VICI timeout. Waitress has
+    a handful of threads, so without this a few open tabs would stall every page of the UI. A
+    healthy charon answers in milliseconds, so requests that queue here briefly lose nothing;
+    those that would wait longer than `wait` are told it is busy instead of joining the wait.
+    """
+
+    def __init__(self, wait: float = 0.5):
+        self.wait = wait
+        self._lock = threading.Lock()
+        self._since = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        if not self._lock.acquire(timeout=self.wait):
+            held = time.monotonic() - self._since
+            raise DaemonUnavailable(f"{BUSY}: another request has been waiting for it for "
+                                    f"{held:.0f} s. Try again in a moment.")
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
 # --- The driver ----------------------------------------------------------------------------------
 
 STATE_FILE = "ipsec-loaded.json"
@@ -219,7 +267,8 @@ class ViciDriver:
 
     def __init__(self, socket_path: str | Path = DEFAULT_SOCKET, data_dir: str | Path = ".",
                  restart_command: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = 10.0, restart_wait: float = 20.0):
+                 connect_timeout: float = 10.0, restart_wait: float = 20.0,
+                 busy_wait: float = 0.5):
         self.socket_path = str(socket_path)
         self.state_path = Path(data_dir) / STATE_FILE
         self.restart_command = list(restart_command) if restart_command else None
@@ -227,6 +276,7 @@ class ViciDriver:
         self.connect_timeout = connect_timeout
         self.restart_wait = restart_wait
         self.failures = Failures()
+        self.gate = Gate(busy_wait)
         self._lock = threading.Lock()  # one change to charon at a time, and to the names' file
         # The names this UI loaded. Replaced, never changed in place, so status() reads it without
         # the lock: a reconcile of 1000 peers holds the lock for seconds.
@@ -248,8 +298,22 @@ class ViciDriver:
         data = json.dumps({"loaded": sorted(self._managed)}, indent=1).encode()
         write_atomic(self.state_path, data, mode=0o644)
 
+    @contextlib.contextmanager
     def _session(self, timeout: float | None = None):
-        return session(self.socket_path, timeout or self.timeout)
+        with self.gate(), session(self.socket_path, timeout or self.timeout) as vs:
+            yield vs
+
+    @contextlib.contextmanager
+    def _changing(self):
+        """The change lock, waited for at most one VICI timeout: a reconcile of many peers holds
+        it for seconds, and a web request must not hang behind it for longer."""
+        if not self._lock.acquire(timeout=self.timeout):
+            raise DaemonUnavailable(f"{BUSY}: another change to strongSwan is still being "
+                                    f"applied.")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     # --- loading ---------------------------------------------------------------------------------
     @staticmethod
@@ -293,7 +357,7 @@ class ViciDriver:
 
     def apply(self, peer: Peer, previous_name: str | None = None) -> None:
         self._messages(peer)  # refuse an impossible proposal before touching charon
-        with self._lock, self._session() as vs:
+        with self._changing(), self._session() as vs:
             try:
                 loaded = self._loaded(vs)
                 if previous_name and previous_name != peer.name:
@@ -306,7 +370,7 @@ class ViciDriver:
                 self._save_state()
 
     def remove(self, name: str) -> None:
-        with self._lock, self._session() as vs:
+        with self._changing(), self._session() as vs:
             try:
                 self._unload(vs, name, self._loaded(vs))
             finally:
@@ -317,7 +381,7 @@ class ViciDriver:
         leave connections this UI did not create alone."""
         wanted = {p.name: p for p in peers if p.enabled}
         steps, failed = [], []
-        with self._lock, self._session() as vs:
+        with self._changing(), self._session() as vs:
             try:
                 loaded = self._loaded(vs)
                 for peer in wanted.values():
@@ -475,8 +539,8 @@ class ViciDriver:
         """Catalogue keywords charon can honour (cached); None while charon cannot be asked."""
         if self._algorithms is None:
             try:
-                self._algorithms = vm.parse_algorithms(call(self.socket_path, "get-algorithms",
-                                                            timeout=self.timeout))
+                with self._session() as vs:
+                    self._algorithms = vm.parse_algorithms(request(vs, "get-algorithms"))
             except DriverError:
                 return None
         return self._algorithms
