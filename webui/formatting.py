@@ -6,7 +6,7 @@ import re
 from flask import Flask, g, request
 from flask_wtf.csrf import generate_csrf
 
-from webui.forms import NAME_PATTERN
+from webui.forms import NAME_PATTERN, NAME_RULE
 from webui.peers import PRESETS, WEAK
 
 
@@ -79,11 +79,36 @@ def csrf_token() -> str:
     return token if token is not None else generate_csrf()
 
 
+# Fields made of several inputs (radio buttons, checkboxes): a link to the field goes to the first.
+_GROUPS = ("RadioField", "CheckboxGroup")
+
+
+def refused(form) -> list[tuple[str, str, str]]:
+    """A refused form's errors as (field label, message, id of the input to go to), in the form's
+    order, for the list of links above it. The CSRF token's error has no field to go to."""
+    found = []
+    for f in form:
+        for error in f.errors:
+            if f.type == "CSRFTokenField":
+                found.append(("", error, ""))
+            else:
+                found.append((f.label.text, error, f"{f.id}-0" if f.type in _GROUPS else f.id))
+    return found
+
+
+def first_refused(form) -> str:
+    """The id of the first field with an error: focused when the page loads, with or without
+    JavaScript."""
+    return next((f.id for f in form if f.errors and f.type != "CSRFTokenField"), "")
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(url_for=fast_url_for(app), csrf_token=csrf_token)
     # flask-wtf also puts its csrf_token into every template's context, which beats globals.
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["bytes"] = byte_count
-    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, weak=WEAK, presets=PRESETS, oob=False, message="",
+    app.jinja_env.filters["refused"] = refused
+    app.jinja_env.filters["first_refused"] = first_refused
+    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS, oob=False, message="",
                                  states=None, status_error="")

@@ -22,6 +22,9 @@ from webui.peers import (AEAD, DEFAULT_FIREWALL, DH_GROUPS, ENCRYPTION, ESP_DH_G
 # The "-" is escaped: browsers compile the HTML pattern attribute with the `v` flag, where a bare
 # "-" at the end of a class is a syntax error (and the whole attribute is then ignored).
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,31}"
+# Said next to the field, and by the browser when the pattern refuses a name (its `title`).
+NAME_RULE = "1–32 letters, digits, _ or -, starting with a letter"
+NAME_MAX, DNS_MAX = 32, 253
 _NAME_RE = re.compile(NAME_PATTERN)
 # A DNS name: labels of letters, digits and inner hyphens, dot-separated, at most 253 characters.
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
@@ -46,6 +49,7 @@ def check_identity(text: str) -> None:
     """An IKE identity: an IP address, a DNS name, or user@dns.name."""
     if parse_ip(text) or is_dns_name(text):
         return
+    _check_length(text, DNS_MAX)
     user, at, domain = text.partition("@")
     if at and re.fullmatch(r"[A-Za-z0-9._%+-]{1,64}", user) and is_dns_name(domain):
         return
@@ -92,6 +96,12 @@ def stored_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def overlapping(a, b) -> bool:
     return a.version == b.version and a.overlaps(b)
+
+
+def _check_length(text: str, limit: int) -> None:
+    # The form has no maxlength: a browser would cut what was pasted without a word.
+    if len(text) > limit:
+        raise ValidationError(f"At most {limit} characters; this has {len(text)}.")
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -175,8 +185,9 @@ class PeerForm(FlaskForm):
 
     def validate_name(self, field):
         field.data = (field.data or "").strip()
+        _check_length(field.data, NAME_MAX)
         if not _NAME_RE.fullmatch(field.data):
-            raise ValidationError("1–32 letters, digits, _ or -, starting with a letter.")
+            raise ValidationError(NAME_RULE + ".")
 
     def validate_local_id(self, field):
         field.data = (field.data or "").strip()
@@ -193,6 +204,8 @@ class PeerForm(FlaskForm):
     def validate_remote_gateway(self, field):
         field.data = (field.data or "").strip()
         gateway = parse_ip(field.data)
+        if gateway is None:
+            _check_length(field.data, DNS_MAX)
         if gateway is None and not is_dns_name(field.data):
             raise ValidationError("Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com.")
         local = parse_ip(self.local_ip.data or "")

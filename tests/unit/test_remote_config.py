@@ -101,7 +101,7 @@ def test_route_shows_it_escaped_and_without_the_psk(browser):
 def test_route_without_htmx_is_the_page_with_the_output_filled(browser):
     browser.post("/peers", valid_peer_form())
     text = browser.get("/peers/branch-a/other-side").get_data(as_text=True)
-    assert "<h2 id=\"peers-heading\">Peers</h2>" in text and 'id="output-other-side"' in text
+    assert "<h2 id=\"peers-heading\" tabindex=\"-1\">Peers</h2>" in text and 'id="output-other-side"' in text
 
 
 def test_route_for_an_unknown_peer_is_404(browser):

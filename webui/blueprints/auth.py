@@ -1,12 +1,13 @@
 """Sign in, sign out, change the admin password. The rules live in webui/auth.py."""
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, ValidationError
 
 from webui.auth import MIN_PASSWORD_LENGTH, USER, auth, local_path, password_problem
+from webui.htmx import redirect_303, wants_fragment
 
 bp = Blueprint("auth", __name__)
 
@@ -32,9 +33,17 @@ class ChangePasswordForm(FlaskForm):
             raise ValidationError("Choose a password different from the current one.")
 
 
+# The part of a page an htmx submit swaps: the change-password form alone.
+FRAGMENTS = {"auth/change_password.html": "auth/_password_form.html"}
+
+
 def page(template, form, status=200, headers=None):
+    if wants_fragment():
+        template = FRAGMENTS.get(template, template)
+    generated = auth().password_file.load().must_change
     return render_template(template, form=form, min_length=MIN_PASSWORD_LENGTH,
-                           must_change=g.admin and auth().password_file.load().must_change), status, headers
+                           must_change=g.admin and generated,
+                           first_start=not g.admin and generated), status, headers
 
 
 def throttled(form, template, wait):
@@ -94,4 +103,5 @@ def change_password():
     if not form.validate():
         return page("auth/change_password.html", form, 422)
     auth().change_password(form.new.data)
-    return redirect(url_for("ipsec.index"), 303)
+    flash("Password changed. Every other signed-in browser is signed out.")
+    return redirect_303(url_for("ipsec.index"))

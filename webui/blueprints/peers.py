@@ -1,7 +1,7 @@
 """Peers: add, edit, delete. Validation lives in webui/forms.py, storage in webui/store.py."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, render_template, url_for
 
 from webui.apply import Refused
 from webui.blueprints.commands import output
@@ -46,7 +46,7 @@ def create():
     form = PeerForm(supported=supported_algorithms())
     if not form.validate_peer(applier().store.all()):
         return form_response(form, 422)
-    return save(form, lambda peer: applier().add(peer))
+    return save(form, lambda peer: applier().add(peer), "Peer {} added.")
 
 
 @bp.get("/<name>/edit")
@@ -62,18 +62,20 @@ def update(name):
     form = PeerForm(editing=old, supported=supported_algorithms())
     if not form.validate_peer(applier().store.all()):
         return form_response(form, 422)
-    return save(form, lambda peer: applier().update(old, peer))
+    return save(form, lambda peer: applier().update(old, peer), "Changes to {} saved.")
 
 
-def save(form, action):
+def save(form, action, done: str):
+    peer = form.to_peer()
     try:
-        action(form.to_peer())
+        action(peer)
     except Refused as e:
         getattr(form, e.field or "name").errors.append(f"strongSwan refused this: {e}")
         return form_response(form, 422)
     except StoreError as e:
         form.name.errors.append(str(e))
         return form_response(form, 409)
+    flash(done.format(peer.name))
     return redirect_303(url_for("ipsec.index"))
 
 
@@ -89,10 +91,13 @@ def delete(name):
     """Delete a peer and unload it; htmx gets an empty 200 so the row disappears."""
     a = applier()
     a.delete(stored_peer(name))
+    done = f"Peer {name} deleted."
     if wants_fragment():
+        notice = render_template("_notice.html", message=done)
         if not a.store.all():  # the last one: the table gives way to the empty state's next step
-            return retarget(render_template("ipsec/_peer_table.html", peers=[]), "#peer-table")
-        return ""
+            return retarget(render_template("ipsec/_peer_table.html", peers=[]) + notice, "#peer-table")
+        return notice
+    flash(done)
     return redirect_303(url_for("ipsec.index"))
 
 

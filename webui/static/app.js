@@ -35,6 +35,27 @@
   document.addEventListener("htmx:beforeRequest", function (e) { e.detail.elt.setAttribute("aria-busy", "true"); });
   document.addEventListener("htmx:afterRequest", function (e) { e.detail.elt.removeAttribute("aria-busy"); });
 
+  // A refused form comes back with its fields marked: the admin lands on the first of them, in
+  // view, not at the top of the page or on <body>.
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var form = e.target;
+    if (!form.matches || !form.matches("form")) return;
+    var field = form.querySelector(".invalid input:not([type=hidden]), .invalid textarea, .invalid select");
+    if (!field) return;
+    field.focus({ preventScroll: true });
+    field.scrollIntoView({ block: "center" });
+  });
+
+  // A deleted row takes the focus with it: it moves to the next row (or the one before), or to
+  // the table's heading once the table is empty.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.requestConfig.verb !== "delete") return;
+    var row = e.detail.target.closest("tr");
+    var next = row && (row.nextElementSibling || row.previousElementSibling);
+    var focus = (next && next.querySelector("a")) || document.getElementById("peers-heading");
+    if (focus) setTimeout(function () { focus.focus(); }, 0);
+  });
+
   // Controls that only work with this script stay hidden without it.
   document.addEventListener("htmx:load", function (e) {
     e.detail.elt.querySelectorAll("[data-needs-js]").forEach(function (el) { el.hidden = false; });
