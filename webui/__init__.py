@@ -65,13 +65,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     drivers = make_drivers(app.config)
     applier = Applier(store, drivers)
     app.extensions["webui"] = applier
+    from webui.tokens import TOKENS_FILE, TokenStore
+    app.extensions["tokens"] = TokenStore(data_dir / TOKENS_FILE)
 
     from webui import assets, auth, compress, formatting, headers, htmx
     # The session guard goes first: a lapsed session is sent to the login page, not told its
     # CSRF token is missing. CSRF is then checked on every POST/PUT/PATCH/DELETE, login included.
     auth.init_app(app)
     from flask_wtf.csrf import CSRFProtect
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
 
     headers.init_app(app)
     htmx.init_app(app)
@@ -79,11 +81,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     compress.init_app(app)
     formatting.init_app(app)
 
-    from webui.blueprints import auth as auth_views, commands, ipsec, peers
+    from webui.blueprints import api, auth as auth_views, commands, ipsec, peers, tokens
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(ipsec.bp)
     app.register_blueprint(peers.bp)
     app.register_blueprint(commands.bp)
+    app.register_blueprint(tokens.bp)
+    # The API authenticates each request by its bearer token, which a cross-site page cannot
+    # send; a browser's session cookie opens nothing there, so it needs no CSRF token.
+    csrf.exempt(api.bp)
+    app.register_blueprint(api.bp)
 
     applier.start(watch=app.config["VICI_WATCH"], reconcile=app.config["RECONCILE_ON_START"])
     return app

@@ -37,6 +37,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # The only endpoints open without a session. Everything else, including routes added later and
 # unknown URLs (endpoint None), needs one.
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login"})
+API_BLUEPRINT = "api"  # webui/blueprints/api.py: bearer tokens, not this session
 # What an admin who still has the generated first password may reach.
 CHANGE_ENDPOINTS = PUBLIC_ENDPOINTS | {"auth.change_password", "auth.logout"}
 
@@ -277,6 +278,8 @@ class Auth:
         g.admin = False
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
+        if request.blueprint == API_BLUEPRINT:
+            return None  # the API checks its bearer token itself, and never takes the session
         if not self.signed_in():
             # Drop a stale admin session, but keep an anonymous one: it holds the login form's
             # CSRF token, and a browser's parallel request (its /favicon.ico) must not void it.

@@ -1,6 +1,8 @@
 """Template filters and globals: durations, byte counts, and the form's shared constants."""
 from __future__ import annotations
 
+import time
+
 import re
 
 from flask import Flask, g, request
@@ -25,6 +27,11 @@ def duration(seconds: int | None) -> str:
     if minutes:
         return f"{minutes}m {secs}s"
     return f"{secs}s"
+
+
+def timestamp(seconds: float) -> str:
+    """A point in time (seconds since the epoch) for a table: 2026-11-28 04:05 UTC."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
 
 def byte_count(n: int) -> str:
@@ -108,6 +115,7 @@ def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["bytes"] = byte_count
+    app.jinja_env.filters["timestamp"] = timestamp
     app.jinja_env.filters["refused"] = refused
     app.jinja_env.filters["first_refused"] = first_refused
     app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS, oob=False, message="",

@@ -20,7 +20,7 @@ HEADERS = {
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_ENDPOINTS = {"static", "auth.login"}  # the only ones reachable without a session
 PEER = "branch-a"
-ARGUMENTS = {"name": PEER, "filename": "style.css"}
+ARGUMENTS = {"name": PEER, "filename": "style.css", "token_id": "0badf00d"}
 
 
 def enumerate_routes() -> list[tuple[str, str, str]]:
@@ -31,7 +31,9 @@ def enumerate_routes() -> list[tuple[str, str, str]]:
                       for method in rule.methods - {"HEAD", "OPTIONS"})
 
 
-ROUTES = enumerate_routes()
+# The API (/api/v1) takes bearer tokens, never the session: tests/unit/test_api_auth.py walks it.
+API_ROUTES = [r for r in enumerate_routes() if r[1].startswith("/api/")]
+ROUTES = [r for r in enumerate_routes() if not r[1].startswith("/api/")]
 IDS = [f"{method} {rule}" for method, rule, _ in ROUTES]
 GUARDED = [r for r in ROUTES if r[2] not in OPEN_ENDPOINTS]
 

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from webui.auth import polled
 from webui.drivers import DriverError
+from webui.paging import QUERY_MAX, matching, page_of  # noqa: F401 (page_of: commands.py)
 from webui.peers import Peer
 
 bp = Blueprint("ipsec", __name__)
@@ -35,29 +36,15 @@ class PeerPage:
         return args | ({"q": self.query} if self.query else {})
 
 
-def page_of(count: int, size: int, wanted: int) -> tuple[int, int, int]:
-    """For `count` rows shown `size` a page: (page number, pages, index of the page's first row).
-    A number out of range is clamped; there is always a page 1, if empty."""
-    pages = max(1, -(-count // size))
-    number = min(max(wanted, 1), pages)
-    return number, pages, (number - 1) * size
-
-
 def peer_page() -> PeerPage:
     """The page of peers the request asks for (`?page=N&q=text`)."""
     every = applier().store.all()
-    query = request.args.get("q", "").strip()[:64]
-    needle = query.lower()
-    matching = [p for p in every if needle in _haystack(p)] if needle else every
+    query = request.args.get("q", "").strip()[:QUERY_MAX]
+    found = matching(every, query)
     size = current_app.config["PEERS_PER_PAGE"]
-    number, pages, start = page_of(len(matching), size, request.args.get("page", 1, type=int) or 1)
-    return PeerPage(matching[start:start + size], number, pages, len(matching), len(every), query,
+    number, pages, start = page_of(len(found), size, request.args.get("page", 1, type=int) or 1)
+    return PeerPage(found[start:start + size], number, pages, len(found), len(every), query,
                     start + 1)
-
-
-def _haystack(peer: Peer) -> str:
-    return " ".join((peer.name, peer.remote_gateway, peer.peer_id, *peer.local_networks,
-                     *peer.remote_networks)).lower()
 
 
 def page_context() -> dict:

@@ -75,6 +75,10 @@ class FakeIPsec:
         self._check()
         return f"{name}: the fake driver has no tunnel to take down."
 
+    def rekey(self, name: str) -> str:
+        self._check()
+        return f"{name}: the fake driver has no tunnel to rekey."
+
     def supported_algorithms(self) -> frozenset[str] | None:
         return self.supported
 

@@ -503,6 +503,25 @@ class ViciDriver:
                 return f"{name} could not be disconnected: {str(err).split(': ', 1)[-1]}"
         return f"{name} is disconnected."
 
+    def rekey(self, name: str) -> str:
+        """Rekey the tunnel now: its IKE SA, then each CHILD_SA (new keys and SPIs; the old SAs
+        carry traffic until the new ones are in, so nothing is dropped)."""
+        with self._session(self.connect_timeout + 2) as vs:
+            try:
+                request(vs, "rekey", {"ike": name})
+            except CommandFailed as err:
+                if "no matching" in str(err) or "not found" in str(err):
+                    return f"{name} is not connected."
+                return f"{name} could not be rekeyed: {str(err).split(': ', 1)[-1]}"
+            conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
+            for child in next((c.children for c in conns if c.name == name), ()) or (name,):
+                try:
+                    request(vs, "rekey", {"child": child})
+                except CommandFailed:
+                    pass  # a child not up (one pair of an IKEv1 peer, say) has nothing to rekey
+        log.info("rekeying %s", name)
+        return f"{name} is rekeying."
+
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
         """Every connection's state from ONE list-sas (plus get-conns) on one session; with
         `names` (one peer's Connect, say), a list-sas filtered to each name instead. Filtered

@@ -1,0 +1,285 @@
+"""The JSON API under /api/v1, for automation (Ansible's uri module, curl, scripts).
+
+Not a second way in: a peer is validated by the peer form itself (webui/peer_json.py), saved and
+applied by the same service as the form's, and every request needs an API token
+(`Authorization: Bearer ...`, made on the Tokens page); the session cookie opens nothing here.
+Bad tokens are throttled like bad passwords. Writes say whether anything changed, and writing an
+unchanged peer changes nothing, so a playbook's second run reports `changed: false`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from webui import peer_json
+from webui.apply import Refused
+from webui.drivers import DaemonUnavailable, DriverError
+from webui.paging import QUERY_MAX, matching, page_of
+from webui.store import StoreError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_PER_PAGE = 1000
+
+
+def applier():
+    return current_app.extensions["webui"]
+
+
+def problem(status: int, message: str, **extra):
+    return jsonify(error=message, **extra), status
+
+
+@bp.before_request
+def require_token():
+    """Every API request carries a valid token; a session cookie alone is refused."""
+    from webui.auth import auth
+    kind, _, text = request.headers.get("Authorization", "").partition(" ")
+    if kind.lower() != "bearer" or not text.strip():
+        why = ("The API takes an API token, not the browser's session: send "
+               "'Authorization: Bearer <token>' (tokens are made on the Tokens page).")
+        response, status = problem(401, why)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="webui"'
+        return response, status
+    throttle = auth().throttle
+    address = request.remote_addr or ""  # the same count as the login form's
+    wait = throttle.admit(address)
+    if wait:
+        response, status = problem(429, f"Too many failed attempts; try again in {wait} s.")
+        response.headers["Retry-After"] = str(wait)
+        return response, status
+    token = current_app.extensions["tokens"].check(text.strip())
+    if token is None:
+        log.warning("API request with an invalid or expired token from %s", address)
+        response, status = problem(401, "The token is unknown, revoked or expired.")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="webui", error="invalid_token"'
+        return response, status
+    throttle.succeeded(address)
+    g.token = token
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    return problem(error.code or 500, error.description or error.name)
+
+
+def changed(what: str, name: str) -> None:
+    """Every change through the API is logged with the token's name (never the token or a key)."""
+    log.info("API token %r: %s peer %s", g.token.name, what, name)
+
+
+def stored(name: str):
+    peer = applier().store.get(name)
+    if peer is None:
+        from flask import abort
+        abort(404, f"There is no peer named {name}.")
+    return peer
+
+
+def supported():
+    return applier().drivers.ipsec.supported_algorithms()
+
+
+def json_body():
+    body = request.get_json(silent=True)
+    if body is None:
+        return None, problem(400, "Send the peer as a JSON object (Content-Type: application/json).")
+    errors = peer_json.shape_errors(body)
+    if errors:
+        return None, (jsonify(errors=errors), 422)
+    body.pop("psk_set", None)  # read-only: what GET shows may be sent back as it is
+    return body, None
+
+
+# --- Peers --------------------------------------------------------------------------------------
+
+@bp.get("/peers")
+def list_peers():
+    """The peers, a page at a time, filtered by `q` as the peer table is."""
+    every = applier().store.all()
+    query = request.args.get("q", "").strip()[:QUERY_MAX]
+    found = matching(every, query)
+    size = min(max(request.args.get("per_page", 100, type=int) or 100, 1), MAX_PER_PAGE)
+    number, pages, start = page_of(len(found), size, request.args.get("page", 1, type=int) or 1)
+    return jsonify(peers=[peer_json.to_json(p) for p in found[start:start + size]],
+                   page=number, pages=pages, per_page=size, total=len(found), query=query)
+
+
+@bp.get("/peers/<name>")
+def get_peer(name):
+    """One peer: every field but the key (`psk_set` says whether one is stored)."""
+    return jsonify(peer_json.to_json(stored(name)))
+
+
+@bp.post("/peers")
+def create_peer():
+    """A new peer; every field the form requires must be given, the rest take the form's defaults."""
+    body, error = json_body()
+    if error:
+        return error
+    missing = [f for f in peer_json.required_fields() if f not in body]
+    if missing:
+        return jsonify(errors={f: ["This field is required."] for f in missing}), 422
+    return save(dict(peer_json.new_peer_defaults(supported()), **body), None, 201)
+
+
+@bp.put("/peers/<name>")
+def put_peer(name):
+    """The whole peer: created if there is none by that name, else replaced (fields left out take
+    the new-peer defaults; a key left out keeps the stored one)."""
+    body, error = json_body()
+    if error:
+        return error
+    if body.get("name", name) != name:
+        return jsonify(errors={"name": [f"Must be {name}, as in the URL (rename with PATCH)."]}), 422
+    old = applier().store.get(name)
+    record = {**peer_json.new_peer_defaults(supported()), **body, "name": name}
+    if old is None:
+        missing = [f for f in peer_json.required_fields() if f not in record]
+        if missing:
+            return jsonify(errors={f: ["This field is required."] for f in missing}), 422
+    return save(record, old, 201 if old is None else 200)
+
+
+@bp.patch("/peers/<name>")
+def patch_peer(name):
+    """The fields given, over the stored peer (the key changes only when given; `name` renames)."""
+    body, error = json_body()
+    if error:
+        return error
+    old = stored(name)
+    return save(dict(peer_json.to_json(old), **body), old, 200)
+
+
+def save(record: dict, old, created_status: int):
+    """Validate `record` with the peer form; save and apply it unless it equals the stored peer."""
+    a = applier()
+    form = peer_json.peer_form(record, old, supported())
+    if not form.validate_peer(a.store.all()):
+        return jsonify(errors=peer_json.form_errors(form)), 422
+    peer = form.to_peer()
+    if old is not None and peer == old:
+        return jsonify(changed=False, peer=peer_json.to_json(old)), 200
+    try:
+        if old is None:
+            a.add(peer)
+        else:
+            a.update(old, peer)
+    except Refused as e:
+        return jsonify(errors={e.field or "name": [f"strongSwan refused this: {e}"]}), 422
+    except StoreError as e:
+        return problem(409, str(e))
+    changed("created" if old is None else "changed", peer.name)
+    return jsonify(changed=True, peer=peer_json.to_json(peer),
+                   applied=peer.name not in a.not_applied,
+                   not_applied=a.not_applied.get(peer.name, "")), created_status
+
+
+@bp.delete("/peers/<name>")
+def delete_peer(name):
+    """Delete a peer: unloaded from strongSwan, its SAs closed, its firewall rules gone."""
+    applier().delete(stored(name))
+    changed("deleted", name)
+    return jsonify(changed=True)
+
+
+# --- Tunnels ------------------------------------------------------------------------------------
+
+@bp.get("/status")
+def status():
+    """Each peer's tunnel state, as the status cells show it."""
+    a = applier()
+    peers = a.store.all()
+    try:
+        states, error = a.drivers.ipsec.tunnel_states(), ""
+    except DriverError as e:
+        states, error = {}, str(e)
+    result = {}
+    for peer in peers:
+        state = states.get(peer.name)
+        result[peer.name] = {
+            "enabled": peer.enabled,
+            "state": ("disabled" if not peer.enabled else state.state if state else "unknown"),
+            "established_for": state.established_for if state else None,
+            "bytes_in": state.bytes_in if state else 0,
+            "bytes_out": state.bytes_out if state else 0,
+            "reason": state.reason if state else "",
+            "not_applied": a.not_applied.get(peer.name, ""),
+        }
+    return jsonify(peers=result, error=error)
+
+
+def tunnel_action(name: str, verb: str):
+    stored(name)
+    try:
+        message = getattr(applier().drivers.ipsec, verb)(name)
+    except DriverError as e:
+        return problem(503 if isinstance(e, DaemonUnavailable) else 502, str(e))
+    log.info("API token %r: %s %s", g.token.name, verb, name)
+    return jsonify(message=message)
+
+
+@bp.post("/peers/<name>/connect")
+def connect(name):
+    """Bring the tunnel up now."""
+    return tunnel_action(name, "connect")
+
+
+@bp.post("/peers/<name>/disconnect")
+def disconnect(name):
+    """Take the tunnel down now."""
+    return tunnel_action(name, "disconnect")
+
+
+@bp.post("/peers/<name>/rekey")
+def rekey(name):
+    """Rekey the tunnel now: new keys and SPIs, traffic keeps flowing."""
+    return tunnel_action(name, "rekey")
+
+
+# --- Quick commands -----------------------------------------------------------------------------
+
+def driver_answer(call):
+    try:
+        return jsonify(call())
+    except DriverError as e:
+        return problem(503 if isinstance(e, DaemonUnavailable) else 502, str(e))
+
+
+@bp.post("/ipsec/restart")
+def restart():
+    """Restart IPsec: restart strongSwan, wait for it, then load every configured peer again."""
+    steps = applier().restart()
+    log.info("API token %r: restarted IPsec", g.token.name)
+    return jsonify(ok=all(s.ok for s in steps), steps=[asdict(s) for s in steps])
+
+
+@bp.get("/ipsec/status")
+def ipsec_status():
+    """Get IPsec status: the loaded connections and every IKE and child SA."""
+    return driver_answer(lambda: asdict(applier().drivers.ipsec.status()))
+
+
+@bp.get("/interfaces")
+def interfaces():
+    """Get interfaces: links and their addresses."""
+    return driver_answer(lambda: {"interfaces": [asdict(i) for i in
+                                                 applier().drivers.kernel.interfaces()]})
+
+
+@bp.get("/routes")
+def routes():
+    """Get routes: the main table, strongSwan's table 220, and the policy rules."""
+    a = applier()
+    return driver_answer(lambda: asdict(a.drivers.kernel.routes(a.store.all())))
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """This API described as OpenAPI 3.1, from the same field definitions as the peer form."""
+    from webui.openapi import document
+    return jsonify(document())
