@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from webui import capabilities
 from webui.drivers import CommandFailed, DriverError, Drivers, Step
 from webui.peers import Peer
 from webui.store import PeerStore
@@ -34,6 +35,8 @@ class Applier:
         self.drivers = drivers
         self.not_applied: dict[str, str] = {}  # peer name -> reason
         self.firewall_error = ""
+        # peer name -> what it needs that the running charon lacks (get-algorithms), in words.
+        self.lacking: dict[str, str] = {}
         # One change at a time, from the store write to the last driver call: otherwise a
         # reconcile working from an older read of the store could load a peer just deleted, or
         # two firewall transactions could land in the wrong order and drop a peer's rules.
@@ -49,6 +52,7 @@ class Applier:
             except Refused:
                 self.store.delete(peer.name)
                 raise
+            self._check_algorithms([peer])
             self._apply_firewall()
 
     def update(self, old: Peer, peer: Peer) -> None:
@@ -60,12 +64,15 @@ class Applier:
                 self.store.replace(peer.name, old)
                 self._apply(old, peer.name if peer.name != old.name else None)
                 raise
+            self.lacking.pop(old.name, None)
+            self._check_algorithms([peer])
             self._apply_firewall()
 
     def delete(self, peer: Peer) -> None:
         with self._lock:
             self.store.delete(peer.name)
             self.not_applied.pop(peer.name, None)
+            self.lacking.pop(peer.name, None)
             try:
                 self.drivers.ipsec.remove(peer.name)
             except DriverError as e:
@@ -85,6 +92,20 @@ class Applier:
             log.warning("peer %s saved but not applied: %s", peer.name, e)
         else:
             self.not_applied.pop(peer.name, None)
+
+    def _check_algorithms(self, peers) -> None:
+        """Note, for each of `peers`, what it needs that the running charon lacks. While charon
+        cannot be asked, what was noted last stands."""
+        supported = self.drivers.ipsec.supported_algorithms()
+        if supported is None:
+            return
+        for peer in peers:
+            lacking = capabilities.check(peer, supported)
+            if lacking is None:
+                self.lacking.pop(peer.name, None)
+            else:
+                self.lacking[peer.name] = lacking.message
+                log.warning("peer %s %s", peer.name, lacking.message)
 
     def _apply_firewall(self, verify: bool = False) -> None:
         try:
@@ -122,6 +143,8 @@ class Applier:
                 else:
                     reason = next(s.detail for s in steps if not s.ok and not s.peer)
                     self.not_applied = {p.name: reason for p in peers if p.enabled}
+            self.lacking = {}
+            self._check_algorithms(peers)
             self._apply_firewall(verify=True)
         steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
         return steps

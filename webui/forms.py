@@ -16,6 +16,7 @@ from wtforms import (BooleanField, IntegerField, PasswordField, RadioField, Sele
 from wtforms.validators import InputRequired, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from webui import capabilities
 from webui.peers import (AEAD, DEFAULT_FIREWALL, DH_GROUPS, ENCRYPTION, ESP_DH_GROUPS,
                          FIREWALL_CHOICES, INTEGRITY, PRESETS, Peer)
 
@@ -159,8 +160,19 @@ class PeerForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.editing = editing
         self.psk_hint = ""
+        self.supported = supported
+        self.presets = capabilities.presets(supported)
+        # A stored peer that needs what this charon lacks says so on its form.
+        self.lacking = capabilities.check(editing, supported) if editing else None
         if supported is not None:
             self._offer_only(supported)
+
+    @classmethod
+    def blank(cls, supported: frozenset[str] | None = None) -> "PeerForm":
+        """The new-peer form, its algorithms the Modern preset as this charon can honour it."""
+        choices = capabilities.preset("modern", supported)
+        return cls(formdata=None, supported=supported,
+                   data={field: list(keywords) for field, keywords in choices.items()})
 
     ALGORITHM_FIELDS = ("ike_encryption", "ike_integrity", "ike_dh_groups",
                         "esp_encryption", "esp_integrity", "esp_dh_groups")
@@ -277,7 +289,7 @@ class PeerForm(FlaskForm):
         """Full validation: the form's own rules, then uniqueness and remote-network overlap."""
         if not self.validate():
             return False
-        ok = True
+        ok = self._check_supported()
         for other in others:
             if self.editing is not None and other.name == self.editing.name:
                 continue
@@ -292,6 +304,19 @@ class PeerForm(FlaskForm):
                         f"{mine} overlaps {clash}, a remote network of peer {other.name}.")
                     ok = False
                     break
+        return ok
+
+    def _check_supported(self) -> bool:
+        """A field whose every choice this charon lacks makes no proposal (an edit can keep such
+        choices: they stay visible, marked). Some of them lacking is allowed: the row says so."""
+        ok = True
+        for name in self.ALGORITHM_FIELDS:
+            field = getattr(self, name)
+            chosen = field.data or []
+            if chosen and not any(capabilities.is_supported(k, self.supported) for k in chosen):
+                field.errors.append("This strongSwan supports none of these: it lacks "
+                                    f"{capabilities.join_words([capabilities.needs(k) for k in chosen])}.")
+                ok = False
         return ok
 
     def to_peer(self) -> Peer:

@@ -6,6 +6,7 @@ Used by the integration tests (tests/integration/conftest.py) and by hand, as ro
     python -m webui.lab status  [--prefix wuilab] [--workdir lab-run]   # namespaces, charons, SAs
     python -m webui.lab down    [--prefix wuilab] [--workdir lab-run]   # stop charons, delete netns
     python -m webui.lab restart-router [--prefix ...] [--workdir ...]   # what "Restart IPsec" runs
+    add `--minimal` to `up` or `restart-router` for a small router's strongSwan (MINIMAL_PLUGINS)
 
 Then run the UI against the router's charon, e.g. WEBUI_VICI_SOCKET=lab-run/router.vici, and watch a
 charon with `swanctl --log --uri unix://$PWD/lab-run/router.vici`.
@@ -30,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from webui import capabilities
 from webui.drivers import DriverError
 from webui.drivers import strongswan, vici_messages
 from webui.peers import Peer
@@ -41,9 +43,16 @@ ROUTER_WAN, REMOTE_WAN = "192.0.2.1", "192.0.2.2"
 ROUTER_LAN, LANHOST = "198.51.100.1", "198.51.100.10"
 REMOTE_LAN = "203.0.113.1"
 
+# A small router's strongSwan build (OpenWrt's strongswan-minimal, say): AES-CBC, SHA-1/2, HMAC and
+# the MODP groups; no openssl, so no ECP, no Curve25519, no AES-GCM. The router's charon can run
+# with just these (`--minimal`) to test the UI against such a build.
+MINIMAL_PLUGINS = ("random nonce aes sha1 sha2 hmac gmp pem pkcs1 pubkey x509 kdf vici "
+                   "kernel-libipsec kernel-netlink socket-default updown")
+MODULAR = "load_modular = yes"
+
 CONF = """\
 charon {{
-  load_modular = yes
+  {loading}
   # Every lab tunnel runs between the same two addresses: the default per-peer-IP limit of 5
   # half-open IKE_SAs (and cookies from 10) would throttle tests, not model a real remote.
   block_threshold = 1000
@@ -124,6 +133,7 @@ class Lab:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_network()
         for site in CHARON_SITES:
+            self._write_conf(site)
             self._spawn_charon(site)
         for site in CHARON_SITES:
             self._wait_for_vici(site)
@@ -168,9 +178,26 @@ class Lab:
     def _pidfile(self, site: str) -> Path:
         return self.workdir / f"{site}.pid"
 
+    def _conf(self, site: str) -> Path:
+        return self.workdir / f"{site}.strongswan.conf"
+
+    def _write_conf(self, site: str, plugins: str | None = None) -> None:
+        """The charon's strongswan.conf: Debian's plugins (None), or exactly `plugins`."""
+        loading = MODULAR if plugins is None else f"load_modular = no\n  load = {plugins}"
+        self._conf(site).write_text(CONF.format(loading=loading, socket=self.vici(site),
+                                                log=self.charon_log(site)))
+
+    @property
+    def router_plugins(self) -> str | None:
+        """The router charon's plugin list, None for Debian's full set: what its conf file says, so
+        `restart-router` (another process) keeps the build the router runs."""
+        for line in self._conf("router").read_text().splitlines():
+            if line.strip().startswith("load = "):
+                return line.split("=", 1)[1].strip()
+        return None
+
     def _spawn_charon(self, site: str) -> None:
-        conf = self.workdir / f"{site}.strongswan.conf"
-        conf.write_text(CONF.format(socket=self.vici(site), log=self.charon_log(site)))
+        conf = self._conf(site)
         self.vici(site).unlink(missing_ok=True)
         env = {**os.environ, "STRONGSWAN_CONF": str(conf)}
         # `ip netns exec` and `unshare` exec in place, and so does the shell, so the pid is charon's.
@@ -230,8 +257,12 @@ class Lab:
         self._spawn_charon("router")
         self._wait_for_vici("router")
 
-    def restart_router_charon(self) -> None:
+    def restart_router_charon(self, plugins: str | None | bool = False) -> None:
+        """Restart the router's charon with the same plugins, or with `plugins` (None: Debian's
+        full set, MINIMAL_PLUGINS: a small router's build)."""
         self.stop_router_charon()
+        if plugins is not False:
+            self._write_conf("router", plugins)
         self.start_router_charon()
 
     # --- using the sites -------------------------------------------------------------------------
@@ -264,7 +295,9 @@ class Lab:
 
     def reset(self) -> None:
         """Between tests: router charon running, and neither charon holding connections, keys or SAs."""
-        if not _alive_pidfile(self._pidfile("router")):
+        if self.router_plugins is not None:
+            self.restart_router_charon(None)  # a test left it a small router's build
+        elif not _alive_pidfile(self._pidfile("router")):
             self.start_router_charon()
         for site in CHARON_SITES:
             with strongswan.session(self.vici(site)) as vs:
@@ -311,10 +344,17 @@ def ui_config(lab: Lab) -> dict:
     }
 
 
-def demo_peer(psk: str) -> Peer:
-    """The peer `run.py` seeds into an empty store: the lab router's tunnel to the remote site."""
+def demo_peer(psk: str, supported: frozenset[str] | None = None) -> Peer:
+    """The peer `run.py` seeds into an empty store: the lab router's tunnel to the remote site,
+    with the Modern preset as the router's charon (`supported`) can honour it."""
     return Peer(name="lab-remote", local_ip=ROUTER_WAN, remote_gateway=REMOTE_WAN,
-                local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",), psk=psk)
+                local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",), psk=psk,
+                **capabilities.preset("modern", supported))
+
+
+def router_algorithms(lab: Lab) -> frozenset[str]:
+    """What the lab router's charon supports, as catalogue keywords."""
+    return vici_messages.parse_algorithms(strongswan.call(lab.router_vici, "get-algorithms"))
 
 
 def prepare_demo(lab: Lab, store) -> None:
@@ -323,7 +363,7 @@ def prepare_demo(lab: Lab, store) -> None:
     import secrets
     peers = store.all()
     if not peers:
-        peers = [demo_peer(secrets.token_urlsafe(24))]
+        peers = [demo_peer(secrets.token_urlsafe(24), router_algorithms(lab))]
         store.add(peers[0])
     for peer in peers:
         if peer.remote_gateway == REMOTE_WAN:
@@ -360,18 +400,22 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=("up", "down", "status", "restart-router"))
     parser.add_argument("--prefix", default="wuilab")
     parser.add_argument("--workdir", default="lab-run")
+    parser.add_argument("--minimal", action="store_true",
+                        help="up, restart-router: the router's charon with MINIMAL_PLUGINS only")
     args = parser.parse_args(argv)
     lab = Lab(args.prefix, args.workdir)
     if args.command == "up":
         started = time.monotonic()
         lab.start()
+        if args.minimal:
+            lab.restart_router_charon(MINIMAL_PLUGINS)
         print(f"lab up in {time.monotonic() - started:.2f} s\n"
               f"router charon: WEBUI_VICI_SOCKET={lab.router_vici}\n"
               f"restart command: {' '.join(lab.restart_command)}\n{lab.status()}")
     elif args.command == "down":
         lab.stop()
     elif args.command == "restart-router":
-        lab.restart_router_charon()
+        lab.restart_router_charon(MINIMAL_PLUGINS if args.minimal else False)
     else:
         print(lab.status())
     return 0

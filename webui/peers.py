@@ -50,6 +50,8 @@ AEAD = frozenset(a.keyword for a in ENCRYPTION if a.aead)
 WEAK = frozenset(a.keyword for a in ALGORITHMS.values() if a.weak)
 
 # Presets fill the algorithm selectors in the form. "modern" is also the default of a new peer.
+# These are the presets on a full strongSwan build; webui/capabilities.py chooses them from what
+# the charon at hand supports (a unit test keeps the two equal on a full build).
 PRESETS = {
     "modern": {
         # IKEv1 has no AEAD for the IKE SA, so the IKE default stays CBC + HMAC to suit both versions.
@@ -66,7 +68,8 @@ PRESETS = {
         "ike_dh_groups": ("modp2048", "modp1024"),
         "esp_encryption": ("aes256", "aes128"),
         "esp_integrity": ("sha256", "sha1"),
-        "esp_dh_groups": ("modp2048", "none"),
+        # PFS with the IKE groups: "none" with groups is not a valid choice (one or the other).
+        "esp_dh_groups": ("modp2048", "modp1024"),
     },
 }
 

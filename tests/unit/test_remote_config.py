@@ -70,7 +70,7 @@ def test_plain_list_has_the_same_settings_in_words():
     assert settings["Your networks (local)"] == "203.0.113.0/24, 10.9.0.0/16"
     assert settings["Peer networks (remote)"] == "198.51.100.0/24"
     assert settings["IKE proposals"] == "aes256-aes128-sha256-sha1-modp2048-modp1024"
-    assert settings["ESP proposals"] == "aes256-aes128-sha256-sha1-modp2048, aes256-aes128-sha256-sha1"
+    assert settings["ESP proposals"] == "aes256-aes128-sha256-sha1-modp2048-modp1024"
 
 
 def test_empty_ids_become_the_addresses_the_other_side_must_use():

@@ -178,9 +178,15 @@ class ListeningCharon:
 @pytest.fixture
 def fake_charon(tmp_path):
     charon = ListeningCharon(tmp_path / "charon.vici")
+    charon.replies["get-algorithms"] = ([], FULL_BUILD)
     yield charon
     charon.close()
 
+
+# What Debian's charon with libstrongswan-standard-plugins reports, in part.
+FULL_BUILD = {"encryption": {"AES_CBC": "aes"}, "aead": {"AES_GCM_16": "gcm"},
+              "integrity": {"HMAC_SHA2_256_128": "hmac"},
+              "dh": {"CURVE_25519": "openssl", "ECP_256": "openssl", "MODP_2048": "gmp"}}
 
 PEER = Peer(name="branch", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
             local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",),
@@ -198,7 +204,8 @@ def test_apply_names_the_field_charon_refused(fake_charon, tmp_path):
         driver.apply(PEER)
     assert err.value.field == "esp_encryption"
     assert "esp_proposals" in str(err.value) and "do-not-leak" not in str(err.value)
-    assert [c.commands for c in fake_charon.served] == [["get-conns", "load-shared", "load-conn"]]
+    assert [c.commands for c in fake_charon.served] == [["get-algorithms"],
+                                                        ["get-conns", "load-shared", "load-conn"]]
 
 
 def test_apply_records_what_the_ui_loaded(fake_charon, tmp_path):
@@ -264,7 +271,8 @@ def test_restart_waits_for_the_new_charon_when_the_command_returns_first(tmp_pat
     and peers loaded into it would be lost a moment later. The driver waits for the socket charon
     binds anew when it starts."""
     path = tmp_path / "charon.vici"
-    replies = {"version": ([], {"daemon": "charon"}), "get-conns": ([], {"conns": []}),
+    replies = {"version": ([], {"daemon": "charon"}), "get-algorithms": ([], FULL_BUILD),
+               "get-conns": ([], {"conns": []}),
                "load-shared": ([], {"success": "yes"}), "load-conn": ([], {"success": "yes"})}
     old = ListeningCharon(path, replies)
     started = []

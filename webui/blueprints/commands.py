@@ -42,7 +42,7 @@ def status():
         return output("commands/_status.html", error_status(e), error=str(e))
     overview = status_overview(a.store.all(), result, request.args.get("page", 1, type=int) or 1,
                                current_app.config["PEERS_PER_PAGE"])
-    return output("commands/_status.html", overview=overview, error="")
+    return output("commands/_status.html", overview=overview, error="", lacking=a.lacking)
 
 
 def status_overview(peers, result, page: int = 1, per_page: int = 100) -> dict:

@@ -37,7 +37,7 @@ def form_response(form, status=200):
 @bp.get("/new")
 def new():
     """The empty peer form."""
-    return form_response(PeerForm(formdata=None, supported=supported_algorithms()))
+    return form_response(PeerForm.blank(supported_algorithms()))
 
 
 @bp.post("")

@@ -24,6 +24,7 @@ import vici.exception
 import vici.protocol
 from vici.protocol import Packet
 
+from webui import capabilities
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
                            Step, TunnelState)
@@ -323,8 +324,14 @@ class ViciDriver:
         except vm.InvalidProposal as err:
             raise CommandFailed(str(err), field=err.field) from None
 
-    def _load(self, vs, peer: Peer) -> None:
-        shared, conn = self._messages(peer)
+    def _load(self, vs, peer: Peer, supported: frozenset[str] | None) -> None:
+        # charon does not leave out an algorithm it lacks: it fails the whole negotiation. So it
+        # gets the peer without them (the store keeps them; the page says what was left out).
+        usable = capabilities.loadable(peer, supported)
+        if usable is None:
+            raise CommandFailed(f"{peer.name} {capabilities.check(peer, supported).message}",
+                                field=capabilities.first_lacking_field(peer, supported))
+        shared, conn = self._messages(usable)
         # Forget the old failure before loading: charon starts the tunnel at once, and its new
         # failure may be noted by the watcher before load-conn even answers.
         self.failures.clear(peer.name)
@@ -357,13 +364,14 @@ class ViciDriver:
 
     def apply(self, peer: Peer, previous_name: str | None = None) -> None:
         self._messages(peer)  # refuse an impossible proposal before touching charon
+        supported = self.supported_algorithms()
         with self._changing(), self._session() as vs:
             try:
                 loaded = self._loaded(vs)
                 if previous_name and previous_name != peer.name:
                     self._unload(vs, previous_name, loaded)
                 if peer.enabled:
-                    self._load(vs, peer)
+                    self._load(vs, peer, supported)
                 else:
                     self._unload(vs, peer.name, loaded)
             finally:
@@ -381,12 +389,13 @@ class ViciDriver:
         leave connections this UI did not create alone."""
         wanted = {p.name: p for p in peers if p.enabled}
         steps, failed = [], []
+        supported = self.supported_algorithms()
         with self._changing(), self._session() as vs:
             try:
                 loaded = self._loaded(vs)
                 for peer in wanted.values():
                     try:
-                        self._load(vs, peer)
+                        self._load(vs, peer, supported)
                     except CommandFailed as err:
                         failed.append(peer.name)
                         steps.append(Step(f"Load {peer.name}", False, str(err), peer=peer.name))
@@ -420,6 +429,7 @@ class ViciDriver:
             return steps
         steps.append(self._wait_for_vici(old_socket))
         if steps[-1].ok:
+            self._algorithms = None  # the new charon may have loaded other crypto plugins
             try:
                 steps += self.reconcile(peers)
             except DriverError as err:
