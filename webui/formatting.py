@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from flask_wtf.csrf import generate_csrf
 
 from webui.forms import NAME_PATTERN, NAME_RULE
-from webui.peers import PRESETS, WEAK
+from webui.peers import LIMITS, PRESETS, WEAK
 
 
 def duration(seconds: int | None) -> str:
@@ -120,3 +120,4 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["first_refused"] = first_refused
     app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS, oob=False, message="",
                                  states=None, status_error="")
+    app.jinja_env.globals["peer_limits"] = LIMITS

@@ -12,13 +12,17 @@ from typing import Sequence
 
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, IntegerField, PasswordField, RadioField, SelectChoice,
-                     SelectMultipleField, StringField, TextAreaField)
-from wtforms.validators import InputRequired, NumberRange, Optional, ValidationError
+                     SelectField, SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import (InputRequired, NumberRange, Optional, StopValidation,
+                                ValidationError)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from webui import capabilities
-from webui.peers import (AEAD, DEFAULT_FIREWALL, DH_GROUPS, ENCRYPTION, ESP_DH_GROUPS,
-                         FIREWALL_CHOICES, INTEGRITY, PRESETS, Peer)
+from webui.peers import (ADVANCED_DEFAULTS, AEAD, ANY_GATEWAY, CHILD_REKEY_DEFAULT,
+                         CHILD_REKEY_MAX, CHILD_REKEY_MIN, DEFAULT_FIREWALL, DH_GROUPS, DPD_ACTIONS,
+                         DPD_MAX, ENCRYPTION, ESP_DH_GROUPS, FIREWALL_CHOICES, FRAGMENTATION,
+                         IKE_REKEY_DEFAULT, IKE_REKEY_MAX, IKE_REKEY_MIN, INTEGRITY, PRESETS,
+                         START_ACTIONS, Peer)
 
 # The "-" is escaped: browsers compile the HTML pattern attribute with the `v` flag, where a bare
 # "-" at the end of a class is a syntax error (and the whole attribute is then ignored).
@@ -109,6 +113,21 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def seconds(low: int, high: int, message: str):
+    """A whole number of seconds from `low` to `high`. A field left out of the submission keeps
+    its default (a script written before the field existed); one sent empty or wrong is refused."""
+    def check(form, field):
+        if field.data is None or not low <= field.data <= high:
+            field.errors[:] = []  # WTForms' own "Not a valid integer value." says less than ours
+            raise StopValidation(message)
+    return check
+
+
+def _yes_no(label: str, default: str) -> SelectField:
+    return SelectField(label, choices=[SelectChoice("yes", "On"), SelectChoice("no", "Off")],
+                       default=default)
+
+
 # --- The form ------------------------------------------------------------------------------------
 
 class CheckboxGroup(SelectMultipleField):
@@ -154,6 +173,28 @@ class PeerForm(FlaskForm):
     firewall = CheckboxGroup("Allow traffic from the tunnel to", choices=[SelectChoice(*c) for c in FIREWALL_CHOICES],
                              default=DEFAULT_FIREWALL)
     enabled = BooleanField("Enabled", default=True)
+    # Advanced: each default is today's behaviour; the group opens when one is changed.
+    dpd_delay = IntegerField("Dead peer detection interval (s)", default=30, validators=[
+        seconds(0, DPD_MAX, f"Enter a number of seconds from 0 (off) to {DPD_MAX}.")])
+    dpd_action = SelectField("When the other side is found dead",
+                             choices=[SelectChoice(*c) for c in DPD_ACTIONS], default="restart")
+    ike_rekey_time = IntegerField("IKE SA rekey time (s)", default=IKE_REKEY_DEFAULT, validators=[
+        seconds(IKE_REKEY_MIN, IKE_REKEY_MAX,
+                f"Enter {IKE_REKEY_MIN} to {IKE_REKEY_MAX} seconds (5 minutes to 7 days).")])
+    child_rekey_time = IntegerField("Tunnel (CHILD SA) rekey time (s)", default=CHILD_REKEY_DEFAULT,
+                                    validators=[seconds(CHILD_REKEY_MIN, CHILD_REKEY_MAX,
+                                                        f"Enter {CHILD_REKEY_MIN} to {CHILD_REKEY_MAX}"
+                                                        " seconds (1 minute to 1 day).")])
+    ike_reauth = BooleanField("Reauthenticate instead of rekeying (IKEv2)", default=False)
+    start_action = RadioField("Start the tunnel", choices=[SelectChoice(*c) for c in START_ACTIONS],
+                              default="start")
+    encap = BooleanField("Force UDP encapsulation (NAT-T even without NAT)", default=False)
+    mobike = _yes_no("MOBIKE (IKEv2)", "yes")
+    fragmentation = SelectField("IKE fragmentation",
+                                choices=[SelectChoice(*c) for c in FRAGMENTATION], default="yes")
+    aggressive = BooleanField("IKEv1 aggressive mode", default=False)
+
+    ADVANCED = ("keying_retries",) + tuple(ADVANCED_DEFAULTS)
 
     def __init__(self, *args, editing: Peer | None = None,
                  supported: frozenset[str] | None = None, **kwargs):
@@ -215,6 +256,9 @@ class PeerForm(FlaskForm):
 
     def validate_remote_gateway(self, field):
         field.data = (field.data or "").strip()
+        if field.data.lower() in ("any", ANY_GATEWAY):
+            field.data = ANY_GATEWAY  # the checks that need the other fields are in `validate`
+            return
         gateway = parse_ip(field.data)
         if gateway is None:
             _check_length(field.data, DNS_MAX)
@@ -283,6 +327,53 @@ class PeerForm(FlaskForm):
     def validate_firewall(self, field):
         field.data = field.data or []
 
+    # Advanced options that depend on one another or on the fields above.
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        for field, message in self._contradictions():
+            field.errors = list(field.errors) + [message]
+            ok = False
+        return ok
+
+    @property
+    def lifetime_hint(self) -> str:
+        """A warning by the lifetimes when they are not the ones the other side probably has."""
+        if (self.ike_rekey_time.data, self.child_rekey_time.data) in (
+                (IKE_REKEY_DEFAULT, CHILD_REKEY_DEFAULT), (None, CHILD_REKEY_DEFAULT),
+                (IKE_REKEY_DEFAULT, None)):
+            return ""
+        return ("These differ from strongSwan's defaults (4 h and 1 h), which many gateways "
+                "share: give the other side the same values (its configuration has them). "
+                + ("IKEv1 gateways compare lifetimes and may refuse a proposal whose lifetime "
+                   "differs from theirs." if self.ike_version.data == "1" else
+                   "IKEv2 does not negotiate them: each side rekeys on its own schedule."))
+
+    def _contradictions(self):
+        """(field, message) for each combination of choices that cannot work together."""
+        ikev1 = self.ike_version.data == "1"
+        if self.remote_gateway.data == ANY_GATEWAY:
+            if not self.peer_id.data or parse_ip(self.peer_id.data):
+                yield self.peer_id, ("A remote gateway of \"any\" needs a peer ID that is not an "
+                                     "IP address (e.g. branch.example.com): the other side is "
+                                     "recognised by its ID alone.")
+            if self.start_action.data != "none":
+                yield self.start_action, ("With a remote gateway of \"any\" this router cannot "
+                                          "know where to connect: choose \"Wait for the other "
+                                          "side\".")
+        if self.start_action.data == "none" and self.dpd_action.data == "restart":
+            yield self.dpd_action, ("A responder-only peer never starts the tunnel itself: "
+                                    "choose \"Close the tunnel\" (the other side restarts it).")
+        if self.aggressive.data and not ikev1:
+            yield self.aggressive, "Aggressive mode exists only in IKEv1."
+
+    @property
+    def advanced_open(self) -> bool:
+        """The Advanced group is shown open when one of its fields is not at its default or
+        has an error: nothing that matters about a peer is hidden."""
+        return any(getattr(self, name).errors or getattr(self, name).data != getattr(
+            self, name).default for name in self.ADVANCED)
+
     # Checks against the other peers.
 
     def validate_peer(self, others: Sequence[Peer]) -> bool:
@@ -341,6 +432,16 @@ class PeerForm(FlaskForm):
             keying_retries=self.keying_retries.data,
             firewall=tuple(self.firewall.data),
             enabled=bool(self.enabled.data),
+            dpd_delay=self.dpd_delay.data,
+            dpd_action=self.dpd_action.data,
+            ike_rekey_time=self.ike_rekey_time.data,
+            child_rekey_time=self.child_rekey_time.data,
+            ike_reauth=bool(self.ike_reauth.data),
+            start_action=self.start_action.data,
+            encap=bool(self.encap.data),
+            mobike=self.mobike.data == "yes",
+            fragmentation=self.fragmentation.data,
+            aggressive=bool(self.aggressive.data),
         )
 
     @classmethod
@@ -358,6 +459,8 @@ class PeerForm(FlaskForm):
             "esp_dh_groups": list(peer.esp_dh_groups),
             "keying_retries": peer.keying_retries, "firewall": list(peer.firewall),
             "enabled": peer.enabled,
+            **{name: getattr(peer, name) for name in ADVANCED_DEFAULTS},
+            "mobike": "yes" if peer.mobike else "no",
         })
 
 

@@ -81,7 +81,36 @@ FIREWALL_CHOICES = (
 )
 DEFAULT_FIREWALL = ("forward_lan", "forward_wan")
 
-SCHEMA_VERSION = 1
+# --- Advanced options ----------------------------------------------------------------------------
+# Each default is what every peer did before these options existed (schema version 1), so an old
+# store and a peer added without opening "Advanced" behave exactly as before.
+
+ANY_GATEWAY = "%any"  # the remote gateway of a peer whose address changes: it can only respond
+START_ACTIONS = (
+    ("start", "Start now and keep up"),
+    ("trap", "Start when traffic needs it"),
+    ("none", "Wait for the other side (responder only)"),
+)
+DPD_ACTIONS = (
+    ("restart", "Restart the tunnel"),
+    ("clear", "Close the tunnel"),
+    ("trap", "Close, restart when traffic needs it"),
+)
+FRAGMENTATION = (
+    ("yes", "Yes, when needed"),
+    ("accept", "Accept only (never fragment our own)"),
+    ("no", "No"),
+)
+# Bounds on rekey times: shorter ones spend the CPU of a small router on key exchanges, and below
+# these charon's margins (10 % of the time, randomised) become a few seconds.
+IKE_REKEY_MIN, IKE_REKEY_MAX, IKE_REKEY_DEFAULT = 300, 7 * 86400, 4 * 3600
+CHILD_REKEY_MIN, CHILD_REKEY_MAX, CHILD_REKEY_DEFAULT = 60, 86400, 3600
+DPD_MAX = 3600
+# What the form's HTML min/max attributes mirror (the server checks the same bounds).
+LIMITS = {"dpd_max": DPD_MAX, "ike_min": IKE_REKEY_MIN, "ike_max": IKE_REKEY_MAX,
+          "child_min": CHILD_REKEY_MIN, "child_max": CHILD_REKEY_MAX}
+
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,25 @@ class Peer:
     keying_retries: int = 3  # 0 = retry forever
     firewall: tuple[str, ...] = DEFAULT_FIREWALL
     enabled: bool = True
+    dpd_delay: int = 30  # seconds; 0 = no dead peer detection
+    dpd_action: str = "restart"
+    ike_rekey_time: int = IKE_REKEY_DEFAULT  # seconds
+    child_rekey_time: int = CHILD_REKEY_DEFAULT  # seconds
+    ike_reauth: bool = False  # IKEv2: reauthenticate instead of rekeying (IKEv1 always does)
+    start_action: str = "start"
+    encap: bool = False  # force UDP encapsulation even without NAT
+    mobike: bool = True  # IKEv2 only
+    fragmentation: str = "yes"
+    aggressive: bool = False  # IKEv1 only; weak
+
+    @property
+    def any_gateway(self) -> bool:
+        """The remote's address is not known: this router only responds, by the peer's ID."""
+        return self.remote_gateway == ANY_GATEWAY
+
+    @property
+    def responder_only(self) -> bool:
+        return self.start_action == "none"
 
     @property
     def effective_local_id(self) -> str:
@@ -127,3 +175,6 @@ class Peer:
 
 
 _PEER_FIELDS = frozenset(f.name for f in fields(Peer))
+ADVANCED_FIELDS = ("dpd_delay", "dpd_action", "ike_rekey_time", "child_rekey_time", "ike_reauth",
+                   "start_action", "encap", "mobike", "fragmentation", "aggressive")
+ADVANCED_DEFAULTS = {f.name: f.default for f in fields(Peer) if f.name in ADVANCED_FIELDS}

@@ -10,13 +10,15 @@ import re
 from dataclasses import dataclass
 
 from webui.drivers import vici_messages
-from webui.peers import Peer
+from webui.peers import ANY_GATEWAY, Peer
 
 # What the other side's key line says instead of the key: the key never leaves this router.
 PSK_PLACEHOLDER = "<the pre-shared key you agreed with this router's administrator>"
-# This router initiates and keeps the tunnel up (start_action=start, DPD restart); the other side
-# only needs to answer, and two ends that both start at once negotiate twice for nothing.
-REMOTE_START_ACTION = "none"
+# Who starts the tunnel on the other side is `vici_messages.mirror`'s to say: it answers a peer
+# this router starts, and starts one this router waits for (a remote gateway of "any").
+_STARTS = {"none": "no, answer: this router starts it",
+           "start": "yes, start it at once and keep it up: this router only answers",
+           "trap": "when traffic needs it (or at once and keep it up)"}
 # The address this router calls the other side by may be a NAT's or a DNS name, not one its
 # interfaces hold: it listens on any (%any) and is still known by its ID.
 REMOTE_LOCAL_ADDRS = ["%any"]
@@ -36,7 +38,6 @@ def for_other_side(peer: Peer) -> RemoteConfig:
     remote = vici_messages.mirror(peer, psk="")
     conn = vici_messages.load_conn(remote)
     conn[remote.name]["local_addrs"] = REMOTE_LOCAL_ADDRS
-    conn[remote.name]["children"][remote.name]["start_action"] = REMOTE_START_ACTION
     text = "\n".join(_section("connections", conn) + [""] + _section("secrets", _secret(remote)))
     return RemoteConfig(name=peer.name, swanctl=text + "\n", settings=_settings(remote))
 
@@ -49,9 +50,12 @@ def _secret(remote: Peer) -> dict:
 
 def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
     """The same settings in words, for a box that is not strongSwan."""
+    address = ("any: this router accepts you from whatever address you have" if remote.local_ip
+               == ANY_GATEWAY else remote.local_ip)
     return (
-        ("Key exchange", f"IKEv{remote.ike_version}"),
-        ("Your address (as this router reaches it)", remote.local_ip),
+        ("Key exchange", f"IKEv{remote.ike_version}"
+                         + (", aggressive mode" if remote.aggressive and remote.ike_version == 1 else "")),
+        ("Your address (as this router reaches it)", address),
         ("Peer gateway (this router)", remote.remote_gateway),
         ("Your ID (local)", remote.effective_local_id),
         ("Peer ID (this router)", remote.effective_peer_id),
@@ -60,8 +64,24 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
         ("IKE proposals", ", ".join(vici_messages.ike_proposals(remote))),
         ("ESP proposals", ", ".join(vici_messages.esp_proposals(remote))),
         ("Authentication", "pre-shared key (agree it out of band; it is not shown here)"),
-        ("Mode", "tunnel, dead peer detection every " + vici_messages.DPD_DELAY),
-    )
+        ("Mode", "tunnel"),
+        ("Start the tunnel", _STARTS[remote.start_action]),
+        ("Dead peer detection", f"every {remote.dpd_delay} s" if remote.dpd_delay else "off"),
+        ("IKE SA lifetime", _lifetime(remote.ike_rekey_time) + (
+            ", reauthenticate" if remote.ike_reauth or remote.ike_version == 1 else ", rekey")),
+        ("Tunnel (CHILD SA) lifetime", _lifetime(remote.child_rekey_time)),
+        ("UDP encapsulation (NAT-T)", "forced, even without NAT" if remote.encap
+                                      else "when NAT is detected"),
+    ) + ((("MOBIKE", "off"),) if not remote.mobike and remote.ike_version == 2 else ()) + (
+        (("IKE fragmentation", remote.fragmentation),) if remote.fragmentation != "yes" else ())
+
+
+def _lifetime(seconds: int) -> str:
+    """Rekey time in seconds, and in hours or minutes when it is a whole number of them."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds} s ({seconds // size} {unit})"
+    return f"{seconds} s"
 
 
 def _section(name: str, body: dict, depth: int = 0) -> list[str]:

@@ -16,7 +16,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from webui.atomic import write_atomic
-from webui.peers import SCHEMA_VERSION, Peer
+from webui.peers import ADVANCED_DEFAULTS, SCHEMA_VERSION, Peer
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,30 @@ class PeerStore:
         found = meta.all()
         if not found:
             meta.insert({"schema_version": SCHEMA_VERSION})
-        elif found[0].get("schema_version") != SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {found[0].get('schema_version')!r}; "
-                             f"this version of the UI reads {SCHEMA_VERSION}. It was left untouched.")
+        else:
+            version = found[0].get("schema_version")
+            if version not in MIGRATIONS and version != SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version!r}; this version of "
+                                 f"the UI reads {SCHEMA_VERSION}. It was left untouched.")
+            if version != SCHEMA_VERSION:
+                self._migrate(version)
         if self.path.exists():
             os.chmod(self.path, 0o600)
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store up to SCHEMA_VERSION, one step at a time. The file as it was is
+        kept beside it first (`peers.json.v1`), so going back to the older UI loses nothing."""
+        backup = self.path.with_name(f"{self.path.name}.v{version}")
+        if not backup.exists():
+            write_atomic(backup, self.path.read_bytes())
+        data = self._db.storage.read()
+        while version != SCHEMA_VERSION:
+            version = MIGRATIONS[version](data)
+        meta = data[META_TABLE]
+        meta[next(iter(meta))]["schema_version"] = SCHEMA_VERSION
+        self._db.storage.write(data)
+        log.info("%s migrated to schema version %s (the previous file is kept as %s)",
+                 self.path, SCHEMA_VERSION, backup.name)
 
     def all(self) -> list[Peer]:
         """Every peer, sorted by name (case-insensitive)."""
@@ -169,6 +188,17 @@ class PeerStore:
         except BaseException:
             self._cached = None
             raise
+
+
+def _v1_to_v2(data: dict) -> int:
+    """Version 2 adds the advanced options; a version 1 peer gets what it did before them."""
+    for record in data.get(PEERS_TABLE, {}).values():
+        for name, default in ADVANCED_DEFAULTS.items():
+            record.setdefault(name, default)
+    return 2
+
+
+MIGRATIONS = {1: _v1_to_v2}  # schema version -> the step to the next one, which it returns
 
 
 def _sorted(by_name: dict[str, tuple[int, Peer]]) -> tuple[Peer, ...]:

@@ -20,8 +20,16 @@ def as_peer(form: dict) -> Peer:
     fields = {k: tuple(v) if k in lists else v for k, v in form.items() if k not in ("enabled",)}
     fields["local_networks"] = tuple(re.split(r"[,\n]\s*", fields["local_networks"]))
     fields["remote_networks"] = tuple(re.split(r"[,\n]\s*", fields["remote_networks"]))
-    fields["ike_version"] = int(fields["ike_version"])
-    fields["keying_retries"] = int(fields["keying_retries"])
+    for name in ("ike_version", "keying_retries", "dpd_delay", "ike_rekey_time", "child_rekey_time"):
+        if name in fields:
+            fields[name] = int(fields[name])
+    for name in ("ike_reauth", "encap", "aggressive"):
+        if name in fields:
+            fields[name] = fields[name] == "y"
+    if "mobike" in fields:
+        fields["mobike"] = fields["mobike"] == "yes"
+    if fields["remote_gateway"] == "any":
+        fields["remote_gateway"] = "%any"
     return Peer(**fields)
 
 

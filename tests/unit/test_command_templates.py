@@ -27,3 +27,23 @@ def test_routes_fragment_labels_and_escapes_the_peer():
     assert html.strip().startswith('<section class="output" id="output-routes">')
     assert "&lt;b&gt;hq" in html and "<b>hq" not in html
     assert "style=" not in html and "<script" not in html
+
+
+@pytest.mark.parametrize("forced, local, remote, says", [
+    (False, False, False, None),
+    (True, True, False, "UDP encapsulation forced"),
+    (False, True, False, "this router seems behind a NAT"),
+    (False, False, True, "the other side seems behind a NAT (or forces UDP encapsulation)"),
+])
+def test_an_sa_shows_who_started_it_its_spis_and_nat(forced, local, remote, says):
+    from webui.drivers import ChildSA, IkeSA
+    sa = IkeSA("hq", 3, "ESTABLISHED", 2, initiator=False, reauth_in=100,
+               nat_forced=forced, nat_local=local, nat_remote=remote,
+               children=(ChildSA("hq", "INSTALLED", encap=forced or local or remote,
+                                 spi_in="c1a2b3c4", spi_out="d5e6f708"),))
+    html = render_template("commands/_ike_sa.html", sa=sa)
+    assert "<dt>Started by</dt><dd>the other side</dd>" in html
+    assert "<dt>Reauthenticate in</dt>" in html
+    assert "SPI in c1a2b3c4 out d5e6f708" in html
+    assert ("UDP-encapsulated" in html) == (says is not None)
+    assert (f"<dt>NAT</dt><dd>{says}</dd>" in html) if says else "<dt>NAT</dt>" not in html

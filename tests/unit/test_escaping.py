@@ -22,9 +22,11 @@ from webui.peers import Peer
 PAYLOADS = ["<img src=x onerror=alert(1)>", '"><script>alert(1)</script>', "'><svg onload=alert(1)>"]
 # Fields whose refused value the form shows again (in the input, or quoted in the message).
 ECHOED = ["name", "local_id", "peer_id", "local_ip", "remote_gateway", "local_networks",
-          "remote_networks", "keying_retries"]
+          "remote_networks", "keying_retries", "dpd_delay", "ike_rekey_time", "child_rekey_time"]
 CHOICES = ["ike_version", "ike_encryption", "ike_integrity", "ike_dh_groups", "esp_encryption",
-           "esp_integrity", "esp_dh_groups", "firewall"]
+           "esp_integrity", "esp_dh_groups", "firewall", "start_action", "dpd_action", "mobike",
+           "fragmentation"]
+SINGLE = ("ike_version", "start_action", "dpd_action", "mobike", "fragmentation")
 
 
 def templates_dir() -> Path:
@@ -35,7 +37,7 @@ def templates_dir() -> Path:
 @pytest.mark.parametrize("payload", PAYLOADS)
 @pytest.mark.parametrize("field", ECHOED + CHOICES)
 def test_markup_in_a_peer_field_is_refused_and_shown_escaped(browser, data_dir, field, payload, htmx):
-    value = [payload] if field in CHOICES and field != "ike_version" else payload
+    value = [payload] if field in CHOICES and field not in SINGLE else payload
     r = browser.post("/peers", valid_peer_form(**{field: value}), htmx=htmx)
     assert r.status_code == 422
     body = r.get_data(as_text=True)

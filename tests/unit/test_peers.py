@@ -218,3 +218,10 @@ def test_the_form_names_the_lan_and_wan_interfaces(make_app):
     form = browser.get("/peers/new").get_data(as_text=True)
     assert "LAN means the interfaces br-lan" in form
     assert "WAN (none configured: Forward to WAN allows nothing)" in form
+
+
+def test_connect_on_a_responder_only_peer_says_it_waits(browser):
+    browser.post("/peers", valid_peer_form(remote_gateway="any", peer_id="branch.example",
+                                           start_action="none", dpd_action="clear"))
+    r = browser.post("/peers/branch-a/connect", htmx=True)
+    assert "branch-a waits for the other side to connect (responder only)." in r.text

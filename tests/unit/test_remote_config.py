@@ -27,6 +27,7 @@ connections {
         proposals = aes256-sha256-curve25519-ecp256
         keyingtries = 3
         dpd_delay = 30s
+        rekey_time = 14400s
         send_certreq = no
         local {
             auth = psk
@@ -42,6 +43,7 @@ connections {
                 local_ts = 203.0.113.0/24,10.9.0.0/16
                 remote_ts = 198.51.100.0/24
                 esp_proposals = aes256gcm16-curve25519-ecp256
+                rekey_time = 3600s
                 start_action = none
                 dpd_action = restart
                 close_action = none
@@ -106,3 +108,37 @@ def test_route_without_htmx_is_the_page_with_the_output_filled(browser):
 
 def test_route_for_an_unknown_peer_is_404(browser):
     assert browser.get("/peers/nobody/other-side", htmx=True).status_code == 404
+
+
+# --- Advanced options (issue 15) -----------------------------------------------------------------
+
+def test_the_other_side_of_an_any_peer_is_told_to_initiate_to_this_router():
+    config = for_other_side(make_peer(remote_gateway="%any", peer_id="branch.example",
+                                      start_action="none", dpd_action="clear", dpd_delay=10,
+                                      child_rekey_time=600, encap=True))
+    assert "remote_addrs = 192.0.2.1" in config.swanctl and "local_addrs = %any" in config.swanctl
+    assert "id = branch.example" in config.swanctl
+    assert "start_action = start" in config.swanctl and "dpd_action = restart" in config.swanctl
+    assert "dpd_delay = 10s" in config.swanctl and "rekey_time = 600s" in config.swanctl
+    assert "encap = yes" in config.swanctl
+    settings = dict(config.settings)
+    assert settings["Your address (as this router reaches it)"].startswith("any")
+    assert settings["Start the tunnel"].startswith("yes")
+    assert settings["Dead peer detection"] == "every 10 s"
+    assert settings["Tunnel (CHILD SA) lifetime"] == "600 s (10 min)"
+    assert settings["UDP encapsulation (NAT-T)"] == "forced, even without NAT"
+
+
+def test_the_other_side_gets_lifetimes_and_the_options_that_differ():
+    settings = dict(for_other_side(make_peer(ike_version=1, aggressive=True, dpd_delay=0,
+                                             ike_rekey_time=28800, fragmentation="no",
+                                             **PRESETS["compatible"])).settings)
+    assert settings["Key exchange"] == "IKEv1, aggressive mode"
+    assert settings["Start the tunnel"].startswith("no")
+    assert settings["Dead peer detection"] == "off"
+    assert settings["IKE SA lifetime"] == "28800 s (8 h), reauthenticate"
+    assert settings["Tunnel (CHILD SA) lifetime"] == "3600 s (1 h)"
+    assert settings["IKE fragmentation"] == "no" and "MOBIKE" not in settings
+    v2 = dict(for_other_side(make_peer(mobike=False, ike_rekey_time=3601)).settings)
+    assert v2["IKE SA lifetime"] == "3601 s, rekey" and v2["MOBIKE"] == "off"
+    assert for_other_side(make_peer(ike_version=1, aggressive=True)).swanctl.count("aggressive = yes") == 1

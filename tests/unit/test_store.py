@@ -36,7 +36,7 @@ def test_round_trip_and_mode(tmp_path):
     again = PeerStore(tmp_path / "peers.json")
     assert again.get("p1") == peer(1)
     doc = json.loads((tmp_path / "peers.json").read_text())
-    assert doc["_meta"]["1"]["schema_version"] == 1
+    assert doc["_meta"]["1"]["schema_version"] == 2
     with pytest.raises(DuplicatePeer):
         again.add(peer(1))
 
@@ -159,3 +159,50 @@ def test_a_failed_write_leaves_memory_and_file_as_they_were(tmp_path, monkeypatc
     store.add(peer(3))
     assert [p.name for p in store.all()] == ["p1", "p3"]
     assert [p.name for p in PeerStore(tmp_path / "peers.json").all()] == ["p1", "p3"]
+
+
+# --- Migration (issue 15) ------------------------------------------------------------------------
+
+SCHEMA1 = Path(__file__).parent / "data" / "peers-schema1.json"  # written by the UI before issue 15
+
+
+def test_a_store_from_before_the_advanced_options_migrates_to_todays_behaviour(tmp_path):
+    from webui.drivers import vici_messages
+    from webui.peers import ADVANCED_DEFAULTS
+    path = tmp_path / "peers.json"
+    original = SCHEMA1.read_bytes()
+    path.write_bytes(original)
+    old_records = json.loads(original)["peers"]
+
+    store = PeerStore(path)
+    peers = {p.name: p for p in store.all()}
+    assert sorted(peers) == ["branch-v1", "hq"]
+    # Every field it had is kept; every new one is what all peers did before it existed.
+    for record in old_records.values():
+        migrated = peers[record["name"]]
+        assert migrated.to_record() == {**record, **ADVANCED_DEFAULTS}
+        conn = vici_messages.load_conn(migrated)[migrated.name]
+        assert conn["dpd_delay"] == "30s" and conn["rekey_time"] == "14400s"
+        assert not {"encap", "mobike", "fragmentation", "aggressive", "reauth_time"} & set(conn)
+        for child in conn["children"].values():
+            assert (child["start_action"], child["dpd_action"], child["rekey_time"]) == (
+                "start", "restart", "3600s")
+
+    doc = json.loads(path.read_text())
+    assert doc["_meta"]["1"]["schema_version"] == 2
+    assert all(set(ADVANCED_DEFAULTS) <= set(r) for r in doc["peers"].values())
+    assert (tmp_path / "peers.json.v1").read_bytes() == original  # the file as it was, kept
+    assert stat.S_IMODE(os.stat(tmp_path / "peers.json.v1").st_mode) == 0o600
+    assert PeerStore(path).all() == store.all()  # opening it again changes nothing
+    assert json.loads(path.read_text()) == doc
+
+
+def test_a_migrated_store_keeps_working(tmp_path):
+    path = tmp_path / "peers.json"
+    path.write_bytes(SCHEMA1.read_bytes())
+    store = PeerStore(path)
+    store.replace("hq", peer(1, name="hq", dpd_delay=0))
+    store.add(peer(2))
+    again = PeerStore(path)
+    assert again.get("hq").dpd_delay == 0 and again.get("p2") == peer(2)
+    assert again.get("branch-v1").psk == "old-store-psk-branch-02"

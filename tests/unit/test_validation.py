@@ -1,6 +1,8 @@
 """Bad input: a clear message next to the field, a 4xx, and the store byte-for-byte unchanged."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import Browser, valid_peer_form
@@ -159,3 +161,109 @@ def test_the_typed_key_survives_another_fields_error_and_a_bad_key_does_not(brow
     assert r.status_code == 422 and 'id="psk-error"' in r.text
     assert "data-hx-preserve" not in key_field.search(r.text).group()
     assert "data-hx-preserve" not in r.text
+
+
+# --- Advanced options (issue 15): (what, fields changed, field whose message must show) ---------
+ANY = {"remote_gateway": "any", "peer_id": "branch.example", "start_action": "none",
+       "dpd_action": "clear"}
+BAD_ADVANCED = [
+    ("dpd negative", {"dpd_delay": "-1"}, "dpd_delay"),
+    ("dpd too long", {"dpd_delay": "3601"}, "dpd_delay"),
+    ("dpd empty", {"dpd_delay": ""}, "dpd_delay"),
+    ("dpd not a number", {"dpd_delay": "30s"}, "dpd_delay"),
+    ("dpd action unknown", {"dpd_action": "hold"}, "dpd_action"),
+    ("ike rekey too short", {"ike_rekey_time": "299"}, "ike_rekey_time"),
+    ("ike rekey too long", {"ike_rekey_time": str(7 * 86400 + 1)}, "ike_rekey_time"),
+    ("ike rekey not a number", {"ike_rekey_time": "4h"}, "ike_rekey_time"),
+    ("child rekey too short", {"child_rekey_time": "59"}, "child_rekey_time"),
+    ("child rekey too long", {"child_rekey_time": "86401"}, "child_rekey_time"),
+    ("child rekey empty", {"child_rekey_time": ""}, "child_rekey_time"),
+    ("start action unknown", {"start_action": "route"}, "start_action"),
+    ("mobike unknown", {"mobike": "maybe"}, "mobike"),
+    ("fragmentation unknown", {"fragmentation": "force"}, "fragmentation"),
+    ("aggressive with ikev2", {"aggressive": "y"}, "aggressive"),
+    ("any without peer id", {**ANY, "peer_id": ""}, "peer_id"),
+    ("any with an ip peer id", {**ANY, "peer_id": "192.0.2.77"}, "peer_id"),
+    ("any that starts", {**ANY, "start_action": "start"}, "start_action"),
+    ("any started by traffic", {**ANY, "start_action": "trap", "dpd_action": "trap"}, "start_action"),
+    ("responder that restarts", {"start_action": "none", "dpd_action": "restart"}, "dpd_action"),
+]
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+@pytest.mark.parametrize("what,changes,field", BAD_ADVANCED, ids=[b[0] for b in BAD_ADVANCED])
+def test_bad_advanced_input_is_refused_next_to_its_field_in_an_open_group(
+        browser, data_dir, seeded, what, changes, field, htmx):
+    r = browser.post("/peers", valid_peer_form(**changes), htmx=htmx)
+    assert r.status_code == 422
+    body = r.get_data(as_text=True)
+    assert f'id="{field}-error"' in body, f"no message next to {field}"
+    assert '<details class="group advanced" id="peer-advanced" open>' in body
+    assert (data_dir / "peers.json").read_bytes() == seeded
+    edit = valid_peer_form(**{"name": "existing", "remote_gateway": "192.0.2.9",
+                              "remote_networks": "10.99.0.0/16", **changes})
+    r = browser.post("/peers/existing", edit)
+    assert r.status_code == 422 and (data_dir / "peers.json").read_bytes() == seeded
+
+
+def test_the_advanced_group_is_closed_at_the_defaults_and_open_when_one_differs(app, browser):
+    assert '<details class="group advanced" id="peer-advanced">' in browser.get("/peers/new").text
+    browser.post("/peers", valid_peer_form())
+    assert '<details class="group advanced" id="peer-advanced">' in browser.get(
+        "/peers/branch-a/edit").text
+    browser.post("/peers", valid_peer_form(name="short", remote_networks="10.7.0.0/16",
+                                           child_rekey_time="600"))
+    edit = browser.get("/peers/short/edit").text
+    assert '<details class="group advanced" id="peer-advanced" open>' in edit
+    assert 'value="600"' in tag(edit, "child_rekey_time")
+
+
+def test_advanced_options_are_saved_and_shown_again(app, browser):
+    changes = dict(ANY, dpd_delay="10", ike_rekey_time="3600", child_rekey_time="120",
+                   ike_reauth="y", encap="y", mobike="no", fragmentation="no")
+    r = browser.post("/peers", valid_peer_form(**changes), htmx=True)
+    assert r.status_code == 204, r.text
+    peer = app.extensions["webui"].store.get("branch-a")
+    assert (peer.remote_gateway, peer.peer_id, peer.start_action, peer.dpd_action) == (
+        "%any", "branch.example", "none", "clear")
+    assert (peer.dpd_delay, peer.ike_rekey_time, peer.child_rekey_time) == (10, 3600, 120)
+    assert (peer.ike_reauth, peer.encap, peer.mobike, peer.fragmentation, peer.aggressive) == (
+        True, True, False, "no", False)
+    edit = browser.get("/peers/branch-a/edit").text
+    for name, value in (("dpd_delay", "10"), ("ike_rekey_time", "3600"), ("child_rekey_time", "120"),
+                        ("remote_gateway", "%any")):
+        assert f'value="{value}"' in tag(edit, name)
+    for name in ("ike_reauth", "encap", "start_action-2"):
+        assert " checked " in tag(edit, name)
+    assert " checked " not in tag(edit, "aggressive")
+    assert re.search(r'<select[^>]*id="mobike".*?<option selected value="no">', edit, re.S)
+    assert re.search(r'<select[^>]*id="fragmentation".*?</select>', edit, re.S).group().count(
+        '<option selected value="no">') == 1
+
+
+def tag(page: str, element_id: str) -> str:
+    """The opening tag of the element with this id."""
+    found = re.search(rf'<[^>]*\bid="{element_id}"[^>]*>', page)
+    assert found, f"no element {element_id}"
+    return found.group()
+
+
+def test_a_script_that_does_not_know_the_advanced_fields_gets_todays_behaviour(app, browser):
+    from webui.peers import ADVANCED_DEFAULTS
+    form = valid_peer_form()
+    assert not set(ADVANCED_DEFAULTS) & set(form)
+    assert browser.post("/peers", form, htmx=True).status_code == 204
+    peer = app.extensions["webui"].store.get("branch-a")
+    assert {name: getattr(peer, name) for name in ADVANCED_DEFAULTS} == ADVANCED_DEFAULTS
+
+
+def test_lifetimes_that_differ_from_the_defaults_come_with_a_warning(browser):
+    warning = "differ from strongSwan&#39;s defaults"
+    assert warning not in browser.get("/peers/new").text
+    r = browser.post("/peers", valid_peer_form(child_rekey_time="600", ike_version="1", psk=""),
+                     htmx=True)
+    assert r.status_code == 422
+    assert warning in r.text and "IKEv1 gateways compare" in r.text
+    assert browser.post("/peers", valid_peer_form(ike_rekey_time="3600")).status_code == 303
+    edit = browser.get("/peers/branch-a/edit").text
+    assert warning in edit and "IKEv2 does not negotiate them" in edit

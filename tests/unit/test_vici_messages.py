@@ -23,6 +23,7 @@ def test_load_conn_for_a_default_peer():
         "proposals": ["aes256-sha256-curve25519-ecp256"],
         "keyingtries": "3",
         "dpd_delay": "30s",
+        "rekey_time": "14400s",
         "send_certreq": "no",
         "local": {"auth": "psk", "id": "192.0.2.1"},
         "remote": {"auth": "psk", "id": "192.0.2.2"},
@@ -31,6 +32,7 @@ def test_load_conn_for_a_default_peer():
             "local_ts": ["198.51.100.0/24"],
             "remote_ts": ["203.0.113.0/24"],
             "esp_proposals": ["aes256gcm16-curve25519-ecp256"],
+            "rekey_time": "3600s",
             "start_action": "start",
             "dpd_action": "restart",
             "close_action": "none",
@@ -117,9 +119,11 @@ RAW_SA = OrderedDict([("uniqueid", b"7"), ("version", b"2"),
                       ("encr-keysize", b"256"), ("integ-alg", b"HMAC_SHA2_256_128"),
                       ("prf-alg", b"PRF_HMAC_SHA2_256"), ("dh-group", b"CURVE_25519"),
                       ("established", b"42"), ("rekey-time", b"13000"),
+                      ("nat-local", b"yes"), ("nat-fake", b"yes"),
                       ("child-sas", OrderedDict([("branch-3", OrderedDict([
                           ("name", b"branch"), ("uniqueid", b"3"), ("state", b"INSTALLED"),
                           ("mode", b"TUNNEL"), ("protocol", b"ESP"), ("encap", b"yes"),
+                          ("spi-in", b"c1a2b3c4"), ("spi-out", b"d5e6f708"),
                           ("encr-alg", b"AES_GCM_16"), ("encr-keysize", b"256"),
                           ("bytes-in", b"840"), ("packets-in", b"10"), ("bytes-out", b"900"),
                           ("packets-out", b"11"), ("rekey-time", b"3000"),
@@ -138,7 +142,9 @@ def test_parse_sas_decodes_everything():
                           encap=True, encryption="AES_GCM_16-256", integrity="", dh_group="",
                           local_ts=("198.51.100.0/24",), remote_ts=("203.0.113.0/24",),
                           bytes_in=840, bytes_out=900, packets_in=10, packets_out=11,
-                          installed_for=40, rekey_in=3000, life_in=3500),)),)
+                          installed_for=40, rekey_in=3000, life_in=3500, spi_in="c1a2b3c4",
+                          spi_out="d5e6f708"),),
+        nat_local=True, nat_remote=False, nat_forced=True),)
 
 
 def test_parse_sas_of_a_connecting_sa_has_no_children_and_no_times():
@@ -226,3 +232,77 @@ def test_ikev2_keeps_every_network_in_one_child():
                 local_networks=("10.0.0.0/24",), remote_networks=("10.1.0.0/24", "10.2.0.0/24"),
                 psk="x" * 20)
     assert vm.child_selectors(peer) == [("v2", ["10.0.0.0/24"], ["10.1.0.0/24", "10.2.0.0/24"])]
+
+
+# --- Advanced options (issue 15) -----------------------------------------------------------------
+
+def test_every_advanced_option_reaches_the_message():
+    peer = make_peer(remote_gateway="%any", peer_id="branch.example", start_action="none",
+                     dpd_delay=10, dpd_action="clear", ike_rekey_time=3600, child_rekey_time=60,
+                     ike_reauth=True, encap=True, mobike=False, fragmentation="accept")
+    assert vm.load_conn(peer) == {"branch": {
+        "version": "2",
+        "local_addrs": ["192.0.2.1"],
+        "remote_addrs": ["%any"],
+        "proposals": ["aes256-sha256-curve25519-ecp256"],
+        "keyingtries": "3",
+        "dpd_delay": "10s",
+        "rekey_time": "0s",
+        "reauth_time": "3600s",
+        "encap": "yes",
+        "mobike": "no",
+        "fragmentation": "accept",
+        "send_certreq": "no",
+        "local": {"auth": "psk", "id": "192.0.2.1"},
+        "remote": {"auth": "psk", "id": "branch.example"},
+        "children": {"branch": {
+            "mode": "tunnel",
+            "local_ts": ["198.51.100.0/24"],
+            "remote_ts": ["203.0.113.0/24"],
+            "esp_proposals": ["aes256gcm16-curve25519-ecp256"],
+            "rekey_time": "60s",
+            "start_action": "none",
+            "dpd_action": "clear",
+            "close_action": "none",
+        }},
+    }}
+
+
+def test_trap_start_action_is_what_charon_is_told():
+    """The traffic trigger itself needs kernel IPsec (the lab's userspace IPsec raises no acquires),
+    so what can be proved here is the message: every CHILD_SA trapped, DPD re-trapping."""
+    conn = vm.load_conn(make_peer(start_action="trap", dpd_action="trap", ike_version=1,
+                                  remote_networks=("203.0.113.0/24", "10.9.0.0/16")))["branch"]
+    assert [(c["start_action"], c["dpd_action"]) for c in conn["children"].values()] == [
+        ("trap", "trap"), ("trap", "trap")]
+
+
+def test_ikev1_reauthenticates_and_may_use_aggressive_mode_mobike_is_not_sent():
+    conn = vm.load_conn(make_peer(ike_version=1, aggressive=True, ike_reauth=True, mobike=False,
+                                  ike_rekey_time=28800))["branch"]
+    # IKEv1 has no rekeying without reauthentication: rekey_time already means reauthenticate.
+    assert (conn["rekey_time"], conn["aggressive"]) == ("28800s", "yes")
+    assert "reauth_time" not in conn and "mobike" not in conn
+
+
+def test_aggressive_mode_is_never_sent_for_ikev2_and_dpd_off_is_zero():
+    conn = vm.load_conn(make_peer(aggressive=True, dpd_delay=0))["branch"]
+    assert "aggressive" not in conn and conn["dpd_delay"] == "0s"
+
+
+@pytest.mark.parametrize("ours, theirs, their_dpd", [
+    # the side that starts the tunnel is the one that restarts it when DPD finds it dead
+    ("start", "none", "clear"), ("none", "start", "restart"), ("trap", "trap", "clear")])
+def test_mirror_turns_who_starts_around(ours, theirs, their_dpd):
+    remote = vm.mirror(make_peer(start_action=ours, dpd_action="clear"))
+    assert (remote.start_action, remote.dpd_action) == (theirs, their_dpd)
+
+
+def test_mirror_of_an_any_peer_initiates_to_this_router():
+    remote = vm.mirror(make_peer(remote_gateway="%any", peer_id="branch.example", start_action="none",
+                                 dpd_action="clear"))
+    conn = vm.load_conn(remote)["branch"]
+    assert conn["remote_addrs"] == ["192.0.2.1"] and conn["local_addrs"] == ["%any"]
+    assert conn["local"]["id"] == "branch.example"
+    assert conn["children"]["branch"]["start_action"] == "start"
+    assert conn["children"]["branch"]["dpd_action"] == "restart"

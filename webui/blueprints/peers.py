@@ -123,7 +123,10 @@ def tunnel_action(peer, verb):
     a = applier()
     ipsec = a.drivers.ipsec
     try:
-        message = getattr(ipsec, verb)(peer.name)
+        if verb == "connect" and peer.responder_only:
+            message = f"{peer.name} waits for the other side to connect (responder only)."
+        else:
+            message = getattr(ipsec, verb)(peer.name)
         states, error = ipsec.tunnel_states([peer.name]), ""
     except DriverError as e:
         message, states, error = str(e), {}, str(e)

@@ -53,6 +53,8 @@ class ChildSA:
     installed_for: int | None = None  # seconds
     rekey_in: int | None = None  # seconds
     life_in: int | None = None  # seconds
+    spi_in: str = ""  # hex, as charon reports it
+    spi_out: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class IkeSA:
     rekey_in: int | None = None  # seconds
     reauth_in: int | None = None  # seconds
     children: tuple[ChildSA, ...] = ()
+    nat_local: bool = False  # this side is behind a NAT
+    nat_remote: bool = False  # the other side is
+    nat_forced: bool = False  # UDP encapsulation forced (charon fakes a NAT)
 
 
 @dataclass(frozen=True)

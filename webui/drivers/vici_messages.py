@@ -15,18 +15,26 @@ Decisions the builders encode (the swanctl.conf(5) names in brackets):
 - Authentication [local/remote auth=psk, id]: PSK with the two IDs (defaults: local IP and remote
   gateway). The key is loaded with `load-shared` under a deterministic `id` ("webui-psk-<name>") so
   `unload-shared` can remove exactly that key on delete or rename.
-- Start action [start_action=start]: a site-to-site router wants its tunnels up, not waiting for the
-  first packet, and the UI should show a failing tunnel (wrong key, gateway down) as soon as it is
-  saved. `trap` (on demand) was considered and rejected: it depends on the kernel raising acquires,
-  and strongSwan's userspace ESP (kernel-libipsec, the lab, some small routers) does not: 5.9.8 just
-  logs "could not find an outbound IPsec SA ... dropping packet". With `start`, a load-conn that
-  replaces a connection renegotiates it, so edited networks take effect at once. The cost: after
-  `keyingtries` failed attempts charon stops trying until Connect, Restart IPsec or an edit; set
-  keying tries to 0 (forever) for a link that must always come back by itself.
-- Dead peer detection [dpd_delay=30s]: both IKE versions (IKEv1 uses it for R-U-THERE; its timeout
-  keeps charon's default). On DPD timeout [dpd_action=restart] the tunnel is renegotiated at once.
-  When the remote closes the CHILD_SA on purpose [close_action=none] we do not fight it: two ends that
-  both restart on close can loop, and a remote that comes back initiates by itself.
+- Start action [start_action], the administrator's choice, by default `start`: a site-to-site
+  router wants its tunnels up, not waiting for the first packet, and the UI should show a failing
+  tunnel (wrong key, gateway down) as soon as it is saved. With `start`, a load-conn that replaces a
+  connection renegotiates it, so edited networks take effect at once. The cost: after `keyingtries`
+  failed attempts charon stops trying until Connect, Restart IPsec or an edit; set keying tries to 0
+  (forever) for a link that must always come back by itself. `trap` (start on traffic) depends on
+  the kernel raising acquires: strongSwan's userspace ESP (kernel-libipsec, the lab, some small
+  routers) does not; 5.9.8 just logs "could not find an outbound IPsec SA ... dropping packet".
+  `none` waits for the other side, and is the only choice for a remote gateway of "any" [%any].
+- Dead peer detection [dpd_delay, default 30s; 0 = off]: both IKE versions (IKEv1 uses it for
+  R-U-THERE; its timeout keeps charon's default). When it finds the peer dead [dpd_action, default
+  restart] the tunnel is renegotiated at once. When the remote closes the CHILD_SA on purpose
+  [close_action=none] we do not fight it: two ends that both restart on close can loop, and a remote
+  that comes back initiates by itself.
+- Lifetimes [rekey_time of the IKE SA and of each CHILD_SA, always sent, by default charon's own
+  4 h and 1 h]: charon derives the hard lifetime (+10 %) and the jitter from them. An IKEv2 peer may
+  reauthenticate instead of rekeying [reauth_time, rekey_time=0s]; IKEv1 always reauthenticates.
+- Encapsulation, MOBIKE, fragmentation, aggressive mode [encap, mobike, fragmentation,
+  aggressive]: sent only when they differ from charon's defaults (no, yes, yes, no), MOBIKE only
+  for IKEv2 and aggressive mode only for IKEv1, where they exist.
 - Keying tries [keyingtries]: the peer's `keying_retries`, where 0 means forever, as in strongSwan.
 - Proposals: strongSwan cannot mix AEAD (aes*gcm16, chacha20poly1305) and classic ciphers in one
   proposal, so each kind gets its own, in the order the administrator chose. An IKE AEAD proposal has
@@ -42,9 +50,6 @@ from typing import Iterable, Mapping
 from webui.drivers import ChildSA, Connection, IkeSA, TunnelState
 from webui.peers import AEAD, Peer
 
-DPD_DELAY = "30s"
-START_ACTION = "start"
-DPD_ACTION = "restart"
 CLOSE_ACTION = "none"
 SHARED_ID_PREFIX = "webui-psk-"
 
@@ -129,8 +134,9 @@ def load_conn(peer: Peer) -> dict:
             "local_ts": local_ts,
             "remote_ts": remote_ts,
             "esp_proposals": proposals,
-            "start_action": START_ACTION,
-            "dpd_action": DPD_ACTION,
+            "rekey_time": f"{peer.child_rekey_time}s",
+            "start_action": peer.start_action,
+            "dpd_action": peer.dpd_action,
             "close_action": CLOSE_ACTION,
         }
         for name, local_ts, remote_ts in child_selectors(peer)
@@ -141,13 +147,35 @@ def load_conn(peer: Peer) -> dict:
         "remote_addrs": [peer.remote_gateway],
         "proposals": ike_proposals(peer),
         "keyingtries": str(peer.keying_retries),
-        "dpd_delay": DPD_DELAY,
+        "dpd_delay": f"{peer.dpd_delay}s",
+        **ike_lifetimes(peer),
+        **_differing_options(peer),
         "send_certreq": "no",  # PSK only: asking for certificates just bloats the exchange
         "local": {"auth": "psk", "id": peer.effective_local_id},
         "remote": {"auth": "psk", "id": peer.effective_peer_id},
         "children": children,
     }
     return {peer.name: conn}
+
+
+def ike_lifetimes(peer: Peer) -> dict:
+    """IKE SA rekeying or, for an IKEv2 peer that asks for it, reauthentication instead."""
+    if peer.ike_reauth and peer.ike_version == 2:
+        return {"rekey_time": "0s", "reauth_time": f"{peer.ike_rekey_time}s"}
+    return {"rekey_time": f"{peer.ike_rekey_time}s"}
+
+
+def _differing_options(peer: Peer) -> dict:
+    options = {}
+    if peer.encap:
+        options["encap"] = "yes"
+    if not peer.mobike and peer.ike_version == 2:
+        options["mobike"] = "no"
+    if peer.fragmentation != "yes":
+        options["fragmentation"] = peer.fragmentation
+    if peer.aggressive and peer.ike_version == 1:
+        options["aggressive"] = "yes"
+    return options
 
 
 def load_shared(peer: Peer) -> dict:
@@ -160,13 +188,23 @@ def load_shared(peer: Peer) -> dict:
     }
 
 
+# Who starts the tunnel, seen from the other side: a peer this router starts waits for it there
+# (two ends starting at once negotiate twice for nothing); one this router waits for is started
+# there; a peer started by traffic is started by traffic on both sides.
+MIRRORED_START_ACTIONS = {"start": "none", "none": "start", "trap": "trap"}
+
+
 def mirror(peer: Peer, psk: str | None = None) -> Peer:
-    """The peer as the remote site sees it: addresses, IDs and networks swapped (for the lab)."""
+    """The peer as the remote site sees it: addresses, IDs and networks swapped, and who starts
+    the tunnel turned around (for the lab and the other side's configuration)."""
     from dataclasses import replace
+    start_action = MIRRORED_START_ACTIONS.get(peer.start_action, "none")
     return replace(peer, local_ip=peer.remote_gateway, remote_gateway=peer.local_ip,
                    local_id=peer.effective_peer_id, peer_id=peer.effective_local_id,
                    local_networks=peer.remote_networks, remote_networks=peer.local_networks,
-                   psk=peer.psk if psk is None else psk)
+                   psk=peer.psk if psk is None else psk, start_action=start_action,
+                   # a side that starts the tunnel brings it back itself after DPD finds it dead
+                   dpd_action="restart" if start_action == "start" else peer.dpd_action)
 
 
 # --- Parsers -------------------------------------------------------------------------------------
@@ -218,6 +256,8 @@ def parse_child(name: str, child: Mapping) -> ChildSA:
         installed_for=_int(child.get("install-time")),
         rekey_in=_int(child.get("rekey-time")),
         life_in=_int(child.get("life-time")),
+        spi_in=_text(child.get("spi-in")),
+        spi_out=_text(child.get("spi-out")),
     )
 
 
@@ -242,6 +282,9 @@ def parse_ike_sa(name: str, sa: Mapping) -> IkeSA:
         rekey_in=_int(sa.get("rekey-time")),
         reauth_in=_int(sa.get("reauth-time")),
         children=children,
+        nat_local=_text(sa.get("nat-local")) == "yes",
+        nat_remote=_text(sa.get("nat-remote")) == "yes",
+        nat_forced=_text(sa.get("nat-fake")) == "yes",
     )
 
 
