@@ -350,3 +350,31 @@ def test_the_watch_catches_console_errors_and_the_csp_holds(chromium, live):
     assert console.problems[0] == "console error: planted"
     assert any(p.startswith("CSP violation: ") and "inline script" in p for p in console.problems[1:]), \
         console.problems
+
+
+def test_the_advanced_group_stays_out_of_the_way_until_needed(open_page, live):
+    """Issue 15: collapsed at the defaults; a contradiction opens it with the message by the field;
+    a saved peer with a non-default option opens it again on edit."""
+    page, console = open_page()
+    page.goto(live.url + "/peers/new")
+    assert page.get_attribute("#peer-advanced", "open") is None
+    assert not page.is_visible("#start_action-0"), "collapsed: its fields are hidden"
+    fill_peer(page, peer_form(remote_gateway="any"))
+    page.fill("#psk", "a-long-enough-test-key-1234")
+    LEAKS.secrets.add("a-long-enough-test-key-1234")
+    with console.expecting(page, r"status of 422"):
+        page.click("button:has-text('Add peer')")
+        page.wait_for_selector("#start_action-error")
+    assert page.get_attribute("#peer-advanced", "open") is not None
+    assert "needs a peer ID that is not an IP address" in page.inner_text("#peer_id-error")
+    assert "Wait for the other side" in page.inner_text("#start_action-error")
+    page.fill("#peer_id", "branch.example")
+    page.check("#start_action-2")
+    page.select_option("#dpd_action", "clear")
+    page.fill("#child_rekey_time", "600")
+    page.click("button:has-text('Add peer')")
+    page.wait_for_url(live.url + "/")
+    page.goto(live.url + "/peers/site-b/edit")
+    assert page.get_attribute("#peer-advanced", "open") is not None
+    assert page.input_value("#child_rekey_time") == "600"
+    assert "differ from strongSwan's defaults" in page.inner_text("#peer-advanced")
