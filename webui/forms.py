@@ -113,19 +113,15 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def seconds(low: int, high: int, message: str):
-    """A whole number of seconds from `low` to `high`. A field left out of the submission keeps
-    its default (a script written before the field existed); one sent empty or wrong is refused."""
-    def check(form, field):
-        if field.data is None or not low <= field.data <= high:
+def seconds(low: int, high: int, message: str) -> list:
+    """Validators for a whole number of seconds from `low` to `high`. A field left out of the
+    submission keeps its default (a script written before the field existed); one sent empty or
+    wrong is refused with `message`. The NumberRange is also what the API's schema publishes."""
+    def whole_number(form, field):
+        if field.data is None:
             field.errors[:] = []  # WTForms' own "Not a valid integer value." says less than ours
             raise StopValidation(message)
-    return check
-
-
-def _yes_no(label: str, default: str) -> SelectField:
-    return SelectField(label, choices=[SelectChoice("yes", "On"), SelectChoice("no", "Off")],
-                       default=default)
+    return [whole_number, NumberRange(low, high, message)]
 
 
 # --- The form ------------------------------------------------------------------------------------
@@ -174,22 +170,24 @@ class PeerForm(FlaskForm):
                              default=DEFAULT_FIREWALL)
     enabled = BooleanField("Enabled", default=True)
     # Advanced: each default is today's behaviour; the group opens when one is changed.
-    dpd_delay = IntegerField("Dead peer detection interval (s)", default=30, validators=[
-        seconds(0, DPD_MAX, f"Enter a number of seconds from 0 (off) to {DPD_MAX}.")])
+    dpd_delay = IntegerField("Dead peer detection interval (s)", default=30, validators=seconds(
+        0, DPD_MAX, f"Enter a number of seconds from 0 (off) to {DPD_MAX}."))
     dpd_action = SelectField("When the other side is found dead",
                              choices=[SelectChoice(*c) for c in DPD_ACTIONS], default="restart")
-    ike_rekey_time = IntegerField("IKE SA rekey time (s)", default=IKE_REKEY_DEFAULT, validators=[
-        seconds(IKE_REKEY_MIN, IKE_REKEY_MAX,
-                f"Enter {IKE_REKEY_MIN} to {IKE_REKEY_MAX} seconds (5 minutes to 7 days).")])
+    ike_rekey_time = IntegerField("IKE SA rekey time (s)", default=IKE_REKEY_DEFAULT,
+                                  validators=seconds(IKE_REKEY_MIN, IKE_REKEY_MAX,
+                                                     f"Enter {IKE_REKEY_MIN} to {IKE_REKEY_MAX} "
+                                                     "seconds (5 minutes to 7 days)."))
     child_rekey_time = IntegerField("Tunnel (CHILD SA) rekey time (s)", default=CHILD_REKEY_DEFAULT,
-                                    validators=[seconds(CHILD_REKEY_MIN, CHILD_REKEY_MAX,
-                                                        f"Enter {CHILD_REKEY_MIN} to {CHILD_REKEY_MAX}"
-                                                        " seconds (1 minute to 1 day).")])
+                                    validators=seconds(CHILD_REKEY_MIN, CHILD_REKEY_MAX,
+                                                       f"Enter {CHILD_REKEY_MIN} to {CHILD_REKEY_MAX} "
+                                                       "seconds (1 minute to 1 day)."))
     ike_reauth = BooleanField("Reauthenticate instead of rekeying (IKEv2)", default=False)
     start_action = RadioField("Start the tunnel", choices=[SelectChoice(*c) for c in START_ACTIONS],
                               default="start")
     encap = BooleanField("Force UDP encapsulation (NAT-T even without NAT)", default=False)
-    mobike = _yes_no("MOBIKE (IKEv2)", "yes")
+    # Negative, as OPNsense's "Disable MOBIKE": a box left out of a post keeps MOBIKE on.
+    disable_mobike = BooleanField("Turn MOBIKE off (IKEv2)", default=False)
     fragmentation = SelectField("IKE fragmentation",
                                 choices=[SelectChoice(*c) for c in FRAGMENTATION], default="yes")
     aggressive = BooleanField("IKEv1 aggressive mode", default=False)
@@ -439,7 +437,7 @@ class PeerForm(FlaskForm):
             ike_reauth=bool(self.ike_reauth.data),
             start_action=self.start_action.data,
             encap=bool(self.encap.data),
-            mobike=self.mobike.data == "yes",
+            disable_mobike=bool(self.disable_mobike.data),
             fragmentation=self.fragmentation.data,
             aggressive=bool(self.aggressive.data),
         )
@@ -460,7 +458,6 @@ class PeerForm(FlaskForm):
             "keying_retries": peer.keying_retries, "firewall": list(peer.firewall),
             "enabled": peer.enabled,
             **{name: getattr(peer, name) for name in ADVANCED_DEFAULTS},
-            "mobike": "yes" if peer.mobike else "no",
         })
 
 

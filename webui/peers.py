@@ -142,7 +142,7 @@ class Peer:
     ike_reauth: bool = False  # IKEv2: reauthenticate instead of rekeying (IKEv1 always does)
     start_action: str = "start"
     encap: bool = False  # force UDP encapsulation even without NAT
-    mobike: bool = True  # IKEv2 only
+    disable_mobike: bool = False  # IKEv2 only
     fragmentation: str = "yes"
     aggressive: bool = False  # IKEv1 only; weak
 
@@ -176,5 +176,5 @@ class Peer:
 
 _PEER_FIELDS = frozenset(f.name for f in fields(Peer))
 ADVANCED_FIELDS = ("dpd_delay", "dpd_action", "ike_rekey_time", "child_rekey_time", "ike_reauth",
-                   "start_action", "encap", "mobike", "fragmentation", "aggressive")
+                   "start_action", "encap", "disable_mobike", "fragmentation", "aggressive")
 ADVANCED_DEFAULTS = {f.name: f.default for f in fields(Peer) if f.name in ADVANCED_FIELDS}

@@ -72,7 +72,7 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
         ("Tunnel (CHILD SA) lifetime", _lifetime(remote.child_rekey_time)),
         ("UDP encapsulation (NAT-T)", "forced, even without NAT" if remote.encap
                                       else "when NAT is detected"),
-    ) + ((("MOBIKE", "off"),) if not remote.mobike and remote.ike_version == 2 else ()) + (
+    ) + ((("MOBIKE", "off"),) if remote.disable_mobike and remote.ike_version == 2 else ()) + (
         (("IKE fragmentation", remote.fragmentation),) if remote.fragmentation != "yes" else ())
 
 

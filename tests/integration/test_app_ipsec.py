@@ -23,11 +23,9 @@ def as_peer(form: dict) -> Peer:
     for name in ("ike_version", "keying_retries", "dpd_delay", "ike_rekey_time", "child_rekey_time"):
         if name in fields:
             fields[name] = int(fields[name])
-    for name in ("ike_reauth", "encap", "aggressive"):
+    for name in ("ike_reauth", "encap", "disable_mobike", "aggressive"):
         if name in fields:
             fields[name] = fields[name] == "y"
-    if "mobike" in fields:
-        fields["mobike"] = fields["mobike"] == "yes"
     if fields["remote_gateway"] == "any":
         fields["remote_gateway"] = "%any"
     return Peer(**fields)

@@ -381,3 +381,32 @@ def test_the_document_follows_the_form(app):
 @pytest.fixture(autouse=True)
 def _quiet_werkzeug():
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+# --- Advanced options (issue 15) ---------------------------------------------------------------
+
+def test_advanced_options_travel_through_the_api_with_the_forms_rules(api, app, data_dir):
+    from tests.unit.test_validation import BAD_ADVANCED
+    from webui.peers import ADVANCED_DEFAULTS
+    assert api("POST", "/peers", PEER).status_code == 201
+    got = api("GET", "/peers/branch-a").get_json()
+    assert {k: got[k] for k in ADVANCED_DEFAULTS} == ADVANCED_DEFAULTS  # left out: today's
+    published = document()["components"]["schemas"]["Peer"]["properties"]["child_rekey_time"]
+    assert (published["minimum"], published["maximum"]) == (60, 86400)
+    changes = {"remote_gateway": "any", "peer_id": "branch.example", "start_action": "none",
+               "dpd_action": "clear", "dpd_delay": 10, "child_rekey_time": 120, "encap": True,
+               "disable_mobike": True, "fragmentation": "accept"}
+    r = api("PATCH", "/peers/branch-a", changes)
+    assert r.status_code == 200, r.get_json()
+    shown = api("GET", "/peers/branch-a").get_json()
+    assert {k: shown[k] for k in changes} == dict(changes, remote_gateway="%any")
+    assert api("PUT", "/peers/branch-a", shown).get_json()["changed"] is False
+    before = stored(data_dir)
+    for what, bad, field in BAD_ADVANCED:
+        body = {k: (int(v) if v.lstrip("-").isdigit() and k.endswith(("_delay", "_time")) else
+                    True if v == "y" else v) for k, v in bad.items()}
+        if any(k.endswith(("_delay", "_time")) and not isinstance(v, int) for k, v in body.items()):
+            continue  # not an integer: refused by the JSON shape check, not by the form
+        r = api("PUT", "/peers/branch-a", dict(PEER, **body))
+        assert r.status_code == 422 and field in r.get_json()["errors"], what
+    assert stored(data_dir) == before

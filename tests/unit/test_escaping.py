@@ -24,9 +24,9 @@ PAYLOADS = ["<img src=x onerror=alert(1)>", '"><script>alert(1)</script>', "'><s
 ECHOED = ["name", "local_id", "peer_id", "local_ip", "remote_gateway", "local_networks",
           "remote_networks", "keying_retries", "dpd_delay", "ike_rekey_time", "child_rekey_time"]
 CHOICES = ["ike_version", "ike_encryption", "ike_integrity", "ike_dh_groups", "esp_encryption",
-           "esp_integrity", "esp_dh_groups", "firewall", "start_action", "dpd_action", "mobike",
+           "esp_integrity", "esp_dh_groups", "firewall", "start_action", "dpd_action",
            "fragmentation"]
-SINGLE = ("ike_version", "start_action", "dpd_action", "mobike", "fragmentation")
+SINGLE = ("ike_version", "start_action", "dpd_action", "fragmentation")
 
 
 def templates_dir() -> Path:

@@ -239,7 +239,7 @@ def test_ikev2_keeps_every_network_in_one_child():
 def test_every_advanced_option_reaches_the_message():
     peer = make_peer(remote_gateway="%any", peer_id="branch.example", start_action="none",
                      dpd_delay=10, dpd_action="clear", ike_rekey_time=3600, child_rekey_time=60,
-                     ike_reauth=True, encap=True, mobike=False, fragmentation="accept")
+                     ike_reauth=True, encap=True, disable_mobike=True, fragmentation="accept")
     assert vm.load_conn(peer) == {"branch": {
         "version": "2",
         "local_addrs": ["192.0.2.1"],
@@ -278,7 +278,7 @@ def test_trap_start_action_is_what_charon_is_told():
 
 
 def test_ikev1_reauthenticates_and_may_use_aggressive_mode_mobike_is_not_sent():
-    conn = vm.load_conn(make_peer(ike_version=1, aggressive=True, ike_reauth=True, mobike=False,
+    conn = vm.load_conn(make_peer(ike_version=1, aggressive=True, ike_reauth=True, disable_mobike=True,
                                   ike_rekey_time=28800))["branch"]
     # IKEv1 has no rekeying without reauthentication: rekey_time already means reauthenticate.
     assert (conn["rekey_time"], conn["aggressive"]) == ("28800s", "yes")

@@ -169,7 +169,7 @@ def _differing_options(peer: Peer) -> dict:
     options = {}
     if peer.encap:
         options["encap"] = "yes"
-    if not peer.mobike and peer.ike_version == 2:
+    if peer.disable_mobike and peer.ike_version == 2:
         options["mobike"] = "no"
     if peer.fragmentation != "yes":
         options["fragmentation"] = peer.fragmentation
