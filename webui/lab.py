@@ -16,6 +16,9 @@ Layout (documentation address ranges only; traffic never leaves the namespaces m
     {prefix}-lanhost eth0 198.51.100.10/24 --- lan0 198.51.100.1/24 {prefix}-router
     {prefix}-router  wan0 192.0.2.1/24     --- wan0 192.0.2.2/24    {prefix}-remote  (LAN 203.0.113.1/24 on lo)
 
+and the same in IPv6 (2001:db8::/32) on the same links: WAN 2001:db8::1 and ::2 (/64), the
+router's LAN 2001:db8:1::/64 (router ::1, LAN host ::10), the remote's LAN 2001:db8:2::1/64 on lo.
+
 The kernel here has no ESP, so both charons use kernel-libipsec (userspace ESP over UDP 4500, TUN
 `ipsec0`, routes in table 220); each runs with its own strongswan.conf and a private /run so their pid
 files do not collide. Every name derives from `prefix`, so labs with different prefixes coexist.
@@ -42,6 +45,9 @@ CHARON_SITES = ("router", "remote")
 ROUTER_WAN, REMOTE_WAN = "192.0.2.1", "192.0.2.2"
 ROUTER_LAN, LANHOST = "198.51.100.1", "198.51.100.10"
 REMOTE_LAN = "203.0.113.1"
+ROUTER_WAN6, REMOTE_WAN6 = "2001:db8::1", "2001:db8::2"
+ROUTER_LAN6, LANHOST6 = "2001:db8:1::1", "2001:db8:1::10"
+REMOTE_LAN6 = "2001:db8:2::1"
 
 # A small router's strongSwan build (OpenWrt's strongswan-minimal, say): AES-CBC, SHA-1/2, HMAC and
 # the MODP groups; no openssl, so no ECP, no Curve25519, no AES-GCM. The router's charon can run
@@ -170,9 +176,18 @@ class Lab:
             lanhost: [f"addr add {LANHOST}/24 dev eth0", "link set lo up", "link set eth0 up",
                       f"route add default via {ROUTER_LAN}"],
         }
+        # IPv6 beside IPv4 on the same links; nodad, so an address is usable at once, not after
+        # duplicate address detection's second or so.
+        setup[router] += [f"addr add {ROUTER_WAN6}/64 dev wan0 nodad",
+                          f"addr add {ROUTER_LAN6}/64 dev lan0 nodad"]
+        setup[remote] += [f"addr add {REMOTE_WAN6}/64 dev wan0 nodad",
+                          f"addr add {REMOTE_LAN6}/64 dev lo"]
+        setup[lanhost] += [f"addr add {LANHOST6}/64 dev eth0 nodad",
+                           f"route add ::/0 via {ROUTER_LAN6}"]
         for ns, commands in setup.items():
             _run(["ip", "-n", ns, "-batch", "-"], input="\n".join(commands) + "\n")
-        _run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        _run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+              "net.ipv6.conf.all.forwarding=1"])
 
     # --- charons ---------------------------------------------------------------------------------
     def _pidfile(self, site: str) -> Path:
