@@ -81,6 +81,7 @@ def main(argv=None) -> int:
 
     from webui import create_app, find_data_dir
     from webui.auth import PasswordFileError
+    from webui.drivers import ConfigError
     from webui.store import PeerStore, StoreError
 
     test_config = {}
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
             if running_lab is not None:
                 lab.prepare_demo(running_lab, PeerStore(find_data_dir(test_config) / "peers.json"))
             app = create_app(test_config)
-        except (StoreError, PasswordFileError) as e:
+        except (StoreError, PasswordFileError, ConfigError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         from waitress import serve

@@ -38,6 +38,9 @@ def configure(app: Flask, test_config: dict | None = None) -> Path:
     app.config.from_prefixed_env("WEBUI")
     if test_config:
         app.config.from_mapping(test_config)
+    from webui.drivers.firewall import interface_list
+    for setting in ("LAN_INTERFACES", "WAN_INTERFACES", "IPSEC_INTERFACES"):
+        interface_list(app.config.get(setting), setting)  # ConfigError before anything starts
     data_dir = Path(app.config["DATA_DIR"]).resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app.config["DATA_DIR"] = str(data_dir)

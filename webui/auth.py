@@ -31,9 +31,21 @@ from webui.atomic import write_atomic
 USER = "admin"
 PASSWORD_FILE = "admin_password.json"
 MIN_PASSWORD_LENGTH = 10
-# scrypt's "interactive login" cost: 16 MiB and ~50 ms on a desktop core, well under a second on a
-# router's CPU. Higher N doubles the memory per hash, which a 128 MB router cannot spare.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# 32 MiB per hash (128 * r * N), twice scrypt's "interactive login" cost. Only one hash runs at a
+# time and glibc hands the buffer back after it (run.py's fixed mmap threshold), so a 128 MB router
+# pays it for the length of one sign-in; 2^16 (64 MiB) would not fit beside charon there. Each
+# password file records its own N, so older files keep working and move up at the next change.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# The passwords tried first by anyone guessing, at least MIN_PASSWORD_LENGTH long, lower case:
+# a small list, enough to refuse the ones every guessing list starts with.
+COMMON_PASSWORDS = frozenset("""
+1234567890 12345678910 0123456789 1q2w3e4r5t 1qaz2wsx3edc qwertyuiop qwerty1234 qwerty12345
+asdfghjkl; zxcvbnm123 password123 password12 password1! passw0rd12 p@ssw0rd12 password1234
+administrator admin12345 admin123456 adminadmin rootroot12 letmein123 welcome123 welcome2024
+welcome2025 welcome2026 changeme12 changeme123 iloveyou12 monkey1234 dragon1234 football12
+baseball12 sunshine12 princess12 trustno1234 starwars12 superman12 abc1234567 abcd123456
+aa12345678 qazwsxedc1 router1234 openwrt123 strongswan ipsec12345 firewall12
+""".split())
 # The only endpoints open without a session. Everything else, including routes added later and
 # unknown URLs (endpoint None), needs one.
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login"})
@@ -150,7 +162,17 @@ def password_problem(password: str) -> str | None:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."
     if password != password.strip() or "\n" in password:
         return "No leading or trailing spaces or line breaks."
+    if len(set(password)) < 4 or _sequence(password):
+        return "Too easy to guess: use more different characters, not a repeat or a run."
+    if password.lower() in COMMON_PASSWORDS:
+        return "This is one of the most common passwords; choose another."
     return None
+
+
+def _sequence(password: str) -> bool:
+    """abcdefghij, 9876543210: every step between neighbours the same +1 or -1."""
+    steps = {ord(b) - ord(a) for a, b in zip(password, password[1:])}
+    return steps in ({1}, {-1})
 
 
 def first_password(password_file: PasswordFile, given: str | None) -> None:

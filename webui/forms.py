@@ -35,11 +35,20 @@ _NAME_RE = re.compile(NAME_PATTERN)
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _DNS_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 PSK_MIN, PSK_MAX, PSK_HINT = 8, 256, 20
+# Server-side bounds on every text field (the form's maxlength attributes mirror them). Without
+# them one oversized ID is stored, and every later load of the peers into charon fails on it.
+MAX_CHARS = {"name": 32, "local_id": 253, "peer_id": 253, "local_ip": 45, "remote_gateway": 253,
+             "local_networks": 2048, "remote_networks": 2048, "psk": PSK_MAX}
 
 
 # --- Field rules, usable without a form ----------------------------------------------------------
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # ipaddress accepts a zone after "%" with any characters in it (commas, quotes, newlines):
+    # charon would split "2001:db8::4%x,192.0.2.2" into two addresses. A tunnel endpoint or ID
+    # never needs a link-local scope, so scoped addresses are refused outright.
+    if "%" in text:
+        return None
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -71,6 +80,9 @@ def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
         raise ValidationError("At most 32 networks per side.")
     networks = []
     for item in items:
+        if "%" in item:
+            raise ValidationError(f"{_short(item)} has a zone (after %); scoped addresses cannot "
+                                  "be tunnel networks.")
         if "/" not in item:
             raise ValidationError(f"{_short(item)} has no prefix length; write it as a CIDR "
                                   "prefix, e.g. 10.1.0.0/24 (or /32 for one host).")
@@ -140,8 +152,10 @@ class PeerForm(FlaskForm):
     """Add or edit a peer. `validate_peer(others, editing)` adds the checks against other peers."""
 
     name = StringField("Name", validators=[InputRequired("Give the peer a name.")])
-    local_id = StringField("Local ID", validators=[Optional()])
-    peer_id = StringField("Peer ID", validators=[Optional()])
+    # No Optional(): it would stop the chain before validate_local_id, letting a blank or missing
+    # ID through raw (whitespace to charon, null to the store).
+    local_id = StringField("Local ID")
+    peer_id = StringField("Peer ID")
     ike_version = RadioField("Key exchange", choices=[SelectChoice("2", "IKEv2"), SelectChoice("1", "IKEv1")], default="2")
     local_ip = StringField("Local IP", validators=[InputRequired("Enter this router's address.")])
     remote_gateway = StringField("Remote gateway",
@@ -328,7 +342,11 @@ class PeerForm(FlaskForm):
     # Advanced options that depend on one another or on the fields above.
 
     def validate(self, extra_validators=None) -> bool:
-        ok = super().validate(extra_validators)
+        # Every text field's length first, before any rule looks at its content.
+        extra = {name: [_at_most(limit)] for name, limit in MAX_CHARS.items()}
+        for name, validators in (extra_validators or {}).items():
+            extra.setdefault(name, []).extend(validators)
+        ok = super().validate(extra)
         for field, message in self._contradictions():
             field.errors = list(field.errors) + [message]
             ok = False
@@ -385,6 +403,10 @@ class PeerForm(FlaskForm):
             if other.name.lower() == self.name.data.lower():
                 self.name.errors.append(f"A peer named {other.name} already exists.")
                 ok = False
+            clash = self._shares_ids_with(other)
+            if clash:
+                self.peer_id.errors.append(clash)
+                ok = False
             theirs = [stored_network(n) for n in other.remote_networks]
             for mine in self.remote_networks.parsed:
                 clash = next((t for t in theirs if overlapping(mine, t)), None)
@@ -408,13 +430,29 @@ class PeerForm(FlaskForm):
                 ok = False
         return ok
 
+    def _shares_ids_with(self, other: Peer) -> str:
+        """charon finds a PSK by its owners (the two IDs): two enabled peers with the same pair and
+        different keys leave it free to use either key for either peer."""
+        if not (self.enabled.data and other.enabled):
+            return ""
+        local_id = self.local_id.data or str(parse_ip(self.local_ip.data))
+        peer_id = self.peer_id.data or self.remote_gateway.data
+        if (local_id, peer_id) != (other.effective_local_id, other.effective_peer_id):
+            return ""
+        psk = self.psk.data or (self.editing.psk if self.editing else "")
+        if psk == other.psk:
+            return ""
+        return (f"Peer {other.name} has the same local and peer IDs ({local_id} and {peer_id}) "
+                "with a different key, so strongSwan could use either key for either peer. Give "
+                "this peer its own peer ID (or local ID), or use the same key.")
+
     def to_peer(self) -> Peer:
         """The validated peer; an empty PSK on edit keeps the stored one."""
         psk = self.psk.data or (self.editing.psk if self.editing else "")
         return Peer(
             name=self.name.data,
-            local_id=self.local_id.data,
-            peer_id=self.peer_id.data,
+            local_id=self.local_id.data or "",
+            peer_id=self.peer_id.data or "",
             ike_version=int(self.ike_version.data),
             local_ip=str(parse_ip(self.local_ip.data)),
             remote_gateway=self.remote_gateway.data,
@@ -459,6 +497,51 @@ class PeerForm(FlaskForm):
             "enabled": peer.enabled,
             **{name: getattr(peer, name) for name in ADVANCED_DEFAULTS},
         })
+
+
+def _at_most(limit: int):
+    def check(form, field):
+        if isinstance(field.data, str) and len(field.data) > limit:
+            raise StopValidation(f"At most {limit} characters.")
+    return check
+
+
+def peer_problem(peer: Peer) -> tuple[str, str] | None:
+    """(field, reason) when a stored peer breaks a field rule, else None: a peer that reached the
+    store another way (an older version, a hand edit, a restore) is checked before it is loaded."""
+    return _peer_problem(peer)
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_problem(peer: Peer) -> tuple[str, str] | None:
+    name = "name"
+    try:
+        for name, limit in MAX_CHARS.items():
+            value = getattr(peer, name)
+            total = len(value) if isinstance(value, str) else sum(len(v) + 1 for v in value)
+            if total > limit:
+                return name, f"longer than {limit} characters"
+        if not _NAME_RE.fullmatch(peer.name):
+            return "name", "not a valid peer name"
+        for name in ("local_id", "peer_id"):
+            if not isinstance(getattr(peer, name), str):
+                return name, "not text"
+            if getattr(peer, name):
+                check_identity(getattr(peer, name))
+        if parse_ip(peer.local_ip) is None:
+            return "local_ip", "not an IP address"
+        if (peer.remote_gateway != ANY_GATEWAY and parse_ip(peer.remote_gateway) is None
+                and not is_dns_name(peer.remote_gateway)):
+            return "remote_gateway", "not an IP address or DNS name"
+        for name in ("local_networks", "remote_networks"):
+            parse_networks("\n".join(getattr(peer, name)))
+    except ValidationError as e:
+        return name, str(e)
+    except TypeError:
+        return name, "holds the wrong type"
+    if not (PSK_MIN <= len(peer.psk) <= PSK_MAX and all(" " <= ch <= "~" for ch in peer.psk)):
+        return "psk", "not a usable pre-shared key"
+    return None
 
 
 def _check_integrity(ciphers: Sequence[str], integrity: Sequence[str]) -> None:

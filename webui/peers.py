@@ -170,8 +170,12 @@ class Peer:
     @classmethod
     def from_record(cls, record: dict) -> Peer:
         known = _PEER_FIELDS
-        return cls(**{k: tuple(v) if isinstance(v, list) else v
-                      for k, v in record.items() if k in known})
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in known}
+        # Before issue 17 an omitted ID could be stored as null, which broke every filtered list.
+        for name in ("local_id", "peer_id"):
+            if fields.get(name) is None:
+                fields[name] = ""
+        return cls(**fields)
 
 
 _PEER_FIELDS = frozenset(f.name for f in fields(Peer))

@@ -39,7 +39,7 @@ def wrong(browser, password="wrong-password-123", user="admin"):
 def test_password_file_holds_a_salted_scrypt_hash_only(tmp_path):
     first = PasswordFile(tmp_path / "a.json").set(NEW_PASSWORD)
     second = PasswordFile(tmp_path / "b.json").set(NEW_PASSWORD)
-    assert (first.n, first.r, first.p) == (SCRYPT_N, SCRYPT_R, SCRYPT_P) == (2**14, 8, 1)
+    assert (first.n, first.r, first.p) == (SCRYPT_N, SCRYPT_R, SCRYPT_P) == (2**15, 8, 1)
     assert first.salt != second.salt and first.hash != second.hash
     raw = (tmp_path / "a.json").read_text()
     assert NEW_PASSWORD not in raw

@@ -31,6 +31,10 @@ class CommandFailed(DriverError):
         self.field = field
 
 
+class ConfigError(ValueError):
+    """A setting the drivers cannot work with; the message names the setting."""
+
+
 # --- strongSwan ----------------------------------------------------------------------------------
 
 

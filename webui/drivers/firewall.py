@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 from typing import Sequence
 
-from webui.drivers import CommandFailed, DriverError
+from webui.drivers import CommandFailed, ConfigError, DriverError
 from webui.drivers import nft_rules
 from webui.peers import Peer
 
 log = logging.getLogger(__name__)
 
 
-def interface_list(value) -> tuple[str, ...]:
-    """A config value "lan0, lan1" (environment) or ["lan0", "lan1"] (config file) as a tuple."""
+# A Linux interface name as nft gets it: at most 15 characters, none that nft reads specially
+# ("*" would be a wildcard matching every interface, quotes or spaces would break the rule).
+_INTERFACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+def interface_list(value, setting: str = "interfaces") -> tuple[str, ...]:
+    """A config value "lan0, lan1" (environment) or ["lan0", "lan1"] (config file) as a tuple;
+    ConfigError naming `setting` when an item is not an interface name."""
     if not value:
         return ()
     items = value.split(",") if isinstance(value, str) else value
-    return tuple(i.strip() for i in items if i.strip())
+    names = tuple(str(i).strip() for i in items if str(i).strip())
+    for name in names:
+        if not _INTERFACE_RE.fullmatch(name):
+            raise ConfigError(f"WEBUI_{setting}: {name!r} is not an interface name (1 to 15 "
+                              "letters, digits, '.', '_' or '-'; no wildcards).")
+    return names
 
 
 def clean_error(stderr: str) -> str:
@@ -47,9 +59,10 @@ class NftFirewall:
     @classmethod
     def from_config(cls, config) -> NftFirewall:
         return cls(netns=config.get("NETNS", ""),
-                   lan=interface_list(config.get("LAN_INTERFACES", "")),
-                   wan=interface_list(config.get("WAN_INTERFACES", "")),
-                   tunnel=interface_list(config.get("IPSEC_INTERFACES", "ipsec0")))
+                   lan=interface_list(config.get("LAN_INTERFACES", ""), "LAN_INTERFACES"),
+                   wan=interface_list(config.get("WAN_INTERFACES", ""), "WAN_INTERFACES"),
+                   tunnel=interface_list(config.get("IPSEC_INTERFACES", "ipsec0"),
+                                         "IPSEC_INTERFACES"))
 
     def apply(self, peers: Sequence[Peer], verify: bool = False) -> bool:
         """Make the table match `peers`; False when it already did and nothing was touched.
