@@ -13,10 +13,35 @@ import threading
 
 from webui import capabilities
 from webui.drivers import CommandFailed, DriverError, Drivers, Step
+from webui.drivers.vici_messages import sa_settings
+from webui.forms import peer_problem
 from webui.peers import Peer
 from webui.store import PeerStore
 
 log = logging.getLogger(__name__)
+
+
+def needs_fresh_sa(old: Peer, new: Peer) -> bool:
+    """Whether SAs set up under `old` must be ended when `new` replaces it: its key, an ID, an
+    address or the IKE version changed. Rekeying keeps an IKE SA's authentication, so without
+    this a rotated (leaked) key would keep the old holder's tunnel up. Saving, restoring and
+    reconciling a peer all end such SAs and start the tunnel again."""
+    return sa_settings(old) != sa_settings(new)
+
+
+def usable(peers) -> tuple[list[Peer], dict[str, str]]:
+    """The peers that pass every field rule, and why each other one is left out. A peer stored by an
+    older version or edited by hand must not stop the others from loading."""
+    good, bad = [], {}
+    for peer in peers:
+        problem = peer_problem(peer)
+        if problem is None:
+            good.append(peer)
+        else:
+            field, reason = problem
+            bad[peer.name] = f"not loaded: its {field.replace('_', ' ')} is invalid ({reason})"
+            log.warning("peer %s not loaded: %s is invalid", peer.name, field)
+    return good, bad
 
 
 class Refused(Exception):
@@ -59,7 +84,7 @@ class Applier:
         with self._lock:
             self.store.replace(old.name, peer)
             try:
-                self._apply(peer, old.name)
+                self._apply(peer, old.name, renew=needs_fresh_sa(old, peer))
             except Refused:
                 self.store.replace(peer.name, old)
                 self._apply(old, peer.name if peer.name != old.name else None)
@@ -80,11 +105,14 @@ class Applier:
                 log.warning("peer %s deleted but not unloaded: %s", peer.name, e)
             self._apply_firewall()
 
-    def _apply(self, peer: Peer, previous_name: str | None) -> None:
+    def _apply(self, peer: Peer, previous_name: str | None, renew: bool = False) -> None:
         if previous_name and previous_name != peer.name:
             self.not_applied.pop(previous_name, None)
         try:
-            self.drivers.ipsec.apply(peer, previous_name)
+            if renew:
+                self.drivers.ipsec.apply(peer, previous_name, renew=True)
+            else:
+                self.drivers.ipsec.apply(peer, previous_name)
         except CommandFailed as e:
             raise Refused(str(e), e.field) from e
         except DriverError as e:
@@ -109,7 +137,7 @@ class Applier:
 
     def _apply_firewall(self, verify: bool = False) -> None:
         try:
-            self.drivers.firewall.apply(self.store.all(), verify=verify)
+            self.drivers.firewall.apply(usable(self.store.all())[0], verify=verify)
         except DriverError as e:
             self.firewall_error = str(e)
             log.warning("firewall rules not applied: %s", e)
@@ -130,7 +158,7 @@ class Applier:
 
     def _bring_in_line(self, operation, what: str) -> list[Step]:
         with self._lock:
-            peers = self.store.all()
+            peers, invalid = usable(self.store.all())
             try:
                 steps = operation(peers)
             except DriverError as e:
@@ -145,6 +173,8 @@ class Applier:
                     self.not_applied = {p.name: reason for p in peers if p.enabled}
             self.lacking = {}
             self._check_algorithms(peers)
+            self.not_applied.update(invalid)
+            steps += [Step(f"Load {name}", False, reason, peer=name) for name, reason in invalid.items()]
             self._apply_firewall(verify=True)
         steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
         return steps

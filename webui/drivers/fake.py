@@ -21,6 +21,7 @@ class FakeIPsec:
         self.supported = supported
         self.loaded: dict[str, Peer] = {}
         self.calls: list[tuple[str, str]] = []
+        self.renewed: list[str] = []  # peers whose SAs a real charon would have ended and restarted
         self._lock = threading.Lock()
 
     def _check(self):
@@ -40,9 +41,11 @@ class FakeIPsec:
         self._check()
         return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded}
 
-    def apply(self, peer: Peer, previous_name: str | None = None) -> None:
+    def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
         self._check()
         with self._lock:
+            if renew:
+                self.renewed.append(peer.name)
             if previous_name and previous_name != peer.name:
                 self.loaded.pop(previous_name, None)
             if peer.enabled:

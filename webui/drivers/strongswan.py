@@ -7,10 +7,13 @@ answered and refused). Messages are built and answers parsed in `vici_messages`,
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import logging
 import os
+import secrets
 import socket
 import struct
 import subprocess
@@ -210,6 +213,10 @@ class Gate:
 # --- The driver ----------------------------------------------------------------------------------
 
 STATE_FILE = "ipsec-loaded.json"
+# How long a save waits for the old IKE SAs to be deleted before it starts the new one.
+TERMINATE_WAIT_MS = 2000
+# A VICI value carries a 16-bit length: anything longer cannot even be encoded.
+VICI_MAX_VALUE = 65535
 FAILURE_TTL = 15 * 60  # a failure older than this says little about the tunnel now
 
 # charon's "invalid value for: <key>" names the message key; the form wants the peer field.
@@ -223,6 +230,16 @@ def field_at_fault(message: str) -> str | None:
         if f"for: {key}" in message:
             return field
     return None
+
+
+def _check_sizes(message) -> None:
+    """Refuse a message charon could not even decode, before it breaks the session for others."""
+    values = message.values() if isinstance(message, dict) else message
+    for value in values:
+        if isinstance(value, (dict, list)):
+            _check_sizes(value)
+        elif len(str(value).encode()) > VICI_MAX_VALUE:
+            raise CommandFailed("A value of this peer is too long for strongSwan.")
 
 
 def default_restart_command() -> list[str] | None:
@@ -282,6 +299,10 @@ class ViciDriver:
         # The names this UI loaded. Replaced, never changed in place, so status() reads it without
         # the lock: a reconcile of 1000 peers holds the lock for seconds.
         self._managed: frozenset[str] = self._read_state()
+        # A keyed digest of each loaded peer's authentication settings (vm.sa_settings), kept with
+        # the names: a reconcile that finds a peer's key or IDs changed since it was loaded (peers
+        # restored or edited while the UI was down) ends the SAs the old settings authenticated.
+        self._salt, self._digests = self._read_digests()
         self._algorithms: frozenset[str] | None = None
         self._watcher: FailureWatcher | None = None
 
@@ -295,9 +316,22 @@ class ViciDriver:
             log.warning("ignoring unreadable %s", self.state_path)
             return frozenset()
 
+    def _read_digests(self) -> tuple[bytes, dict[str, str]]:
+        try:
+            doc = json.loads(self.state_path.read_text())
+            return bytes.fromhex(doc["salt"]), dict(doc.get("settings", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return secrets.token_bytes(16), {}
+
+    def _digest(self, peer: Peer) -> str:
+        settings = json.dumps(vm.sa_settings(peer)).encode()
+        return hmac.new(self._salt, settings, hashlib.sha256).hexdigest()
+
     def _save_state(self) -> None:
-        data = json.dumps({"loaded": sorted(self._managed)}, indent=1).encode()
-        write_atomic(self.state_path, data, mode=0o644)
+        self._digests = {n: d for n, d in self._digests.items() if n in self._managed}
+        data = json.dumps({"loaded": sorted(self._managed), "salt": self._salt.hex(),
+                           "settings": self._digests}, indent=1).encode()
+        write_atomic(self.state_path, data, mode=0o600)
 
     @contextlib.contextmanager
     def _session(self, timeout: float | None = None):
@@ -320,11 +354,18 @@ class ViciDriver:
     @staticmethod
     def _messages(peer: Peer) -> tuple[dict, dict]:
         try:
-            return vm.load_shared(peer), vm.load_conn(peer)
+            messages = vm.load_shared(peer), vm.load_conn(peer)
         except vm.InvalidProposal as err:
             raise CommandFailed(str(err), field=err.field) from None
+        for message in messages:
+            _check_sizes(message)
+        return messages
 
-    def _load(self, vs, peer: Peer, supported: frozenset[str] | None) -> None:
+    def _load(self, vs, peer: Peer, supported: frozenset[str] | None,
+              renew: bool = False) -> None:
+        """Load the peer; with `renew` (or when its key, IDs, addresses or IKE version differ from
+        what was loaded before), end the IKE SAs authenticated under the old settings and start
+        the tunnel again: neither load-shared nor load-conn touches an established SA."""
         # charon does not leave out an algorithm it lacks: it fails the whole negotiation. So it
         # gets the peer without them (the store keeps them; the page says what was left out).
         usable = capabilities.loadable(peer, supported)
@@ -332,6 +373,9 @@ class ViciDriver:
             raise CommandFailed(f"{peer.name} {capabilities.check(peer, supported).message}",
                                 field=capabilities.first_lacking_field(peer, supported))
         shared, conn = self._messages(usable)
+        digest = self._digest(peer)
+        renew = renew or self._digests.get(peer.name, digest) != digest
+        old_sas = self._sa_ids(vs, peer.name) if renew else ()
         # Forget the old failure before loading: charon starts the tunnel at once, and its new
         # failure may be noted by the watcher before load-conn even answers.
         self.failures.clear(peer.name)
@@ -343,7 +387,34 @@ class ViciDriver:
                                 f"{str(err).split(': ', 1)[-1]}",
                                 field=field_at_fault(str(err))) from None
         self._managed = self._managed | {peer.name}
+        self._digests[peer.name] = digest
         log.info("loaded connection %s", peer.name)
+        if old_sas:
+            self._renew(vs, peer, old_sas)
+
+    @staticmethod
+    def _sa_ids(vs, name: str) -> tuple[int, ...]:
+        sas = vm.parse_sas(events(vs, "list-sas", "list-sa", {"ike": name, "noblock": "yes"}))
+        return tuple(sa.unique_id for sa in sas if sa.name == name)
+
+    def _renew(self, vs, peer: Peer, old_sas: Sequence[int]) -> None:
+        """Terminate the IKE SAs `old_sas` (by unique id, so an SA the new settings already started
+        is spared), then start the tunnel unless one is already on its way."""
+        for unique_id in old_sas:
+            try:
+                streamed(vs, "terminate", "control-log",
+                         {"ike-id": unique_id, "force": "yes", "timeout": TERMINATE_WAIT_MS})
+            except CommandFailed as err:
+                log.info("terminating %s's old IKE SA %d: %s", peer.name, unique_id, err)
+        log.info("ended the IKE SAs of %s authenticated with its old settings", peer.name)
+        if set(self._sa_ids(vs, peer.name)) - set(old_sas) or not peer.enabled:
+            return
+        for child, _, _ in vm.child_selectors(peer):
+            try:
+                streamed(vs, "initiate", "control-log",
+                         {"child": child, "ike": peer.name, "timeout": -1})
+            except CommandFailed as err:
+                log.info("starting %s again: %s", peer.name, err)
 
     def _unload(self, vs, name: str, loaded: set[str]) -> None:
         """Unload the connection and its key, and end its SAs (unload-conn leaves them up)."""
@@ -362,7 +433,7 @@ class ViciDriver:
     def _loaded(vs) -> set[str]:
         return {vm._text(n) for n in request(vs, "get-conns").get("conns", [])}
 
-    def apply(self, peer: Peer, previous_name: str | None = None) -> None:
+    def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
         self._messages(peer)  # refuse an impossible proposal before touching charon
         supported = self.supported_algorithms()
         with self._changing(), self._session() as vs:
@@ -371,7 +442,7 @@ class ViciDriver:
                 if previous_name and previous_name != peer.name:
                     self._unload(vs, previous_name, loaded)
                 if peer.enabled:
-                    self._load(vs, peer, supported)
+                    self._load(vs, peer, supported, renew=renew)
                 else:
                     self._unload(vs, peer.name, loaded)
             finally:

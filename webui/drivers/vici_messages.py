@@ -32,6 +32,10 @@ Decisions the builders encode (the swanctl.conf(5) names in brackets):
 - Lifetimes [rekey_time of the IKE SA and of each CHILD_SA, always sent, by default charon's own
   4 h and 1 h]: charon derives the hard lifetime (+10 %) and the jitter from them. An IKEv2 peer may
   reauthenticate instead of rekeying [reauth_time, rekey_time=0s]; IKEv1 always reauthenticates.
+  Otherwise an IKEv2 SA is still reauthenticated every 6 h [reauth_time=6h]: rekeying keeps an IKE
+  SA's authentication forever, so a key that was changed or leaked would keep a tunnel that never
+  dropped up. Saving a new key (or IDs, addresses, IKE version) ends the old IKE SAs at once (the
+  driver does it); this is the defence in depth behind that, at the cost of a short break.
 - Encapsulation, MOBIKE, fragmentation, aggressive mode [encap, mobike, fragmentation,
   aggressive]: sent only when they differ from charon's defaults (no, yes, yes, no), MOBIKE only
   for IKEv2 and aggressive mode only for IKEv1, where they exist.
@@ -51,6 +55,7 @@ from webui.drivers import ChildSA, Connection, IkeSA, TunnelState
 from webui.peers import AEAD, Peer
 
 CLOSE_ACTION = "none"
+REAUTH_TIME = "6h"
 SHARED_ID_PREFIX = "webui-psk-"
 
 
@@ -162,6 +167,8 @@ def ike_lifetimes(peer: Peer) -> dict:
     """IKE SA rekeying or, for an IKEv2 peer that asks for it, reauthentication instead."""
     if peer.ike_reauth and peer.ike_version == 2:
         return {"rekey_time": "0s", "reauth_time": f"{peer.ike_rekey_time}s"}
+    if peer.ike_version == 2:
+        return {"rekey_time": f"{peer.ike_rekey_time}s", "reauth_time": REAUTH_TIME}
     return {"rekey_time": f"{peer.ike_rekey_time}s"}
 
 
@@ -186,6 +193,13 @@ def load_shared(peer: Peer) -> dict:
         "data": peer.psk,
         "owners": [peer.effective_local_id, peer.effective_peer_id],
     }
+
+
+def sa_settings(peer: Peer) -> list:
+    """What an established IKE SA was authenticated with: when any of it changes, SAs made under
+    the old values must go (a new key must lock out the old one)."""
+    return [peer.psk, peer.effective_local_id, peer.effective_peer_id, peer.local_ip,
+            peer.remote_gateway, peer.ike_version]
 
 
 # Who starts the tunnel, seen from the other side: a peer this router starts waits for it there
