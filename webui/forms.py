@@ -35,7 +35,7 @@ _NAME_RE = re.compile(NAME_PATTERN)
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _DNS_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 PSK_MIN, PSK_MAX, PSK_HINT = 8, 256, 20
-# Server-side bounds on every text field (the form's maxlength attributes mirror them). Without
+# Server-side bounds on every text field, checked before anything else looks at it. Without
 # them one oversized ID is stored, and every later load of the peers into charon fails on it.
 MAX_CHARS = {"name": 32, "local_id": 253, "peer_id": 253, "local_ip": 45, "remote_gateway": 253,
              "local_networks": 2048, "remote_networks": 2048, "psk": PSK_MAX}
@@ -502,7 +502,7 @@ class PeerForm(FlaskForm):
 def _at_most(limit: int):
     def check(form, field):
         if isinstance(field.data, str) and len(field.data) > limit:
-            raise StopValidation(f"At most {limit} characters.")
+            raise StopValidation(f"At most {limit} characters; this has {len(field.data)}.")
     return check
 
 
