@@ -99,7 +99,9 @@ def test_a_new_peer_takes_the_same_defaults_as_the_form(api, browser, app):
             name = re.search(r'name="([^"]+)"', tag).group(1)
             ticked.setdefault(name, []).append(re.search(r'value="([^"]+)"', tag).group(1))
     retries = re.search(r'<input[^>]*name="keying_retries"[^>]*>', page).group()
+    # Its own peer ID: the same two IDs with another key would be refused (issue 17).
     form = valid_peer_form(name="by-form", remote_networks="10.9.0.0/16",
+                           peer_id="by-form.example",
                            keying_retries=re.search(r'value="([^"]*)"', retries).group(1))
     for key in ("ike_encryption", "ike_integrity", "ike_dh_groups", "esp_encryption",
                 "esp_integrity", "esp_dh_groups", "firewall"):
