@@ -179,12 +179,13 @@ def test_saving_a_new_key_asks_the_driver_for_fresh_sas(app, browser):
 def test_the_driver_ends_the_old_ike_sas_by_id_and_starts_the_tunnel_again(tmp_path):
     """The VICI conversation of a renewal: the old SAs' unique ids are read before loading, only
     those are terminated after, and the tunnel is initiated when nothing else is on its way."""
-    from tests.unit.test_vici_transport import ListeningCharon
+    from tests.unit.test_vici_transport import FULL_BUILD, ListeningCharon
     from webui.drivers import strongswan
     charon = ListeningCharon(tmp_path / "charon.vici")
     try:
         sa = {"uniqueid": "7", "version": "2", "state": "ESTABLISHED"}
-        charon.replies.update({"get-conns": ([], {"conns": ["good"]}),
+        charon.replies.update({"get-algorithms": ([], FULL_BUILD),
+                               "get-conns": ([], {"conns": ["good"]}),
                                "list-sas": ([("list-sa", {"good": sa})], {}),
                                "load-shared": ([], {"success": "yes"}),
                                "load-conn": ([], {"success": "yes"}),
