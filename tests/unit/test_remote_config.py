@@ -28,6 +28,7 @@ connections {
         keyingtries = 3
         dpd_delay = 30s
         rekey_time = 14400s
+        reauth_time = 6h
         send_certreq = no
         local {
             auth = psk

@@ -183,7 +183,10 @@ def test_a_store_from_before_the_advanced_options_migrates_to_todays_behaviour(t
         assert migrated.to_record() == {**record, **ADVANCED_DEFAULTS}
         conn = vici_messages.load_conn(migrated)[migrated.name]
         assert conn["dpd_delay"] == "30s" and conn["rekey_time"] == "14400s"
-        assert not {"encap", "mobike", "fragmentation", "aggressive", "reauth_time"} & set(conn)
+        assert not {"encap", "mobike", "fragmentation", "aggressive"} & set(conn)
+        # Issue 17: every IKEv2 SA reauthenticates now and then (IKEv1 does on each rekey).
+        assert conn.get("reauth_time") == (vici_messages.REAUTH_TIME
+                                           if migrated.ike_version == 2 else None)
         for child in conn["children"].values():
             assert (child["start_action"], child["dpd_action"], child["rekey_time"]) == (
                 "start", "restart", "3600s")

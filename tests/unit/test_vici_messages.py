@@ -24,6 +24,7 @@ def test_load_conn_for_a_default_peer():
         "keyingtries": "3",
         "dpd_delay": "30s",
         "rekey_time": "14400s",
+        "reauth_time": "6h",
         "send_certreq": "no",
         "local": {"auth": "psk", "id": "192.0.2.1"},
         "remote": {"auth": "psk", "id": "192.0.2.2"},
