@@ -55,7 +55,7 @@ def test_a_new_key_ends_the_sa_the_old_key_made(live, clean_lab):
     assert remote_initiates(clean_lab, "site-b")
     assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=1), timeout=5)
     status = browser.get("/commands/status", htmx=True).text
-    assert "Reauthentication in" in status
+    assert "Reauthenticate in" in status
 
 
 def test_a_key_changed_while_the_ui_was_away_is_renewed_by_reconcile(serve, clean_lab, data_dir):
