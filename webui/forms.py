@@ -318,8 +318,8 @@ class PeerForm(FlaskForm):
     def validate_esp_dh_groups(self, field):
         if not field.data:
             raise ValidationError("Choose at least one DH group, or None for no PFS.")
-        if "none" in field.data and len(field.data) > 1:
-            raise ValidationError("None (no PFS) cannot be combined with DH groups.")
+        # None beside DH groups is allowed: PFS is offered first and a peer without PFS is still
+        # accepted (the "compatible" preset relies on it; see esp_proposals).
 
     def validate_psk(self, field):
         psk = field.data or ""

@@ -1,0 +1,178 @@
+"""Why a tunnel is down, from charon's own log lines; what charon can do, from get-algorithms; and
+the per-tunnel state the status cells show, from list-sas."""
+from __future__ import annotations
+
+import pytest
+
+from webui.drivers import TunnelState
+from webui.drivers import vici_messages as vm
+from webui.drivers.strongswan import Failures
+
+AUTH = "authentication failed"
+PROPOSAL = "no matching proposal (the two sides' algorithms differ)"
+SILENT = "the remote gateway is not responding"
+
+# The `msg` of charon 5.9's VICI log events, as it words them (the log-line prefixes such as
+# "13[IKE] <branch|1>" are not part of the message).
+LINES = [
+    # IKEv2 initiator, the responder's key differs
+    ("received AUTHENTICATION_FAILED notify error", AUTH),
+    # IKEv2 responder, the initiator's key differs
+    ("tried 1 shared key for '192.0.2.2' - '192.0.2.1', but MAC mismatched", AUTH),
+    # IKEv1 main mode, the keys differ
+    ("invalid HASH_V1 payload length, decryption failed?",
+     "authentication failed (the pre-shared keys differ)"),
+    ("no shared key found for '192.0.2.1' - 'branch.example.com'",
+     "authentication failed (no pre-shared key for these IDs)"),
+    ("received INVALID_ID_INFORMATION error notify", "the remote refused our ID"),
+    ("received NO_PROPOSAL_CHOSEN notify error", PROPOSAL),
+    ("no acceptable proposal found", PROPOSAL),
+    ("no matching proposal found, sending NO_PROPOSAL_CHOSEN", PROPOSAL),
+    ("received TS_UNACCEPTABLE notify, no CHILD_SA built",
+     "the remote did not accept the networks (traffic selectors)"),
+    ("unable to resolve vpn.branch.example.com, initiate aborted",
+     "the remote gateway's name cannot be resolved"),
+    ("peer not responding, trying again (2/3)", SILENT),
+    ("giving up after 5 retransmits", SILENT),
+]
+# What charon logs on the way to a tunnel that works: none of it is a failure.
+HARMLESS = [
+    "initiating IKE_SA branch[1] to 192.0.2.2",
+    "sending packet: from 192.0.2.1[500] to 192.0.2.2[500] (248 bytes)",
+    "authentication of '192.0.2.1' (myself) with pre-shared key",
+    "authentication of '192.0.2.2' with pre-shared key successful",
+    "IKE_SA branch[1] established between 192.0.2.1[192.0.2.1]...192.0.2.2[192.0.2.2]",
+    "selected proposal: IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519",
+    "CHILD_SA branch{1} established with SPIs c1a2b3c4_i c5d6e7f8_o and TS "
+    "198.51.100.0/24 === 203.0.113.0/24",
+    "retransmit 1 of request with message ID 0",
+    "",
+]
+
+
+@pytest.mark.parametrize("line, reason", LINES, ids=[line[:40] for line, _ in LINES])
+def test_each_failure_charon_logs_has_its_reason(line, reason):
+    assert vm.failure_reason(line) == reason
+
+
+@pytest.mark.parametrize("line", HARMLESS)
+def test_lines_of_a_working_negotiation_are_no_failure(line):
+    assert vm.failure_reason(line) is None
+
+
+def test_the_listener_remembers_the_reason_per_tunnel_until_it_is_cleared():
+    failures = Failures(ttl=60)
+    assert failures.note_log("branch", "giving up after 5 retransmits") == SILENT
+    assert failures.note_log("branch", "sending packet: from a to b") is None
+    assert failures.note_log("hq", "received AUTHENTICATION_FAILED notify error") == AUTH
+    assert failures.note_log("", "received NO_PROPOSAL_CHOSEN notify error") == PROPOSAL
+    assert failures.current() == {"branch": SILENT, "hq": AUTH}, "a harmless line keeps the reason"
+    failures.clear("branch")
+    assert failures.current() == {"hq": AUTH}
+
+
+def test_reasons_are_forgotten_after_their_time():
+    failures = Failures(ttl=0)
+    failures.note_log("branch", "giving up after 5 retransmits")
+    assert failures.current() == {}
+
+
+# --- get-algorithms ------------------------------------------------------------------------------
+
+FULL_5 = {"encryption": {"AES_CBC": b"aes", "3DES_CBC": b"des"},
+          "aead": {"AES_GCM_16": b"gcm", "CHACHA20_POLY1305": b"chapoly"},
+          "integrity": {"HMAC_SHA1_96": b"hmac", "HMAC_SHA2_256_128": b"hmac",
+                        "HMAC_SHA2_384_192": b"hmac", "HMAC_SHA2_512_256": b"hmac"},
+          "dh": {"MODP_1024": b"gmp", "MODP_2048": b"gmp", "MODP_3072": b"gmp",
+                 "MODP_4096": b"gmp", "ECP_256": b"openssl", "ECP_384": b"openssl",
+                 "CURVE_25519": b"openssl"}}
+EVERYTHING = {"aes256gcm16", "aes128gcm16", "chacha20poly1305", "aes256", "aes128", "3des",
+              "sha256", "sha384", "sha512", "sha1", "curve25519", "ecp256", "ecp384", "modp3072",
+              "modp4096", "modp2048", "modp1024", "none"}
+
+
+def test_a_full_strongswan_5_supports_the_whole_catalogue():
+    assert vm.parse_algorithms(FULL_5) == EVERYTHING
+
+
+def test_strongswan_6_reports_dh_groups_as_key_exchange_methods():
+    answer = {k: v for k, v in FULL_5.items() if k != "dh"}
+    answer["ke"] = dict(FULL_5["dh"], ML_KEM_768=b"ml")
+    assert vm.parse_algorithms(answer) == EVERYTHING
+
+
+def test_a_small_router_build_offers_only_what_it_has():
+    """OpenWrt's minimal build: AES-CBC, SHA-1/2, MODP; no GCM, ChaCha, ECP or Curve25519."""
+    answer = {b"encryption": {b"AES_CBC": b"aes"}, b"integrity": {b"HMAC_SHA1_96": b"hmac",
+                                                                   b"HMAC_SHA2_256_128": b"hmac"},
+              b"dh": {b"MODP_2048": b"gmp", b"MODP_1024": b"gmp"}, b"hasher": {b"HASH_SHA1": b"x"}}
+    assert vm.parse_algorithms(answer) == {"aes256", "aes128", "sha1", "sha256", "modp2048",
+                                           "modp1024", "none"}
+
+
+def test_nothing_reported_leaves_only_no_pfs():
+    assert vm.parse_algorithms({}) == {"none"}
+    assert vm.parse_algorithms({"dh": None, "ke": {}}) == {"none"}
+
+
+# --- list-sas -> status cells --------------------------------------------------------------------
+
+def child(state, bytes_in=0, bytes_out=0):
+    return {"state": state.encode(), "bytes-in": str(bytes_in).encode(),
+            "bytes-out": str(bytes_out).encode()}
+
+
+def sa(state, children=(), established=None):
+    found = {"state": state.encode(), "child-sas": {f"c{i}": c for i, c in enumerate(children)}}
+    if established is not None:
+        found["established"] = str(established).encode()
+    return found
+
+
+def test_every_sa_of_one_event_counts_whatever_the_one_before_it_was():
+    events = [{"a": sa("CONNECTING"), "b": sa("ESTABLISHED", [child("INSTALLED", 5, 6)], 10),
+               "c": sa("DELETING"), "d": sa("ESTABLISHED", [child("INSTALLED", 1, 2)], 3)}]
+    states = vm.tunnel_states(events, loaded=(), failures={})
+    assert {n: s.state for n, s in states.items()} == {
+        "a": "connecting", "b": "up", "c": "connecting", "d": "up"}
+    assert (states["d"].bytes_in, states["d"].bytes_out, states["d"].established_for) == (1, 2, 3)
+
+
+def test_every_child_counts_whatever_the_one_before_it_was():
+    events = [{"a": sa("ESTABLISHED", [child("CREATED"), child("REKEYED", 7, 8),
+                                       child("DELETING", 100, 100), child("INSTALLED", 1, 1)], 9)}]
+    (state,) = vm.tunnel_states(events, loaded={"a"}, failures={}).values()
+    assert state == TunnelState("a", "up", established_for=9, bytes_in=8, bytes_out=9, loaded=True)
+
+
+@pytest.mark.parametrize("ike", ["ESTABLISHED", "REKEYING", "REKEYED"])
+@pytest.mark.parametrize("child_state", ["INSTALLED", "REKEYING", "REKEYED", "UPDATING"])
+def test_up_means_an_established_ike_sa_with_an_installed_child(ike, child_state):
+    events = [{"a": sa(ike, [child(child_state)], 1)}]
+    assert vm.tunnel_states(events, (), {})["a"].state == "up"
+
+
+@pytest.mark.parametrize("ike, child_state", [
+    ("CONNECTING", "INSTALLED"), ("DELETING", "INSTALLED"), ("PASSIVE", "INSTALLED"),
+    ("ESTABLISHED", "CREATED"), ("ESTABLISHED", "INSTALLING"), ("ESTABLISHED", "DELETING"),
+    ("ESTABLISHED", "DESTROYING"), ("ESTABLISHED", None)])
+def test_anything_short_of_that_is_connecting(ike, child_state):
+    events = [{"a": sa(ike, [child(child_state)] if child_state else [], 1)}]
+    state = vm.tunnel_states(events, (), {"a": AUTH})["a"]
+    assert (state.state, state.reason) == ("connecting", AUTH)
+
+
+def test_a_loaded_or_failed_tunnel_without_an_sa_is_down_with_its_reason():
+    states = vm.tunnel_states([], loaded=["a", "b"], failures={"b": SILENT, "gone": AUTH})
+    assert states == {"a": TunnelState("a", "down", loaded=True),
+                      "b": TunnelState("b", "down", reason=SILENT, loaded=True),
+                      "gone": TunnelState("gone", "down", reason=AUTH, loaded=False)}
+
+
+def test_up_wins_over_a_stale_reason_and_the_newest_sa_gives_the_age():
+    events = [{"a": sa("ESTABLISHED", [child("INSTALLED", 10, 20)], 50)},
+              {"a": sa("ESTABLISHED", [child("INSTALLED", 1, 2)], 70)},
+              {"a": sa("ESTABLISHED", [child("INSTALLED", 1, 2)])}]
+    state = vm.tunnel_states(events, loaded=["a"], failures={"a": AUTH})["a"]
+    assert state == TunnelState("a", "up", established_for=70, bytes_in=12, bytes_out=24,
+                                loaded=True)
