@@ -97,21 +97,20 @@ class Table:
         if value is None:  # an ip payload match on an ip6 packet, or the other way round
             return False
         right, op = match["right"], match["op"]
+        if isinstance(right, list):
+            # A list is a combination of flags (ct state): "in" asks for any of them, "==" for
+            # all of them at once, which a connection's one state never is.
+            assert match["left"] == {"ct": {"key": "state"}}, match
+            return {"in": value in right, "==": [value] == right}[op]
         if isinstance(right, str) and right.startswith("@"):
             found = any(self._element_has(e, value) for e in self.elements[right[1:]])
         elif isinstance(right, dict):
             (kind, values), = right.items()
             assert kind == "set"
             found = value in values
-        elif isinstance(right, list):
-            found = value in right
         else:
             found = value == right
-        if op in ("==", "in"):
-            return found
-        if op == "!=":
-            return not found
-        raise AssertionError(f"unknown operator {op}")
+        return {"==": found, "!=": not found}[op]
 
     def _value(self, left: dict, packet: Packet):
         (kind, arg), = left.items()

@@ -368,7 +368,6 @@ _FAILURES = (
     ("INVALID_ID_INFORMATION", "the remote refused our ID"),
     ("NO_PROPOSAL_CHOSEN", "no matching proposal (the two sides' algorithms differ)"),
     ("no acceptable proposal", "no matching proposal (the two sides' algorithms differ)"),
-    ("no matching proposal", "no matching proposal (the two sides' algorithms differ)"),
     ("TS_UNACCEPTABLE", "the remote did not accept the networks (traffic selectors)"),
     ("unable to resolve", "the remote gateway's name cannot be resolved"),
     ("peer not responding", "the remote gateway is not responding"),
