@@ -20,15 +20,21 @@ class FormFields(HTMLParser):
         self.fields: dict[str, list[str]] = {}
         self._in_form = False
         self._textarea: str | None = None
+        self._select: str | None = None
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "form" and attrs.get("id") == "peer-form":
             self._in_form = True
+        if self._in_form and tag == "option" and self._select and "selected" in attrs:
+            self.fields[self._select].append(attrs.get("value", ""))
         if not self._in_form or "name" not in attrs:
             return
         name = attrs["name"]
+        if tag == "select":
+            self._select = name
+            self.fields.setdefault(name, [])
         if tag == "textarea":
             self._textarea = name
             self.fields.setdefault(name, []).append("")
@@ -48,6 +54,8 @@ class FormFields(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "textarea":
             self._textarea = None
+        elif tag == "select":
+            self._select = None
         elif tag == "form":
             self._in_form = False
 
@@ -65,6 +73,7 @@ class FormFields(HTMLParser):
         return posted
 
 
+BOXES = {"enabled", "ike_reauth", "encap", "disable_mobike", "aggressive"}
 MULTI = {"ike_encryption", "ike_integrity", "ike_dh_groups", "esp_encryption", "esp_integrity",
          "esp_dh_groups", "firewall"}
 
@@ -85,7 +94,10 @@ POSTED = [
         ike_encryption=["aes256gcm16", "aes128"], ike_integrity=["sha384", "sha512"],
         ike_dh_groups=["ecp384", "modp3072"], esp_encryption=["chacha20poly1305"], esp_integrity=[],
         esp_dh_groups=["ecp256", "modp4096"], psk="first-peer-key-0123456789",
-        keying_retries="0", firewall=["input"], enabled="y"),
+        keying_retries="0", firewall=["input"], enabled="y",
+        dpd_delay="0", dpd_action="clear", ike_rekey_time="7200", child_rekey_time="1800",
+        ike_reauth="y", start_action="trap", encap="y", disable_mobike="y",
+        fragmentation="accept"),
     valid_peer_form(
         name="Old_Site-7", local_id="", peer_id="", ike_version="1",
         local_ip="192.0.2.10", remote_gateway="192.0.2.77",
@@ -93,7 +105,9 @@ POSTED = [
         ike_encryption=["aes128", "3des"], ike_integrity=["sha256", "sha1"],
         ike_dh_groups=["modp2048", "modp1024"], esp_encryption=["aes256", "aes128"],
         esp_integrity=["sha1"], esp_dh_groups=["none"], psk="second-peer-key-9876543210",
-        keying_retries="100", firewall=["forward_lan", "forward_wan"], enabled=None),
+        keying_retries="100", firewall=["forward_lan", "forward_wan"], enabled=None,
+        dpd_delay="3600", dpd_action="trap", ike_rekey_time="28800", child_rekey_time="86400",
+        start_action="none", fragmentation="no", aggressive="y"),
     valid_peer_form(
         name="six", local_id="2001:db8::1", peer_id="2001:db8::2", ike_version="2",
         local_ip="2001:db8::1", remote_gateway="2001:db8::2",
@@ -101,7 +115,9 @@ POSTED = [
         ike_encryption=["aes256"], ike_integrity=["sha256"], ike_dh_groups=["curve25519"],
         esp_encryption=["aes256gcm16", "aes128gcm16"], esp_integrity=[],
         esp_dh_groups=["curve25519"], psk="third-peer-key-abcdefghijk",
-        keying_retries="7", firewall=[], enabled="y"),
+        keying_retries="7", firewall=[], enabled="y",
+        dpd_delay="30", dpd_action="restart", ike_rekey_time="14400", child_rekey_time="3600",
+        start_action="start", fragmentation="yes"),
 ]
 
 # What each must become, written out field by field.
@@ -113,14 +129,20 @@ EXPECTED = [
          ike_encryption=("aes256gcm16", "aes128"), ike_integrity=("sha384", "sha512"),
          ike_dh_groups=("ecp384", "modp3072"), esp_encryption=("chacha20poly1305",),
          esp_integrity=(), esp_dh_groups=("ecp256", "modp4096"), psk="first-peer-key-0123456789",
-         keying_retries=0, firewall=("input",), enabled=True),
+         keying_retries=0, firewall=("input",), enabled=True,
+         dpd_delay=0, dpd_action="clear", ike_rekey_time=7200, child_rekey_time=1800,
+         ike_reauth=True, start_action="trap", encap=True, disable_mobike=True,
+         fragmentation="accept", aggressive=False),
     Peer(name="Old_Site-7", local_id="", peer_id="", ike_version=1,
          local_ip="192.0.2.10", remote_gateway="192.0.2.77",
          local_networks=("10.10.0.0/16",), remote_networks=("10.20.0.0/16", "10.21.0.0/16"),
          ike_encryption=("aes128", "3des"), ike_integrity=("sha256", "sha1"),
          ike_dh_groups=("modp2048", "modp1024"), esp_encryption=("aes256", "aes128"),
          esp_integrity=("sha1",), esp_dh_groups=("none",), psk="second-peer-key-9876543210",
-         keying_retries=100, firewall=("forward_lan", "forward_wan"), enabled=False),
+         keying_retries=100, firewall=("forward_lan", "forward_wan"), enabled=False,
+         dpd_delay=3600, dpd_action="trap", ike_rekey_time=28800, child_rekey_time=86400,
+         ike_reauth=False, start_action="none", encap=False, disable_mobike=False,
+         fragmentation="no", aggressive=True),
     Peer(name="six", local_id="2001:db8::1", peer_id="2001:db8::2", ike_version=2,
          local_ip="2001:db8::1", remote_gateway="2001:db8::2",
          local_networks=("2001:db8:1::/48",),
@@ -128,7 +150,10 @@ EXPECTED = [
          ike_encryption=("aes256",), ike_integrity=("sha256",), ike_dh_groups=("curve25519",),
          esp_encryption=("aes256gcm16", "aes128gcm16"), esp_integrity=(),
          esp_dh_groups=("curve25519",), psk="third-peer-key-abcdefghijk",
-         keying_retries=7, firewall=(), enabled=True),
+         keying_retries=7, firewall=(), enabled=True,
+         dpd_delay=30, dpd_action="restart", ike_rekey_time=14400, child_rekey_time=3600,
+         ike_reauth=False, start_action="start", encap=False, disable_mobike=False,
+         fragmentation="yes", aggressive=False),
 ]
 
 
@@ -149,10 +174,10 @@ def without_defaults(peer: Peer, field: str) -> bool:
 
 def test_the_examples_differ_from_the_defaults_and_each_other_in_every_field():
     """Otherwise a field dropped on the way could still come back equal."""
-    for field in ("local_id", "peer_id", "ike_version", "ike_encryption", "ike_integrity",
-                  "ike_dh_groups", "esp_encryption", "esp_dh_groups", "keying_retries",
-                  "firewall", "enabled"):
-        assert any(without_defaults(p, field) for p in EXPECTED), field
+    for field in dataclasses.fields(Peer):
+        if field.name not in ("name", "local_ip", "remote_gateway", "local_networks",
+                              "remote_networks", "psk"):
+            assert any(without_defaults(p, field.name) for p in EXPECTED), field.name
     for field in dataclasses.fields(Peer):
         assert len({getattr(p, field.name) for p in EXPECTED}) > 1, field.name
 
@@ -173,11 +198,11 @@ def test_every_field_survives_form_store_disk_and_edit_form(app, browser, data_d
                 continue
             if name.endswith("_networks"):  # one per line, whatever separated them when posted
                 assert shown[name] == "\n".join(getattr(expected, name)), name
-            elif name == "enabled":
-                assert shown[name] == "y", name
             else:
                 assert shown[name] == value, name
-        assert ("enabled" in shown) == expected.enabled
+        for box in BOXES:
+            assert (box in shown) == getattr(expected, box), box
+        assert not set(shown) - set(posted) - {"csrf_token"}, "a field the test does not know"
 
 
 def test_saving_an_unchanged_edit_form_changes_nothing(browser, data_dir):
