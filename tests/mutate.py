@@ -1,0 +1,120 @@
+"""Mutation testing of the core modules with mutmut: `./dev mutate [module ...]`.
+
+Each module is mutated on its own, in a scratch copy of the checkout (`.mutmut/<module>/`), so the
+checkout itself is never touched; every mutant runs the unit tests that reach the mutated function
+(mutmut's own selection), one child at a time unless `--children` says otherwise. The score is
+killed ÷ (mutants − survivors judged equivalent in docs/TESTING.md); the survivors not judged
+there are printed with their diffs, and written to `.mutmut/<module>/survivors.txt`.
+Not part of `./dev test` or CI: a module takes minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ("webui/drivers/vici_messages.py", "webui/forms.py", "webui/drivers/nft_rules.py",
+        "webui/store.py", "webui/auth.py")
+TESTING = ROOT / "docs" / "TESTING.md"
+COPIED = ("webui", "tests", "pytest.ini", "run.py")
+MUTANT_NAME = re.compile(r"`(webui\.[\w.ǁ]+__mutmut_\d+)`")
+
+
+def equivalents() -> set[str]:
+    """Mutant names that docs/TESTING.md judges equivalent (each listed there with why)."""
+    if not TESTING.exists():
+        return set()
+    return set(MUTANT_NAME.findall(TESTING.read_text()))
+
+
+def scratch_copy(module: str) -> Path:
+    scratch = ROOT / ".mutmut" / Path(module).stem
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, scratch / name, ignore=ignore)
+        else:
+            shutil.copy2(source, scratch / name)
+    (scratch / "setup.cfg").write_text(
+        "[mutmut]\n"
+        "source_paths = webui\n"
+        f"only_mutate = {module}\n"
+        "also_copy =\n    pytest.ini\n    run.py\n"
+        "pytest_add_cli_args_test_selection = tests/unit\n"
+        "pytest_add_cli_args = -p no:cacheprovider\n")
+    return scratch
+
+
+def results(scratch: Path, module: str) -> dict[str, int | None]:
+    meta = scratch / "mutants" / (module + ".meta")
+    return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def show(scratch: Path, name: str) -> str:
+    found = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch,
+                           capture_output=True, text=True)
+    return found.stdout.strip()
+
+
+def mutate(module: str, children: int) -> dict:
+    scratch = scratch_copy(module)
+    started = time.monotonic()
+    with open(scratch / "mutmut.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+                       cwd=scratch, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - started
+    codes = results(scratch, module)
+    killed = [n for n, c in codes.items() if c in (1, 3)]
+    survived = sorted(n for n, c in codes.items() if c not in (1, 3))
+    judged = equivalents()
+    equivalent = [n for n in survived if n in judged]
+    open_survivors = [n for n in survived if n not in judged]
+    counted = len(codes) - len(equivalent)
+    score = 100.0 * len(killed) / counted if counted else 100.0
+    with open(scratch / "survivors.txt", "w") as out:
+        for name in open_survivors:
+            out.write(show(scratch, name) + "\n\n")
+    return {"module": module, "mutants": len(codes), "killed": len(killed),
+            "equivalent": len(equivalent), "survived": len(open_survivors), "score": score,
+            "seconds": seconds, "survivors": scratch / "survivors.txt",
+            "stale": sorted(judged & set(killed))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="./dev mutate", description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", default=CORE,
+                        help="paths such as webui/store.py (default: the core modules)")
+    parser.add_argument("--children", type=int, default=1,
+                        help="mutants run at once (default 1: the machine is shared)")
+    args = parser.parse_args(argv)
+    rows = []
+    for module in args.modules:
+        if not (ROOT / module).is_file():
+            parser.error(f"no such module: {module}")
+        print(f"mutating {module} ...", flush=True)
+        row = mutate(module, args.children)
+        rows.append(row)
+        print(f"  {row['mutants']} mutants, {row['killed']} killed, {row['equivalent']} judged "
+              f"equivalent, {row['survived']} survived: {row['score']:.1f} % "
+              f"({row['seconds']:.0f} s); survivors in {row['survivors'].relative_to(ROOT)}",
+              flush=True)
+        for name in row["stale"]:
+            print(f"  listed as equivalent in docs/TESTING.md but killed now: {name}")
+    print("\n| module | mutants | killed | equivalent | survived | score |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {r['equivalent']} | "
+              f"{r['survived']} | {r['score']:.1f} % |")
+    return 0 if all(r["score"] >= 90 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
