@@ -63,6 +63,12 @@ charon {{
   # half-open IKE_SAs (and cookies from 10) would throttle tests, not model a real remote.
   block_threshold = 1000
   cookie_threshold = 1000
+  # Dead peer detection declares a peer dead when the check's retransmissions run out: about 165 s
+  # with charon's defaults (5 tries from 4 s, x1.8). These give up after about 11 s, so a test sees
+  # DPD act within a few intervals; still far beyond any answer between the two namespaces.
+  retransmit_timeout = 1.5
+  retransmit_base = 1.4
+  retransmit_tries = 3
   plugins {{
     include /etc/strongswan.d/charon/*.conf
     vici {{
@@ -265,6 +271,14 @@ class Lab:
         except (FileNotFoundError, ProcessLookupError):
             return False
 
+    def stop_remote_charon(self) -> None:
+        """The remote site's charon gone without a word, as when its router loses power."""
+        self._kill_charon("remote")
+
+    def start_remote_charon(self) -> None:
+        self._spawn_charon("remote")
+        self._wait_for_vici("remote")
+
     def stop_router_charon(self) -> None:
         self._kill_charon("router")
 
@@ -314,6 +328,8 @@ class Lab:
             self.restart_router_charon(None)  # a test left it a small router's build
         elif not _alive_pidfile(self._pidfile("router")):
             self.start_router_charon()
+        if not _alive_pidfile(self._pidfile("remote")):
+            self.start_remote_charon()  # a test killed it
         for site in CHARON_SITES:
             with strongswan.session(self.vici(site)) as vs:
                 for name in strongswan.request(vs, "get-conns").get("conns", []):

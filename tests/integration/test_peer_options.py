@@ -4,12 +4,20 @@ responder only). The start on traffic (trap) needs kernel IPsec, which the lab d
 VICI message is tested in tests/unit/test_vici_messages.py."""
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import time
+
 import pytest
 
 from tests.integration.conftest import peer_form, wait_for
-from tests.integration.test_app_ipsec import add_peer, cell
+from tests.integration.test_app_ipsec import add_peer, as_peer, cell
+from webui.drivers import strongswan
+from webui.drivers import vici_messages as vm
 from webui.lab import (LANHOST, LANHOST6, REMOTE_LAN, REMOTE_LAN6, REMOTE_WAN6, ROUTER_LAN,
                        ROUTER_LAN6, ROUTER_WAN6)
+from webui.peers import Peer
 
 V6 = dict(local_ip=ROUTER_WAN6, remote_gateway=REMOTE_WAN6, local_networks="2001:db8:1::/64",
           remote_networks="2001:db8:2::/64")
@@ -50,3 +58,154 @@ def test_the_firewall_decides_for_traffic_out_of_the_tunnel(live, clean_lab, fam
     assert wait_for(lambda: clean_lab.ping("remote", remote, router, count=1), timeout=5)
     # the LAN may still start a conversation with the remote site: replies come back in
     assert clean_lab.ping("lanhost", lanhost, remote)
+
+
+# --- Advanced options ----------------------------------------------------------------------------
+
+def router_sas(lab, name: str):
+    sas = vm.parse_sas(strongswan.stream(lab.router_vici, "list-sas", "list-sa", {"ike": name}))
+    return [sa for sa in sas if sa.state == "ESTABLISHED"]
+
+
+def remote_initiates(lab, peer: Peer, source: str | None = None) -> None:
+    """The lab's remote site as the other end of `peer`, starting the tunnel itself (from the
+    address `source`, when given)."""
+    remote = vm.mirror(peer)
+    conn = vm.load_conn(remote)
+    if source:
+        conn[remote.name]["local_addrs"] = [source]
+    for child in conn[remote.name]["children"].values():
+        child["start_action"] = "none"  # started below, once, so the test knows when
+    strongswan.call(lab.remote_vici, "load-shared", vm.load_shared(remote))
+    strongswan.call(lab.remote_vici, "load-conn", conn)
+    strongswan.stream(lab.remote_vici, "initiate", "control-log",
+                      {"child": remote.name, "ike": remote.name, "timeout": 10000})
+
+
+def save(browser, form: dict) -> None:
+    page = browser.post("/peers", form, htmx=True)
+    assert page.status == 204, page.text[:2000]
+
+
+def test_any_gateway_answers_a_remote_from_addresses_it_has_never_seen(live, clean_lab):
+    browser = live.browser()
+    form = peer_form(remote_gateway="any", peer_id="branch.example", start_action="none",
+                     dpd_action="clear")
+    save(browser, form)
+    peer = as_peer(form)
+    added = ("192.0.2.3", "192.0.2.4")
+    try:
+        for address in added:
+            clean_lab.exec("remote", ["ip", "addr", "add", f"{address}/24", "dev", "wan0"], check=True)
+        neighbours = clean_lab.exec("router", ["ip", "neigh", "show", "dev", "wan0"]).stdout
+        assert not any(a in neighbours for a in added), "the router has seen these addresses"
+
+        remote_initiates(clean_lab, peer, source=added[0])
+        assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+        assert [sa.remote_host for sa in router_sas(clean_lab, "site-b")] == [added[0]]
+        assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
+        status = browser.get("/commands/status", htmx=True).text
+        assert added[0] in status and "<dt>Started by</dt><dd>the other side</dd>" in status
+
+        # The branch's line drops and comes back with another address: the branch forgets its
+        # SA and starts again from there; the router takes the new one in place of the old.
+        strongswan.stream(clean_lab.remote_vici, "terminate", "control-log",
+                          {"ike": "site-b", "force": "yes", "timeout": -1})
+        remote_initiates(clean_lab, peer, source=added[1])
+        assert wait_for(lambda: [sa.remote_host for sa in router_sas(clean_lab, "site-b")]
+                        == [added[1]])
+        assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+        assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
+    finally:
+        for address in added:
+            clean_lab.exec("remote", ["ip", "addr", "del", f"{address}/24", "dev", "wan0"])
+
+
+def test_responder_only_never_initiates_and_the_remote_brings_it_up(live, clean_lab):
+    browser = live.browser()
+    form = peer_form(start_action="none", dpd_action="clear")
+    clean_lab.load_remote_mirror(as_peer(form))  # answering only, as the lab's remote does
+    save(browser, form)
+    time.sleep(2)  # a charon told to start would be up well within this in the lab
+    assert router_sas(clean_lab, "site-b") == [] and cell(browser, "site-b")["state"] == "down"
+    assert "waits for the other side" in browser.post("/peers/site-b/connect", htmx=True).text
+    assert router_sas(clean_lab, "site-b") == []
+
+    remote_initiates(clean_lab, as_peer(form))
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+    (sa,) = router_sas(clean_lab, "site-b")
+    assert not sa.initiator
+    assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
+
+
+def spis(lab, name: str) -> set[str]:
+    return {child.spi_in for sa in router_sas(lab, name) for child in sa.children
+            if child.state == "INSTALLED"}
+
+
+def test_a_short_child_lifetime_rekeys_under_a_ping_losing_at_most_one(live, clean_lab):
+    browser = live.browser()
+    add_peer(browser, clean_lab, peer_form(child_rekey_time="60"))
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+    assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=1), timeout=5)
+    (first,) = spis(clean_lab, "site-b")
+    status = browser.get("/commands/status", htmx=True).text
+    assert f"SPI in {first}" in status
+    rekey_in = int(re.search(r'data-label="Rekey in">(?:(\d+)m )?(\d+)s<', status).group(2))
+    assert rekey_in <= 60
+
+    ping = subprocess.Popen(["ip", "netns", "exec", clean_lab.router_netns, "ping", "-n", "-i",
+                             "0.2", "-W", "1", "-I", ROUTER_LAN, REMOTE_LAN],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # charon rekeys up to 10 % early (6 s here), so within 60 s of the first SA
+        rekeyed = wait_for(lambda: spis(clean_lab, "site-b") - {first}, timeout=75, interval=0.5)
+        assert rekeyed, "no rekey within the lifetime"
+        time.sleep(3)  # traffic on the new SA
+    finally:
+        ping.send_signal(signal.SIGINT)
+        output = ping.communicate(timeout=10)[0]
+    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received",
+                                        output).groups())
+    assert sent > 50 and sent - received <= 1, output[-300:]
+    (new,) = rekeyed
+    assert wait_for(lambda: f"SPI in {new}" in browser.get("/commands/status", htmx=True).text)
+    # the old SA lingers a moment as DELETED, then is gone
+    assert wait_for(lambda: f"SPI in {first}" not in browser.get("/commands/status", htmx=True).text)
+
+
+def test_dpd_finds_a_dead_remote_within_three_intervals_and_restart_brings_it_back(live, clean_lab):
+    browser = live.browser()
+    form = peer_form(dpd_delay="10", keying_retries="0")
+    add_peer(browser, clean_lab, form)
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+    log = clean_lab.charon_log("router")
+    seen = log.stat().st_size
+    clean_lab.stop_remote_charon()
+    killed = time.monotonic()
+    assert wait_for(lambda: cell(browser, "site-b").get("state") != "up", timeout=30, interval=0.5)
+    took = time.monotonic() - killed
+    assert took <= 30, f"DPD took {took:.0f} s, more than 3 x 10 s"
+    # the cell says why, while charon tries again
+    assert wait_for(lambda: "not responding" in cell(browser, "site-b")["text"], timeout=10)
+    # dpd_action=restart: charon starts the tunnel again by itself, and keeps trying
+    assert wait_for(lambda: re.search(r"giving up after \d+ retransmits[\s\S]*initiating IKE_SA site-b",
+                                      log.read_text()[seen:]), timeout=15)
+
+    clean_lab.start_remote_charon()
+    clean_lab.load_remote_mirror(as_peer(form))
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up", timeout=40)
+    assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
+
+
+def test_forced_encapsulation_shows_in_the_status(live, clean_lab):
+    """In the lab this cannot tell forced from automatic: userspace IPsec (kernel-libipsec) can only
+    send ESP in UDP, so charon encapsulates every lab tunnel. What it shows: charon takes the
+    option, the tunnel works, and the status says UDP-encapsulated."""
+    browser = live.browser()
+    add_peer(browser, clean_lab, peer_form(encap="y"))
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+    assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
+    status = browser.get("/commands/status", htmx=True).text
+    assert '<span class="badge">UDP-encapsulated</span>' in status
+    assert "<dt>NAT</dt>" in status

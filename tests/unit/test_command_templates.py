@@ -47,3 +47,22 @@ def test_an_sa_shows_who_started_it_its_spis_and_nat(forced, local, remote, says
     assert "SPI in c1a2b3c4 out d5e6f708" in html
     assert ("UDP-encapsulated" in html) == (says is not None)
     assert (f"<dt>NAT</dt><dd>{says}</dd>" in html) if says else "<dt>NAT</dt>" not in html
+
+
+def test_a_tunnel_charon_is_starting_again_says_why_the_last_attempt_failed():
+    from webui.drivers import TunnelState
+    from webui.peers import Peer
+    peer = Peer("hq", "192.0.2.1", "192.0.2.2", ("10.0.0.0/24",), ("10.1.0.0/24",), "k" * 20)
+    states = {"hq": TunnelState("hq", "connecting", reason="the remote gateway is not responding")}
+    html = render_template("ipsec/_state_cell.html", peer=peer, states=states, status_error="",
+                           message="", applier=None)
+    assert "connecting</span> <small>again, after: the remote gateway is not responding</small>" in html
+    html = render_template("ipsec/_state_cell.html", peer=peer, message="", applier=None,
+                           states={"hq": TunnelState("hq", "connecting")}, status_error="")
+    assert "again, after" not in html
+
+
+def test_a_deleted_child_sa_shows_no_negative_rekey_time():
+    from webui.drivers import ChildSA, IkeSA
+    sa = IkeSA("hq", 3, "ESTABLISHED", 2, children=(ChildSA("hq", "DELETED", rekey_in=-5),))
+    assert '<td data-label="Rekey in"></td>' in render_template("commands/_ike_sa.html", sa=sa)
