@@ -68,7 +68,8 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
         ("Start the tunnel", _STARTS[remote.start_action]),
         ("Dead peer detection", f"every {remote.dpd_delay} s" if remote.dpd_delay else "off"),
         ("IKE SA lifetime", _lifetime(remote.ike_rekey_time) + (
-            ", reauthenticate" if remote.ike_reauth or remote.ike_version == 1 else ", rekey")),
+            ", reauthenticate" if remote.ike_reauth or remote.ike_version == 1 else
+            f", rekey; reauthenticate every {vici_messages.REAUTH_TIME}")),
         ("Tunnel (CHILD SA) lifetime", _lifetime(remote.child_rekey_time)),
         ("UDP encapsulation (NAT-T)", "forced, even without NAT" if remote.encap
                                       else "when NAT is detected"),
