@@ -59,6 +59,7 @@ MODULAR = "load_modular = yes"
 CONF = """\
 charon {{
   {loading}
+  {settings}
   # Every lab tunnel runs between the same two addresses: the default per-peer-IP limit of 5
   # half-open IKE_SAs (and cookies from 10) would throttle tests, not model a real remote.
   block_threshold = 1000
@@ -202,11 +203,16 @@ class Lab:
     def _conf(self, site: str) -> Path:
         return self.workdir / f"{site}.strongswan.conf"
 
-    def _write_conf(self, site: str, plugins: str | None = None) -> None:
-        """The charon's strongswan.conf: Debian's plugins (None), or exactly `plugins`."""
+    def _write_conf(self, site: str, plugins: str | None = None, settings: str = "") -> None:
+        """The charon's strongswan.conf: Debian's plugins (None), or exactly `plugins`; `settings`
+        are more lines for its `charon` section."""
         loading = MODULAR if plugins is None else f"load_modular = no\n  load = {plugins}"
-        self._conf(site).write_text(CONF.format(loading=loading, socket=self.vici(site),
-                                                log=self.charon_log(site)))
+        self._conf(site).write_text(CONF.format(loading=loading, settings=settings,
+                                                socket=self.vici(site), log=self.charon_log(site)))
+
+    def _custom(self, site: str) -> bool:
+        return self._conf(site).read_text() != CONF.format(
+            loading=MODULAR, settings="", socket=self.vici(site), log=self.charon_log(site))
 
     @property
     def router_plugins(self) -> str | None:
@@ -286,12 +292,12 @@ class Lab:
         self._spawn_charon("router")
         self._wait_for_vici("router")
 
-    def restart_router_charon(self, plugins: str | None | bool = False) -> None:
-        """Restart the router's charon with the same plugins, or with `plugins` (None: Debian's
-        full set, MINIMAL_PLUGINS: a small router's build)."""
+    def restart_router_charon(self, plugins: str | None | bool = False, settings: str = "") -> None:
+        """Restart the router's charon with the same configuration, or with `plugins` (None:
+        Debian's full set, MINIMAL_PLUGINS: a small router's build) and `settings`."""
         self.stop_router_charon()
-        if plugins is not False:
-            self._write_conf("router", plugins)
+        if plugins is not False or settings:
+            self._write_conf("router", None if plugins is False else plugins, settings)
         self.start_router_charon()
 
     # --- using the sites -------------------------------------------------------------------------
@@ -324,8 +330,8 @@ class Lab:
 
     def reset(self) -> None:
         """Between tests: router charon running, and neither charon holding connections, keys or SAs."""
-        if self.router_plugins is not None:
-            self.restart_router_charon(None)  # a test left it a small router's build
+        if self._custom("router"):
+            self.restart_router_charon(None)  # a test left it another build or other settings
         elif not _alive_pidfile(self._pidfile("router")):
             self.start_router_charon()
         if not _alive_pidfile(self._pidfile("remote")):
@@ -337,7 +343,7 @@ class Lab:
                 for sa in vici_messages.parse_sas(strongswan.streamed(vs, "list-sas", "list-sa")):
                     try:
                         strongswan.streamed(vs, "terminate", "control-log",
-                                            {"ike_id": str(sa.unique_id), "timeout": 2000})
+                                            {"ike-id": str(sa.unique_id), "timeout": 2000})
                     except DriverError:
                         pass  # already gone
                 strongswan.request(vs, "clear-creds")

@@ -10,6 +10,9 @@ from webui.drivers.strongswan import Failures
 
 AUTH = "authentication failed"
 PROPOSAL = "no matching proposal (the two sides' algorithms differ)"
+# NO_PROPOSAL_CHOSEN from the remote: its algorithms differ, or it has no config for our address.
+NO_PROPOSAL_CHOSEN = ("no matching proposal (the two sides' algorithms differ, or the remote has no "
+                      "connection for this router's address)")
 SILENT = "the remote gateway is not responding"
 
 # The `msg` of charon 5.9's VICI log events, as it words them (the log-line prefixes such as
@@ -18,20 +21,21 @@ LINES = [
     # IKEv2 initiator, the responder's key differs
     ("received AUTHENTICATION_FAILED notify error", AUTH),
     # IKEv2 responder, the initiator's key differs
-    ("tried 1 shared key for '192.0.2.2' - '192.0.2.1', but MAC mismatched", AUTH),
+    ("tried 1 shared key for '192.0.2.2' - '192.0.2.1', but MAC mismatched",
+     "authentication failed (the pre-shared keys differ)"),
     # IKEv1 main mode, the keys differ
     ("invalid HASH_V1 payload length, decryption failed?",
      "authentication failed (the pre-shared keys differ)"),
     ("no shared key found for '192.0.2.1' - 'branch.example.com'",
-     "authentication failed (no pre-shared key for these IDs)"),
+     "authentication failed (no pre-shared key for the IDs '192.0.2.1' - 'branch.example.com')"),
     ("received INVALID_ID_INFORMATION error notify", "the remote refused our ID"),
-    ("received NO_PROPOSAL_CHOSEN notify error", PROPOSAL),
+    ("received NO_PROPOSAL_CHOSEN notify error", NO_PROPOSAL_CHOSEN),
     ("no acceptable proposal found", PROPOSAL),
-    ("no matching proposal found, sending NO_PROPOSAL_CHOSEN", PROPOSAL),
+    ("no matching proposal found, sending NO_PROPOSAL_CHOSEN", NO_PROPOSAL_CHOSEN),
     ("received TS_UNACCEPTABLE notify, no CHILD_SA built",
      "the remote did not accept the networks (traffic selectors)"),
     ("unable to resolve vpn.branch.example.com, initiate aborted",
-     "the remote gateway's name cannot be resolved"),
+     "the remote gateway's name vpn.branch.example.com cannot be resolved"),
     ("peer not responding, trying again (2/3)", SILENT),
     ("giving up after 5 retransmits", SILENT),
 ]
@@ -67,7 +71,7 @@ def test_the_listener_remembers_the_reason_per_tunnel_until_it_is_cleared():
     assert failures.note_log("branch", "giving up after 5 retransmits") == SILENT
     assert failures.note_log("branch", "sending packet: from a to b") is None
     assert failures.note_log("hq", "received AUTHENTICATION_FAILED notify error") == AUTH
-    assert failures.note_log("", "received NO_PROPOSAL_CHOSEN notify error") == PROPOSAL
+    assert failures.note_log("", "received NO_PROPOSAL_CHOSEN notify error") == NO_PROPOSAL_CHOSEN
     assert failures.current() == {"branch": SILENT, "hq": AUTH}, "a harmless line keeps the reason"
     failures.clear("branch")
     assert failures.current() == {"hq": AUTH}

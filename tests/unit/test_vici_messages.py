@@ -177,7 +177,8 @@ def test_parse_algorithms_maps_to_catalogue_keywords():
     ("invalid HASH_V1 payload length, decryption failed?",
      "authentication failed (the pre-shared keys differ)"),
     ("received NO_PROPOSAL_CHOSEN notify error",
-     "no matching proposal (the two sides' algorithms differ)"),
+     "no matching proposal (the two sides' algorithms differ, or the remote has no connection "
+     "for this router's address)"),
     ("giving up after 5 retransmits", "the remote gateway is not responding"),
     ("sending packet: from 192.0.2.1[500] to 192.0.2.2[500] (248 bytes)", None),
 ])

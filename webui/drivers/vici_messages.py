@@ -52,6 +52,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from webui.drivers import ChildSA, Connection, IkeSA, TunnelState
+from webui.drivers.failure_reasons import failure_reason  # noqa: F401 - the driver's name for it
 from webui.peers import AEAD, Peer
 
 CLOSE_ACTION = "none"
@@ -359,31 +360,8 @@ def parse_algorithms(answer: Mapping) -> frozenset[str]:
 
 # --- Tunnel state --------------------------------------------------------------------------------
 
-# What charon logs when a negotiation fails, in words an administrator acts on. First match wins.
-_FAILURES = (
-    ("AUTHENTICATION_FAILED", "authentication failed"),
-    ("MAC mismatched", "authentication failed"),
-    ("decryption failed", "authentication failed (the pre-shared keys differ)"),  # IKEv1 PSK
-    ("no shared key found", "authentication failed (no pre-shared key for these IDs)"),
-    ("INVALID_ID_INFORMATION", "the remote refused our ID"),
-    ("NO_PROPOSAL_CHOSEN", "no matching proposal (the two sides' algorithms differ)"),
-    ("no acceptable proposal", "no matching proposal (the two sides' algorithms differ)"),
-    ("TS_UNACCEPTABLE", "the remote did not accept the networks (traffic selectors)"),
-    ("unable to resolve", "the remote gateway's name cannot be resolved"),
-    ("peer not responding", "the remote gateway is not responding"),
-    ("giving up after", "the remote gateway is not responding"),
-)
-
 _UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
 _UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
-
-
-def failure_reason(message: str) -> str | None:
-    """The administrator's reason for a charon log line that reports a failure, else None."""
-    for needle, reason in _FAILURES:
-        if needle in message:
-            return reason
-    return None
 
 
 def tunnel_states(events: Iterable[Mapping], loaded: Iterable[str],
