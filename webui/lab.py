@@ -59,7 +59,6 @@ MODULAR = "load_modular = yes"
 CONF = """\
 charon {{
   {loading}
-  {settings}
   # Every lab tunnel runs between the same two addresses: the default per-peer-IP limit of 5
   # half-open IKE_SAs (and cookies from 10) would throttle tests, not model a real remote.
   block_threshold = 1000
@@ -70,6 +69,7 @@ charon {{
   retransmit_timeout = 1.5
   retransmit_base = 1.4
   retransmit_tries = 3
+  {settings}
   plugins {{
     include /etc/strongswan.d/charon/*.conf
     vici {{

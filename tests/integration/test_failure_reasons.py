@@ -25,6 +25,8 @@ PEER = Peer(name="reason", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
 V1 = replace(PEER, ike_version=1)
 WRONG_KEY = "not-the-routers-key-at-all-17"
 LIBIPSEC_FREE = MINIMAL_PLUGINS.replace("kernel-libipsec ", "").replace("random", "random openssl gcm")
+# Nobody answers there (and no other test uses it: the router's neighbour table remembers it).
+SILENT_GATEWAY = "192.0.2.250"
 QUICK_RETRANSMITS = "retransmit_tries = 2\n  retransmit_timeout = 0.3\n  retransmit_base = 1.2"
 
 
@@ -134,7 +136,8 @@ CASES = [
     ("name-not-resolved", dict(peer=replace(PEER, remote_gateway="nonexistent.invalid"),
                                remote=False), "router", "unable to resolve nonexistent.invalid",
      "the remote gateway's name nonexistent.invalid cannot be resolved"),
-    ("retransmits-given-up", dict(peer=replace(PEER, remote_gateway="192.0.2.3"), remote=False,
+    ("retransmits-given-up", dict(peer=replace(PEER, remote_gateway=SILENT_GATEWAY,
+                                               keying_retries=1), remote=False,
                                   settings=QUICK_RETRANSMITS), "router", "giving up after",
      "the remote gateway is not responding"),
     ("peer-not-responding", "retransmits-given-up", "router",
@@ -160,6 +163,7 @@ def logs(lab):
         remote = replace(remote, name=unique) if remote else remote
         seen[name] = attempt(lab, peer, remote, **setup)
     lab.reset()
+    lab.exec("router", ["ip", "neigh", "flush", "to", SILENT_GATEWAY])
     return seen
 
 
