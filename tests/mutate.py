@@ -21,6 +21,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ("webui/drivers/vici_messages.py", "webui/forms.py", "webui/drivers/nft_rules.py",
         "webui/store.py", "webui/auth.py")
+# The unit tests that are about each module (its own file and the behaviour tests that reach
+# it). A mutant counts as killed only by these, so a score is a lower bound; `--all-tests` runs
+# every unit test that reaches the mutated function instead, which is slower by far: the store
+# and the form are reached by almost every HTTP test.
+TESTS = {
+    "webui/drivers/vici_messages.py": ("test_vici_messages", "test_failure_reasons",
+                                       "test_properties", "test_remote_config",
+                                       "test_vici_transport", "test_capabilities"),
+    "webui/forms.py": ("test_validation", "test_round_trip", "test_properties", "test_peers",
+                       "test_hardening", "test_api"),
+    "webui/drivers/nft_rules.py": ("test_nft_rules", "test_nft_transaction"),
+    "webui/store.py": ("test_store", "test_properties", "test_round_trip", "test_peers",
+                       "test_apply"),
+    "webui/auth.py": ("test_auth", "test_login", "test_api_auth", "test_hardening"),
+}
 TESTING = ROOT / "docs" / "TESTING.md"
 COPIED = ("webui", "tests", "pytest.ini", "run.py")
 MUTANT_NAME = re.compile(r"`(webui\.[\w.ǁ]+__mutmut_\d+)`")
@@ -33,7 +48,14 @@ def equivalents() -> set[str]:
     return set(MUTANT_NAME.findall(TESTING.read_text()))
 
 
-def scratch_copy(module: str) -> Path:
+def test_selection(module: str, all_tests: bool) -> list[str]:
+    if all_tests or module not in TESTS:
+        return ["tests/unit"]
+    return [f"tests/unit/{name}.py" for name in TESTS[module]
+            if (ROOT / "tests" / "unit" / f"{name}.py").exists()]
+
+
+def scratch_copy(module: str, tests: list[str]) -> Path:
     scratch = ROOT / ".mutmut" / Path(module).stem
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -49,7 +71,7 @@ def scratch_copy(module: str) -> Path:
         "source_paths = webui\n"
         f"only_mutate = {module}\n"
         "also_copy =\n    pytest.ini\n    run.py\n"
-        "pytest_add_cli_args_test_selection = tests/unit\n"
+        "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests) +
         "pytest_add_cli_args = -p no:cacheprovider\n")
     return scratch
 
@@ -65,8 +87,8 @@ def show(scratch: Path, name: str) -> str:
     return found.stdout.strip()
 
 
-def mutate(module: str, children: int) -> dict:
-    scratch = scratch_copy(module)
+def mutate(module: str, children: int, all_tests: bool) -> dict:
+    scratch = scratch_copy(module, test_selection(module, all_tests))
     started = time.monotonic()
     with open(scratch / "mutmut.log", "w") as log:
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
@@ -95,13 +117,15 @@ def main(argv=None) -> int:
                         help="paths such as webui/store.py (default: the core modules)")
     parser.add_argument("--children", type=int, default=1,
                         help="mutants run at once (default 1: the machine is shared)")
+    parser.add_argument("--all-tests", action="store_true",
+                        help="count kills by any unit test, not only the module's own")
     args = parser.parse_args(argv)
     rows = []
     for module in args.modules:
         if not (ROOT / module).is_file():
             parser.error(f"no such module: {module}")
         print(f"mutating {module} ...", flush=True)
-        row = mutate(module, args.children)
+        row = mutate(module, args.children, args.all_tests)
         rows.append(row)
         print(f"  {row['mutants']} mutants, {row['killed']} killed, {row['equivalent']} judged "
               f"equivalent, {row['survived']} survived: {row['score']:.1f} % "

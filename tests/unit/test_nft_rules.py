@@ -141,3 +141,58 @@ def test_clean_error_drops_echoed_input():
               '{"nftables": [{"add": ...}]}\n^^^^^\n')
     assert clean_error(stderr) == "Could not process rule: No such file or directory"
     assert clean_error("") == "nft failed without saying why"
+
+
+def test_a_comment_that_fits_is_kept_whole_and_a_longer_one_is_cut_to_fit():
+    prefix = "peer : forward to LAN"
+    fits = peer(name="n" * (nft_rules.COMMENT_MAX - len(prefix)))
+    ((_value, comment),) = elements_of(nft_rules.build_ruleset([fits], ZONES))["lan4"]
+    assert comment == f"peer {fits.name}: forward to LAN"
+    assert len(comment.encode()) == nft_rules.COMMENT_MAX
+    longer = peer(name="n" * (nft_rules.COMMENT_MAX - len(prefix) + 1))
+    ((_value, comment),) = elements_of(nft_rules.build_ruleset([longer], ZONES))["lan4"]
+    assert comment == f"peer {longer.name}: forward to LAN"[:nft_rules.COMMENT_MAX - 3] + "..."
+    assert len(comment.encode()) == nft_rules.COMMENT_MAX
+
+
+def test_a_comment_is_never_cut_inside_a_character():
+    # "é" is two bytes; placed so that the cut falls between them
+    name = "n" * (nft_rules.COMMENT_MAX - 3 - len("peer ") - 1) + "é" * 10
+    ((_value, comment),) = elements_of(nft_rules.build_ruleset([peer(name=name)], ZONES))["lan4"]
+    assert comment == "peer " + name[:nft_rules.COMMENT_MAX - 3 - len("peer ") - 1] + "..."
+    assert len(comment.encode()) <= nft_rules.COMMENT_MAX
+
+
+def test_an_administrator_reads_what_each_judging_rule_is_for():
+    comments = [c for chain, c in nft_rules.layout(nft_rules.build_ruleset([], ZONES))
+                if chain.startswith("tunnel_")]
+    assert comments[0] == "replies to connections made from this side"
+    assert comments[-1].startswith("not allowed by any peer's firewall choice [ruleset ")
+    assert comments.count("replies to connections made from this side") == 2
+    assert comments.count("not allowed by any peer's firewall choice") == 1  # the other has the fingerprint
+
+
+def test_chains_and_layout_read_the_table_as_nft_lists_it():
+    """`nft -j list table` answers with bare objects, not add commands; other tables are ignored."""
+    listed = {"nftables": [
+        {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+        {"table": {"family": "inet", "name": "webui_ipsec", "handle": 7}},
+        {"chain": {"family": "inet", "table": "webui_ipsec", "name": "input", "handle": 1,
+                   "type": "filter", "hook": "input", "prio": -5, "policy": "accept"}},
+        {"chain": {"family": "inet", "table": "webui_ipsec", "name": "tunnel_input", "handle": 2}},
+        {"chain": {"family": "inet", "table": "fw4", "name": "input", "hook": "input"}},
+        {"rule": {"family": "inet", "table": "webui_ipsec", "chain": "tunnel_input",
+                  "handle": 3, "expr": [], "comment": "why"}},
+        {"rule": {"family": "inet", "table": "webui_ipsec", "chain": "input", "handle": 4,
+                  "expr": []}},
+        {"rule": {"family": "ip", "table": "webui_ipsec", "chain": "input", "expr": []}},
+    ]}
+    assert nft_rules.chains(listed) == [("input", "input", -5, "accept"),
+                                        ("tunnel_input", None, None, None)]
+    assert nft_rules.layout(listed) == [("tunnel_input", "why"), ("input", "")]
+    assert nft_rules.chains({}) == [] and nft_rules.layout({}) == []
+
+
+def test_the_fingerprint_does_not_depend_on_the_order_of_keys():
+    assert nft_rules.fingerprint([{"a": 1, "b": [2, 3]}]) == nft_rules.fingerprint([{"b": [2, 3], "a": 1}])
+    assert nft_rules.fingerprint([{"a": 1}]) != nft_rules.fingerprint([{"a": 2}])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from webui.peers import Peer
+from webui.peers import SCHEMA_VERSION, Peer
 from webui.store import DuplicatePeer, PeerStore, StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,3 +209,102 @@ def test_a_migrated_store_keeps_working(tmp_path):
     again = PeerStore(path)
     assert again.get("hq").dpd_delay == 0 and again.get("p2") == peer(2)
     assert again.get("branch-v1").psk == "old-store-psk-branch-02"
+
+
+def test_an_empty_file_is_a_new_store(tmp_path):
+    path = tmp_path / "peers.json"
+    path.write_bytes(b"  \n")
+    store = PeerStore(path)
+    assert store.all() == []
+    store.add(peer(1))
+    assert PeerStore(path).all() == [peer(1)]
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"{not json", ["is not valid JSON (", "it was left untouched. Restore it from a backup or "
+                    "move it away."]),
+    (b"[1, 2]", ["does not hold a peer database; it was left untouched."]),
+    (b'{"_meta": {"1": {"schema_version": 99}}}',
+     [f"has schema version 99; this version of the UI reads {SCHEMA_VERSION}. It was left "
+      "untouched."]),
+])
+def test_a_broken_file_is_refused_in_words_that_say_what_to_do(tmp_path, content, words):
+    path = tmp_path / "peers.json"
+    path.write_bytes(content)
+    with pytest.raises(StoreError) as refused:
+        PeerStore(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path} ")
+    for expected in words:
+        assert expected in message
+    assert message.endswith(words[-1])
+
+
+def test_a_store_left_readable_by_others_is_made_private_when_opened(tmp_path):
+    path = tmp_path / "peers.json"
+    PeerStore(path).add(peer(1))
+    os.chmod(path, 0o644)
+    assert PeerStore(path).get("p1") == peer(1)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_changing_a_peer_that_is_not_there_says_so_and_changes_nothing(tmp_path):
+    from webui.store import PeerNotFound
+    path = tmp_path / "peers.json"
+    store = PeerStore(path)
+    store.add(peer(1))
+    before = path.read_bytes()
+    with pytest.raises(PeerNotFound, match=r"^There is no peer named p2\.$"):
+        store.replace("p2", peer(2))
+    with pytest.raises(PeerNotFound, match=r"^There is no peer named p2\.$"):
+        store.delete("p2")
+    with pytest.raises(DuplicatePeer, match=r"^A peer named p1 already exists\.$"):
+        store.add(peer(1, remote_gateway="other.example"))
+    assert path.read_bytes() == before and store.all() == [peer(1)]
+
+
+def test_peers_are_listed_by_name_whatever_the_case(tmp_path):
+    store = PeerStore(tmp_path / "peers.json")
+    for name in ("delta", "Bravo", "alpha", "Charlie"):
+        store.add(peer(len(name), name=name))
+    assert [p.name for p in store.all()] == ["alpha", "Bravo", "Charlie", "delta"]
+    store.replace("alpha", peer(5, name="Echo"))
+    assert [p.name for p in store.all()] == ["Bravo", "Charlie", "delta", "Echo"]
+    assert [p.name for p in PeerStore(tmp_path / "peers.json").all()] == [
+        "Bravo", "Charlie", "delta", "Echo"]
+
+
+def test_each_change_is_logged_by_name_and_never_with_the_key(tmp_path, caplog):
+    store = PeerStore(tmp_path / "peers.json")
+    store.add(peer(1))
+    store.replace("p1", peer(1, keying_retries=5))
+    store.replace("p1", peer(1, name="renamed"))
+    store.delete("renamed")
+    lines = [r.getMessage() for r in caplog.records if r.name == "webui.store"]
+    assert lines == ["peer p1 added", "peer p1 saved", "peer renamed saved (renamed from p1)",
+                     "peer renamed deleted"]
+
+
+def test_the_file_is_compact_and_its_keys_sorted(tmp_path):
+    """Small on a router's flash, and two copies of it differ only where the peers do."""
+    path = tmp_path / "peers.json"
+    store = PeerStore(path)
+    store.add(peer(2))
+    store.add(peer(1))
+    raw = path.read_text()
+    assert raw == json.dumps(json.loads(raw), separators=(",", ":"), sort_keys=True)
+
+
+def test_a_data_directory_that_does_not_exist_yet_is_made(tmp_path):
+    path = tmp_path / "var" / "lib" / "webui" / "peers.json"
+    PeerStore(path).add(peer(1))
+    assert PeerStore(path).all() == [peer(1)]
+
+
+def test_a_version_1_store_without_peers_opens_empty(tmp_path):
+    path = tmp_path / "peers.json"
+    path.write_text('{"_meta": {"1": {"schema_version": 1}}}')
+    store = PeerStore(path)
+    assert store.all() == []
+    store.add(peer(1))
+    assert PeerStore(path).all() == [peer(1)]
