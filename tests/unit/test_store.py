@@ -260,7 +260,11 @@ def test_changing_a_peer_that_is_not_there_says_so_and_changes_nothing(tmp_path)
         store.delete("p2")
     with pytest.raises(DuplicatePeer, match=r"^A peer named p1 already exists\.$"):
         store.add(peer(1, remote_gateway="other.example"))
-    assert path.read_bytes() == before and store.all() == [peer(1)]
+    store.add(peer(3))
+    before = path.read_bytes()
+    with pytest.raises(DuplicatePeer, match=r"^A peer named p1 already exists\.$"):
+        store.replace("p3", peer(3, name="p1"))
+    assert path.read_bytes() == before and store.all() == [peer(1), peer(3)]
 
 
 def test_peers_are_listed_by_name_whatever_the_case(tmp_path):
@@ -301,10 +305,13 @@ def test_a_data_directory_that_does_not_exist_yet_is_made(tmp_path):
     assert PeerStore(path).all() == [peer(1)]
 
 
-def test_a_version_1_store_without_peers_opens_empty(tmp_path):
+def test_a_version_1_store_without_peers_opens_empty(tmp_path, caplog):
     path = tmp_path / "peers.json"
     path.write_text('{"_meta": {"1": {"schema_version": 1}}}')
     store = PeerStore(path)
     assert store.all() == []
+    assert [r.getMessage() for r in caplog.records if r.name == "webui.store"] == [
+        f"{path} migrated to schema version {SCHEMA_VERSION} (the previous file is kept as "
+        "peers.json.v1)"]
     store.add(peer(1))
     assert PeerStore(path).all() == [peer(1)]

@@ -1,0 +1,126 @@
+"""The words next to each refused field, exactly: they are what the administrator acts on, so a
+message that changes by accident is a bug like any other. When a message is reworded on purpose,
+change it here too."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from tests.conftest import valid_peer_form
+
+ERROR = re.compile(r'<p class="error" id="([a-z_]+)-error">(.*?)</p>', re.S)
+KEY_RULE = "The key must be 8–256 characters long."
+IDENTITY = ("Enter an IP address, a DNS name (vpn.example.com) or an e-mail style ID "
+            "(user@example.com); spaces, quotes and other symbols are not allowed.")
+ONE_NETWORK = "Enter at least one network, e.g. 10.1.0.0/24."
+
+# (form changes, field, the message shown next to it)
+CASES = [
+    (dict(name="1site"), "name", "1–32 letters, digits, _ or -, starting with a letter."),
+    (dict(name="a" * 33), "name", "At most 32 characters; this has 33."),
+    (dict(name="EXISTING"), "name", "A peer named existing already exists."),
+    (dict(local_id="my id"), "local_id", IDENTITY),
+    (dict(peer_id="x@"), "peer_id", IDENTITY),
+    (dict(peer_id="a" * 254), "peer_id", "At most 253 characters; this has 254."),
+    (dict(local_ip="router"), "local_ip", "Enter an IPv4 or IPv6 address, e.g. 192.0.2.1."),
+    (dict(remote_gateway="not a host!"), "remote_gateway",
+     "Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com."),
+    (dict(remote_gateway="2001:db8::2"), "remote_gateway",
+     "The local IP is IPv4; the gateway must be too."),
+    (dict(local_ip="2001:db8::1", remote_gateway="192.0.2.2"), "remote_gateway",
+     "The local IP is IPv6; the gateway must be too."),
+    (dict(remote_gateway="192.0.2.1"), "remote_gateway",
+     "The remote gateway cannot be this router's own address."),
+    (dict(local_networks=" , \n"), "local_networks", ONE_NETWORK),
+    (dict(local_networks=",".join(f"10.{i}.0.0/16" for i in range(33))), "local_networks",
+     "At most 32 networks per side."),
+    (dict(local_networks="198.51.100.0"), "local_networks",
+     "198.51.100.0 has no prefix length; write it as a CIDR prefix, e.g. 10.1.0.0/24 "
+     "(or /32 for one host)."),
+    (dict(local_networks="198.51.100.1/24"), "local_networks",
+     "198.51.100.1/24 has host bits set; did you mean 198.51.100.0/24?"),
+    (dict(local_networks="10.0.0.0/33"), "local_networks",
+     "10.0.0.0/33 is not a CIDR prefix such as 10.1.0.0/24."),
+    (dict(local_networks="x" * 50 + "/8"), "local_networks",
+     "x" * 40 + "… is not a CIDR prefix such as 10.1.0.0/24."),
+    (dict(local_networks="10.0.0.0/8, 10.0.0.0/8"), "local_networks", "10.0.0.0/8 is listed twice."),
+    (dict(local_networks="10.0.0.0/8\n10.1.0.0/16"), "local_networks",
+     "10.1.0.0/16 overlaps 10.0.0.0/8, listed too; keep only the larger one."),
+    (dict(local_networks="fe80::/64%eth0"), "local_networks",
+     "fe80::/64%eth0 has a zone (after %); scoped addresses cannot be tunnel networks."),
+    (dict(remote_networks="198.51.100.128/25"), "remote_networks",
+     "198.51.100.128/25 overlaps the local network 198.51.100.0/24; the two sides must be "
+     "distinct."),
+    (dict(remote_networks="10.99.1.0/24"), "remote_networks",
+     "10.99.1.0/24 overlaps 10.99.0.0/16, a remote network of peer existing."),
+    (dict(ike_encryption=[], ike_integrity=[]), "ike_encryption", "Choose at least one encryption algorithm."),
+    (dict(esp_encryption=[]), "esp_encryption", "Choose at least one encryption algorithm."),
+    (dict(ike_version="1", ike_encryption=["aes256gcm16"], ike_integrity=[]), "ike_encryption",
+     "IKEv1 cannot use AES-GCM or ChaCha20-Poly1305 for IKE; choose AES-CBC (ESP may still use "
+     "them)."),
+    (dict(ike_integrity=[]), "ike_integrity",
+     "AES-CBC and 3DES need an integrity algorithm; choose at least one."),
+    (dict(esp_integrity=["sha256"]), "esp_integrity",
+     "AES-GCM and ChaCha20-Poly1305 include integrity; clear these (they would be ignored)."),
+    (dict(ike_dh_groups=[]), "ike_dh_groups", "Choose at least one DH group."),
+    (dict(esp_dh_groups=[]), "esp_dh_groups", "Choose at least one DH group, or None for no PFS."),
+    (dict(psk=""), "psk", "Enter a pre-shared key (at least 8 characters)."),
+    (dict(psk="seven77"), "psk", KEY_RULE),
+    (dict(psk="x" * 257), "psk", "At most 256 characters; this has 257."),
+    (dict(psk="tab\tinside-the-key"), "psk",
+     "Use printable ASCII characters only (no tabs, newlines or accented letters), so every "
+     "IPsec peer can type it."),
+    (dict(keying_retries="101"), "keying_retries",
+     "Enter a number from 0 to 100 (0 = retry forever)."),
+    (dict(keying_retries="-1"), "keying_retries",
+     "Enter a number from 0 to 100 (0 = retry forever)."),
+    (dict(start_action="none"), "dpd_action",
+     "A responder-only peer never starts the tunnel itself: choose \"Close the tunnel\" "
+     "(the other side restarts it)."),
+    (dict(aggressive="y"), "aggressive", "Aggressive mode exists only in IKEv1."),
+    (dict(remote_gateway="any", peer_id="192.0.2.9", start_action="none", dpd_action="clear"),
+     "peer_id", "A remote gateway of \"any\" needs a peer ID that is not an IP address "
+     "(e.g. branch.example.com): the other side is recognised by its ID alone."),
+    (dict(remote_gateway="any", peer_id="branch.example.com"), "start_action",
+     "With a remote gateway of \"any\" this router cannot know where to connect: choose "
+     "\"Wait for the other side\"."),
+]
+
+
+def messages(body: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for field, text in ERROR.findall(body):
+        found.setdefault(field, []).append(html.unescape(text).strip())
+    return found
+
+
+@pytest.fixture
+def with_existing(browser):
+    r = browser.post("/peers", valid_peer_form(name="existing", remote_gateway="192.0.2.9",
+                                               remote_networks="10.99.0.0/16"))
+    assert r.status_code == 303
+    return browser
+
+
+@pytest.mark.parametrize("changes, field, message", CASES,
+                         ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES)])
+def test_the_message_next_to_the_field(with_existing, changes, field, message):
+    r = with_existing.post("/peers", valid_peer_form(**changes), htmx=True)
+    assert r.status_code == 422
+    assert messages(r.get_data(as_text=True)) == {field: [message]}
+
+
+def test_a_short_key_is_saved_with_advice_beside_it(app, with_existing):
+    r = with_existing.post("/peers", valid_peer_form(psk="nineteen-characters"), htmx=True)
+    assert r.status_code == 204
+    from webui.forms import PeerForm
+    with app.test_request_context():
+        for key, hint in (("nineteen-characters", "Short keys can be guessed offline from one "
+                           "captured handshake; 20 or more random characters are recommended."),
+                          ("twenty-characters-ok", "")):
+            form = PeerForm(meta={"csrf": False}, formdata=None)
+            form.psk.data = key
+            form.validate_psk(form.psk)
+            assert form.psk_hint == hint
