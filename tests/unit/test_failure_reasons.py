@@ -182,3 +182,72 @@ def test_up_wins_over_a_stale_reason_and_the_newest_sa_gives_the_age():
     state = vm.tunnel_states(events, loaded=["a"], failures={"a": AUTH})["a"]
     assert state == TunnelState("a", "up", established_for=70, bytes_in=12, bytes_out=24,
                                 loaded=True)
+
+
+def test_an_up_tunnel_charon_tells_little_about_shows_zeros_not_guesses():
+    events = [{"a": {"state": b"ESTABLISHED", "child-sas": {"a-1": {"state": b"INSTALLED"}}}}]
+    assert vm.tunnel_states(events, (), {})["a"] == TunnelState("a", "up", established_for=0)
+
+
+# --- list-sas and list-conns -> the status pane ----------------------------------------------------
+
+def test_an_sa_charon_tells_little_about_reads_as_zeros_and_unknowns():
+    (sa,) = vm.parse_sas([{"a": {"state": b"CONNECTING"}}])
+    assert (sa.unique_id, sa.version, sa.reauth_in, sa.nat_remote, sa.children) == (
+        0, 0, None, False, ())
+
+
+def test_reauthentication_time_and_nat_of_an_sa():
+    behind_nat, direct = vm.parse_sas([
+        {"a": {"state": b"ESTABLISHED", "reauth-time": b"5000", "nat-remote": b"yes"}},
+        {"b": {"state": b"ESTABLISHED", "nat-remote": b"no"}}])
+    assert (behind_nat.reauth_in, behind_nat.nat_remote) == (5000, True)
+    assert (direct.reauth_in, direct.nat_remote) == (None, False)
+
+
+def test_a_child_without_counters_or_names_reads_as_zeros_and_its_key():
+    """Older charons key child SAs by the config's name and leave out what is not there yet."""
+    (sa,) = vm.parse_sas([{"a": {"state": b"ESTABLISHED", "child-sas": {
+        "branch": {"state": b"INSTALLED"}}}}])
+    (child,) = sa.children
+    assert (child.name, child.bytes_in, child.bytes_out, child.packets_in, child.packets_out,
+            child.integrity, child.dh_group) == ("branch", 0, 0, 0, 0, "", "")
+
+
+def test_a_cbc_child_with_pfs_shows_its_integrity_and_group():
+    child = vm.parse_child("b-1", {"name": b"b", "encr-alg": b"AES_CBC", "encr-keysize": b"128",
+                                   "integ-alg": b"HMAC_SHA2_256_128", "dh-group": b"MODP_2048"})
+    assert (child.encryption, child.integrity, child.dh_group) == (
+        "AES_CBC-128", "HMAC_SHA2_256_128", "MODP_2048")
+
+
+def test_names_charon_sends_in_another_encoding_are_shown_not_refused():
+    (conn,) = vm.parse_conns([{b"caf\xe9": {"version": b"IKEv1/2"}}])
+    assert (conn.name, conn.version) == ("caf\ufffd", "IKEv1/2")
+
+
+# --- What the proposal builder says when it cannot build one --------------------------------------
+
+def _peer(**changes):
+    from webui.peers import Peer
+    return Peer(name="b", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+                local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",),
+                psk="x" * 20, **changes)
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    (dict(ike_encryption=()), "ike_encryption", "Choose at least one IKE encryption algorithm."),
+    (dict(ike_dh_groups=()), "ike_dh_groups", "Choose at least one IKE DH group."),
+    (dict(ike_version=1, ike_encryption=("aes256gcm16",)), "ike_encryption",
+     "IKEv1 cannot use AEAD ciphers (GCM, ChaCha20-Poly1305) for IKE."),
+    (dict(ike_encryption=("aes256",), ike_integrity=()), "ike_integrity",
+     "CBC ciphers need an integrity algorithm."),
+    (dict(esp_encryption=()), "esp_encryption", "Choose at least one ESP encryption algorithm."),
+    (dict(esp_dh_groups=()), "esp_dh_groups", "Choose DH groups for ESP, or None (no PFS)."),
+    (dict(esp_encryption=("aes128",), esp_integrity=()), "esp_integrity",
+     "CBC ciphers need an integrity algorithm."),
+])
+def test_the_builder_names_the_field_and_says_why(changes, field, message):
+    with pytest.raises(vm.InvalidProposal) as refused:
+        vm.load_conn(_peer(**changes))
+    assert (refused.value.field, str(refused.value)) == (field, message)
