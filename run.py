@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from webui.drivers import ConfigError
     from webui.store import PeerStore, StoreError
 
-    test_config = {}
+    test_config = {"BOUND_HOST": args.host}
     running_lab = None
     if want_lab(args.lab):
         from webui import lab
@@ -101,10 +101,15 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         from waitress import serve
+        from webui import serving
         # A service manager stops us with SIGTERM: leave through `finally`, taking the lab down.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        for warning in serving.exposure_warnings(args.host, app.config):
+            log.warning("INSECURE: %s", warning)
         log.info("serving on http://%s:%d/", args.host, args.port)
-        serve(app, host=args.host, port=args.port, threads=args.threads, ident="webui")
+        max_body = int(os.environ.get("WEBUI_MAX_REQUEST_BYTES", serving.MAX_BODY_BYTES))
+        serve(app, host=args.host, port=args.port,
+              **serving.waitress_options(args.threads, max_body))
     finally:
         if running_lab is not None:
             running_lab.stop()

@@ -24,10 +24,17 @@ DEFAULTS = {
     "PEERS_PER_PAGE": 100,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
     "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
+    "SESSION_LIFETIME_HOURS": 12,  # a session ends this long after sign-in, however busy
+    "MAX_CONTENT_LENGTH": 64 * 1024,  # form bodies; waitress caps every request (webui/serving.py)
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Strict",
     "SESSION_COOKIE_SECURE": False,  # the UI serves plain HTTP on loopback by default; True behind TLS
+    # Host names the UI answers to (comma-separated or a list); "*" = any. Others get 400, so a web
+    # page whose name is rebound to the router's address cannot reach the login form.
+    "TRUSTED_HOSTS": "localhost,127.0.0.1,::1",
+    "BOUND_HOST": "",  # run.py's --host: trusted as well when it is one address
 }
+MIN_SECRET_KEY_BYTES = 32
 
 
 def configure(app: Flask, test_config: dict | None = None) -> Path:
@@ -41,6 +48,14 @@ def configure(app: Flask, test_config: dict | None = None) -> Path:
     from webui.drivers.firewall import interface_list
     for setting in ("LAN_INTERFACES", "WAN_INTERFACES", "IPSEC_INTERFACES"):
         interface_list(app.config.get(setting), setting)  # ConfigError before anything starts
+    from webui.headers import trusted_hosts
+    # Kept under another key: Flask's own TRUSTED_HOSTS check cannot match an IPv6 literal.
+    app.config["HOSTS_ALLOWED"] = trusted_hosts(app.config.get("TRUSTED_HOSTS"),
+                                                app.config.get("BOUND_HOST"))
+    app.config["TRUSTED_HOSTS"] = None
+    if app.config["SESSION_COOKIE_SECURE"] and app.config.get("SESSION_COOKIE_NAME") == "session":
+        # __Host-: the browser keeps it only if Secure, for "/", and set without a Domain.
+        app.config["SESSION_COOKIE_NAME"] = "__Host-session"
     data_dir = Path(app.config["DATA_DIR"]).resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app.config["DATA_DIR"] = str(data_dir)
@@ -56,9 +71,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: configuration, secrets, store and drivers, auth, then the blueprints."""
     app = Flask(__name__, instance_relative_config=True)
     data_dir = configure(app, test_config)
+    from webui.atomic import read_or_create_secret, tidy_data_dir
+    tidy_data_dir(data_dir)
     if not app.config.get("SECRET_KEY"):
-        from webui.atomic import read_or_create_secret
         app.config["SECRET_KEY"] = read_or_create_secret(data_dir / "secret_key")
+    if len(str(app.config["SECRET_KEY"]).encode()) < MIN_SECRET_KEY_BYTES:
+        from webui.drivers import ConfigError
+        raise ConfigError(f"WEBUI_SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes: anyone "
+                          "who guesses it can forge a session. Unset it to use a generated one.")
 
     from webui.store import PeerStore
     from webui.drivers import make_drivers
@@ -72,8 +92,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["tokens"] = TokenStore(data_dir / TOKENS_FILE)
 
     from webui import assets, auth, compress, formatting, headers, htmx
-    # The session guard goes first: a lapsed session is sent to the login page, not told its
-    # CSRF token is missing. CSRF is then checked on every POST/PUT/PATCH/DELETE, login included.
+    # An unknown Host is refused before anything else runs. The session guard comes next: a lapsed
+    # session is sent to the login page, not told its CSRF token is missing. CSRF is then checked
+    # on every POST/PUT/PATCH/DELETE, login included.
+    headers.check_host(app)
     auth.init_app(app)
     from flask_wtf.csrf import CSRFProtect
     csrf = CSRFProtect(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import math
 import os
@@ -132,6 +133,12 @@ class PasswordFile:
             if stamp != self._seen:
                 try:
                     self._credentials = Credentials.from_json(self.path.read_bytes())
+                except PermissionError:
+                    raise PasswordFileError(
+                        f"{self.path} cannot be read by this process (user id {os.geteuid()}; "
+                        f"the file belongs to user id {st.st_uid}). Was `set-password` run as "
+                        f"another user? Run `chown {os.geteuid()} {self.path}`, or set the "
+                        "password again as the UI's user.") from None
                 except (ValueError, KeyError, TypeError) as e:
                     raise PasswordFileError(f"{self.path} is not a password file ({e}); set a new "
                                             "password with `python run.py set-password`.")
@@ -209,22 +216,46 @@ class Throttle:
     """
 
     def __init__(self, free=5, cap=300, overall_free=20, overall_cap=30, forget_after=900,
-                 max_addresses=1024, clock=time.monotonic):
+                 max_addresses=1024, max_known=64, clock=time.monotonic):
         self.free, self.cap = free, cap
         self.overall_free, self.overall_cap = overall_free, overall_cap
         self.forget_after, self.max_addresses, self.clock = forget_after, max_addresses, clock
+        self.max_known = max_known
         self._lock = threading.Lock()
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._overall = (0, 0.0)
+        # Sources that signed in before: the overall wait does not apply to them.
+        self._known: OrderedDict[str, None] = OrderedDict()
 
-    def admit(self, address: str) -> int:
-        """0 if a login from `address` may be checked now (and count it), else seconds to wait."""
+    @staticmethod
+    def source(address: str) -> str:
+        """Who is counted: an IPv4 address, or an IPv6 address's /64 (one host on a LAN can take
+        any number of addresses in its /64, but rarely more than one /64)."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return address
+        if ip.version == 6 and ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        if ip.version == 6:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip)
+
+    def admit(self, address: str, signed_in: bool = False) -> int:
+        """0 if a login from `address` may be checked now (and count it), else seconds to wait.
+
+        The overall wait (many sources guessing) holds back only sources with failures of their
+        own: one that has not failed yet gets its one check, and one that signed in before, or an
+        admin already `signed_in` (the change-password form), is not held back by it at all. So
+        guessing stays bounded overall, and the admin still gets in while others guess."""
+        address = self.source(address)
         with self._lock:
             now = self.clock()
             mine = self._current(self._failures.get(address), now)
             overall = self._current(self._overall, now)
-            wait = max(self._wait(mine, now, self.free, self.cap),
-                       self._wait(overall, now, self.overall_free, self.overall_cap))
+            wait = self._wait(mine, now, self.free, self.cap)
+            if not (signed_in or address in self._known or mine[0] == 0):
+                wait = max(wait, self._wait(overall, now, self.overall_free, self.overall_cap))
             if wait > 0:
                 return math.ceil(wait)
             self._failures[address] = (mine[0] + 1, now)
@@ -236,7 +267,12 @@ class Throttle:
 
     def succeeded(self, address: str) -> None:
         """The attempt `admit` counted was right: forget this address, un-count it overall."""
+        address = self.source(address)
         with self._lock:
+            self._known[address] = None
+            self._known.move_to_end(address)
+            while len(self._known) > self.max_known:
+                self._known.popitem(last=False)
             self._failures.pop(address, None)
             count, last = self._overall
             self._overall = (max(count - 1, 0), last)
@@ -266,35 +302,78 @@ def polled(view):
     return view
 
 
+@dataclass
+class SessionRecord:
+    """What the server keeps of one signed-in browser; its cookie holds only the random id."""
+
+    generation: int
+    opened: float
+    seen: float
+
+
 class Auth:
-    """Per-app auth state: the password file, the throttle, the clock sessions are timed by."""
+    """Per-app auth state: the password file, the throttle, the clock sessions are timed by, and the
+    session records. A cookie is only a pointer to a record here: signing out deletes the record,
+    so a copy of the cookie opens nothing afterwards, and idle time and the absolute lifetime are
+    the server's own clock, not what a cookie says. Records live in memory: a restart signs
+    everyone out, which is acceptable for one administrator."""
+
+    MAX_SESSIONS = 32  # one admin; the oldest goes first beyond this
 
     def __init__(self, password_file: PasswordFile, idle_timeout: float, throttle: Throttle,
-                 clock=time.time):
+                 clock=time.time, lifetime: float = 12 * 3600):
         self.password_file, self.idle_timeout = password_file, idle_timeout
-        self.throttle, self.clock = throttle, clock
+        self.throttle, self.clock, self.lifetime = throttle, clock, lifetime
+        self._sessions: OrderedDict[str, SessionRecord] = OrderedDict()
+        self._sessions_lock = threading.Lock()
 
     def sign_in(self) -> None:
         # A fresh session (and with it a fresh CSRF token) at every login.
+        self._end(session.get("sid"))
         session.clear()
-        session.update(user=USER, generation=self.password_file.load().generation,
-                       seen=self.clock())
+        sid, now = secrets.token_urlsafe(32), self.clock()
+        with self._sessions_lock:
+            self._sessions[sid] = SessionRecord(self.password_file.load().generation, now, now)
+            while len(self._sessions) > self.MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        session.update(user=USER, sid=sid)
 
     def sign_out(self) -> None:
+        self._end(session.get("sid"))
         session.clear()
+
+    def _end(self, sid) -> None:
+        with self._sessions_lock:
+            self._sessions.pop(sid, None)
+
+    def sessions_open(self) -> int:
+        return len(self._sessions)
 
     def change_password(self, password: str) -> None:
         """Store it under a new generation (ending every other session) and keep this one open."""
         self.password_file.set(password)
+        with self._sessions_lock:
+            self._sessions.clear()
         self.sign_in()
 
-    def signed_in(self) -> bool:
-        """The session is the admin's, opened under the current password, and not idle too long."""
-        if session.get("user") != USER:
+    def signed_in(self, activity: bool = False) -> bool:
+        """The session's record exists, was opened under the current password, is neither idle too
+        long nor older than the lifetime; with `activity`, it counts as used now."""
+        sid = session.get("sid")
+        if session.get("user") != USER or not isinstance(sid, str):
             return False
-        if session.get("generation") != self.password_file.load().generation:
-            return False
-        return self.clock() - session.get("seen", 0) <= self.idle_timeout
+        now, generation = self.clock(), self.password_file.load().generation
+        with self._sessions_lock:
+            record = self._sessions.get(sid)
+            if record is None:
+                return False
+            if (record.generation != generation or now - record.seen > self.idle_timeout
+                    or now - record.opened > self.lifetime):
+                del self._sessions[sid]
+                return False
+            if activity:
+                record.seen = now
+        return True
 
     def guard(self) -> Response | None:
         g.admin = False
@@ -302,7 +381,8 @@ class Auth:
             return None
         if request.blueprint == API_BLUEPRINT:
             return None  # the API checks its bearer token itself, and never takes the session
-        if not self.signed_in():
+        view = current_app.view_functions.get(request.endpoint)
+        if not self.signed_in(activity=not getattr(view, "polled", False)):
             # Drop a stale admin session, but keep an anonymous one: it holds the login form's
             # CSRF token, and a browser's parallel request (its /favicon.ico) must not void it.
             if "user" in session:
@@ -311,9 +391,6 @@ class Auth:
         g.admin = True
         if self.password_file.load().must_change and request.endpoint not in CHANGE_ENDPOINTS:
             return send_to(url_for("auth.change_password"), 403)
-        view = current_app.view_functions.get(request.endpoint)
-        if not getattr(view, "polled", False):
-            session["seen"] = self.clock()
         return None
 
 
@@ -358,11 +435,22 @@ def init_app(app: Flask) -> None:
     # Read raw: Flask's prefixed-env loader would turn a password such as "1e3" into a number.
     given = os.environ.get("WEBUI_ADMIN_PASSWORD") or app.config.get("ADMIN_PASSWORD")
     app.config.pop("ADMIN_PASSWORD", None)  # templates see `config`; the password is not for them
+    # Nor for /proc/<pid>/environ, a crash dump, or a child process.
+    os.environ.pop("WEBUI_ADMIN_PASSWORD", None)
     first_password(password_file, given)
     password_file.load()  # a broken file stops the start, not the first login
-    state = Auth(password_file, float(app.config["IDLE_TIMEOUT_MINUTES"]) * 60, Throttle())
+    app.register_error_handler(PasswordFileError, password_file_broken)
+    state = Auth(password_file, float(app.config["IDLE_TIMEOUT_MINUTES"]) * 60, Throttle(),
+                 lifetime=float(app.config["SESSION_LIFETIME_HOURS"]) * 3600)
     app.extensions["auth"] = state
     app.before_request(state.guard)
+
+
+def password_file_broken(error: PasswordFileError) -> Response:
+    """Nobody can sign in until the file is fixed: say how, rather than a bare 500."""
+    current_app.logger.error("%s", error)
+    return Response(f"The admin password file cannot be used: {error}\n", 500,
+                    {"Content-Type": "text/plain; charset=utf-8"})
 
 
 def set_password_from(stdin, stderr, data_dir: Path) -> int:
@@ -381,6 +469,11 @@ def set_password_from(stdin, stderr, data_dir: Path) -> int:
         return 1
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     credentials = PasswordFile(data_dir / PASSWORD_FILE).set(password)
+    owner = data_dir.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        # Root setting the password of a service that runs as its own user: the file must be
+        # that user's, or the service cannot read it.
+        os.chown(data_dir / PASSWORD_FILE, owner.st_uid, owner.st_gid)
     print(f"Password for {USER} set (generation {credentials.generation}); every open session "
           "is signed out.", file=stderr)
     return 0

@@ -13,7 +13,45 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    # Nothing here needs a camera, a microphone, a location or the like; no other site's window
+    # keeps a handle on this one, and no other site may embed its responses.
+    "Permissions-Policy": ("camera=(), microphone=(), geolocation=(), usb=(), serial=(), "
+                           "payment=(), interest-cohort=()"),
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+
+def trusted_hosts(setting, bound_host: str = "") -> frozenset[str] | None:
+    """The host names the UI answers to, lower case, IPv6 without brackets; None = any ("*")."""
+    items = setting.split(",") if isinstance(setting, str) else list(setting or ())
+    names = {str(item).strip().lower().strip("[]") for item in items if str(item).strip()}
+    if "*" in names:
+        return None
+    bound = (bound_host or "").strip().lower().strip("[]")
+    if bound and bound not in ("0.0.0.0", "::"):
+        names.add(bound)
+    return frozenset(names)
+
+
+def host_name(host_header: str) -> str:
+    """"router.lan:8080" -> "router.lan", "[::1]:8080" -> "::1"."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def check_host(app: Flask) -> None:
+    @app.before_request
+    def refuse_unknown_host():
+        allowed = app.config.get("HOSTS_ALLOWED")
+        if allowed is None:
+            return None
+        if host_name(request.headers.get("Host", "")) not in allowed:
+            return Response("Unknown host name. Add it to WEBUI_TRUSTED_HOSTS to reach the UI "
+                            "by this name.\n", 400, {"Content-Type": "text/plain; charset=utf-8"})
+        return None
 
 
 def init_app(app: Flask) -> None:

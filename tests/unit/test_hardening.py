@@ -54,8 +54,12 @@ def test_every_text_field_has_a_server_side_maximum(browser, data_dir, field):
 
 
 def test_a_seventy_thousand_character_id_is_refused(browser, data_dir):
+    """Over the form body cap it is refused before any field is read; under it, by the field."""
     r = browser.post("/peers", valid_peer_form(local_id="i" * 70000), htmx=True)
+    assert r.status_code == 413
+    r = browser.post("/peers", valid_peer_form(local_id="i" * 10000), htmx=True)
     assert r.status_code == 422 and 'id="local_id-error"' in r.get_data(as_text=True)
+    assert not (data_dir / "peers.json").exists() or stored(data_dir) == {}
 
 
 @pytest.mark.parametrize("value", ["   ", None], ids=["whitespace", "omitted"])

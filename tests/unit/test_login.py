@@ -291,6 +291,10 @@ def test_many_addresses_are_throttled_overall(app):
         return wrong(Browser(client, login=False))
 
     assert all(attempt(f"198.51.100.{i}").status_code == 422 for i in range(20))
+    # Over the overall bound: an address that failed before waits; a new one gets one check.
+    r = attempt("198.51.100.3")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) <= 30
+    assert attempt("203.0.113.99").status_code == 422
     r = attempt("203.0.113.99")
     assert r.status_code == 429 and int(r.headers["Retry-After"]) <= 30
 

@@ -52,10 +52,10 @@ def throttled(form, template, wait):
     return page(template, form, 429, {"Retry-After": str(wait)})
 
 
-def check_password(user: str, password: str) -> tuple[bool, int]:
+def check_password(user: str, password: str, signed_in: bool = False) -> tuple[bool, int]:
     """(right, seconds to wait): both forms that take the password go through the throttle."""
     a, address = auth(), request.remote_addr or ""
-    wait = a.throttle.admit(address)
+    wait = a.throttle.admit(address, signed_in=signed_in)
     if wait:
         return False, wait
     if not a.password_file.check(user, password):
@@ -94,7 +94,7 @@ def change_password():
     form = ChangePasswordForm()
     if not form.is_submitted():
         return page("auth/change_password.html", form)
-    right, wait = check_password(USER, form.current.data or "")
+    right, wait = check_password(USER, form.current.data or "", signed_in=True)
     if wait:
         return throttled(form, "auth/change_password.html", wait)
     if not right:

@@ -31,6 +31,13 @@ class CommandFailed(DriverError):
         self.field = field
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a command a driver runs (nft, the restart command): a search path and
+    the C locale (messages read as English), nothing of the UI's own (its secrets included)."""
+    import os
+    return {"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
 class ConfigError(ValueError):
     """A setting the drivers cannot work with; the message names the setting."""
 

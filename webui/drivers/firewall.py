@@ -12,7 +12,7 @@ import re
 import subprocess
 from typing import Sequence
 
-from webui.drivers import CommandFailed, ConfigError, DriverError
+from webui.drivers import CommandFailed, ConfigError, DriverError, child_env
 from webui.drivers import nft_rules
 from webui.peers import Peer
 
@@ -126,7 +126,7 @@ class NftFirewall:
         argv = self._argv(args)
         try:
             return subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                                  timeout=self.timeout, check=False)
+                                  timeout=self.timeout, check=False, env=child_env())
         except FileNotFoundError:
             raise DriverError(f"{argv[0]!r} is not installed; the firewall cannot be managed.")
         except subprocess.TimeoutExpired:

@@ -30,7 +30,7 @@ from vici.protocol import Packet
 from webui import capabilities
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
-                           Step, TunnelState)
+                           Step, TunnelState, child_env)
 from webui.drivers import vici_messages as vm
 from webui.drivers.vici_wire import decode, event_message
 from webui.peers import Peer
@@ -512,7 +512,8 @@ class ViciDriver:
         started = time.monotonic()
         try:
             done = subprocess.run(self.restart_command, capture_output=True, text=True,
-                                  timeout=self.restart_wait, stdin=subprocess.DEVNULL)
+                                  timeout=self.restart_wait, stdin=subprocess.DEVNULL,
+                                  env=child_env())
         except (OSError, subprocess.TimeoutExpired) as err:
             return Step(what, False, str(err))
         detail = (done.stderr or done.stdout).strip()[-500:]
