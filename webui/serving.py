@@ -42,8 +42,8 @@ def waitress_options(threads: int = 4, max_body: int = MAX_BODY_BYTES) -> dict:
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -51,13 +51,14 @@ def is_loopback(host: str) -> bool:
 
 
 def exposure_warnings(host: str, config) -> list[str]:
-    """What is wrong with serving on `host` with `config`: plain HTTP off this machine, cookies that
-    travel without TLS, no Host check."""
-    warnings = []
-    if not is_loopback(host):
-        warnings.append(f"serving plain HTTP on {host}: the password, the session cookie and "
-                        "pre-shared keys cross the network in clear. Bind to 127.0.0.1 behind a "
-                        "TLS front end (docs/nginx-webui.conf, README \"Security\").")
+    """What is wrong with serving on `host` with `config`: plain HTTP off this machine, and cookies
+    that travel without TLS. On loopback (behind a TLS front end, or a developer's own machine)
+    nothing leaves the machine in clear."""
+    if is_loopback(host):
+        return []
+    warnings = [f"serving plain HTTP on {host}: the password, the session cookie and pre-shared "
+                "keys cross the network in clear. Bind to 127.0.0.1 behind a TLS front end "
+                "(docs/nginx-webui.conf, README \"Security\")."]
     if not config.get("SESSION_COOKIE_SECURE"):
         warnings.append("the session cookie is not Secure (WEBUI_SESSION_COOKIE_SECURE=false): "
                         "set it to true once the UI is reached over HTTPS.")
