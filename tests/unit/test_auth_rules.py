@@ -1,0 +1,185 @@
+"""The rules of webui/auth.py stated exactly: which passwords are refused and in which words, how
+long each throttled login waits, and what the password file and `set-password` say."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from webui.auth import (Credentials, PasswordFile, PasswordFileError, Throttle, first_password,
+                        password_problem, set_password_from)
+
+
+@pytest.mark.parametrize("password, problem", [
+    ("Shrt-9chr", "Use at least 10 characters."),
+    ("Ten-chars!", None),
+    (" Leading-space-pw", "No leading or trailing spaces or line breaks."),
+    ("Trailing-space-pw ", "No leading or trailing spaces or line breaks."),
+    ("Line-one-pw\nline-two", "No leading or trailing spaces or line breaks."),
+    ("aaaaaaaaaaaa", "Too easy to guess: use more different characters, not a repeat or a run."),
+    ("abababababab", "Too easy to guess: use more different characters, not a repeat or a run."),
+    ("abcdefghijkl", "Too easy to guess: use more different characters, not a repeat or a run."),
+    ("9876543210", "Too easy to guess: use more different characters, not a repeat or a run."),
+    ("abcdefghijkm", None),  # a run but for its last step
+    ("Password123", "This is one of the most common passwords; choose another."),
+    ("OpenWrt123", "This is one of the most common passwords; choose another."),
+])
+def test_password_rules_in_the_words_the_admin_reads(password, problem):
+    assert password_problem(password) == problem
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_an_address_gets_five_free_tries_then_waits_that_double():
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    assert [throttle.admit("a") for _ in range(5)] == [0] * 5
+    assert throttle.admit("a") == 2, "the sixth waits 2 s"
+    clock.now += 1.5
+    assert throttle.admit("a") == 1, "half a second left is still a second to wait"
+    clock.now += 0.5
+    assert throttle.admit("a") == 0  # admitted and counted: six failures now
+    assert throttle.admit("a") == 4
+    clock.now += 4
+    assert throttle.admit("a") == 0
+    assert throttle.admit("a") == 8
+    assert throttle.admit("b") == 0, "another address is not held up"
+
+
+def test_the_wait_of_one_address_stops_growing_at_five_minutes():
+    clock = Clock()
+    throttle = Throttle(clock=clock, overall_free=10**6)
+    waits = []
+    while len(waits) < 11:
+        wait = throttle.admit("a")
+        if wait:
+            waits.append(wait)
+            clock.now += wait
+    assert waits == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+
+
+def test_failures_are_forgotten_after_a_quarter_hour_of_quiet_and_not_before():
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    for _ in range(5):
+        throttle.admit("a")
+    clock.now += 900
+    assert throttle.admit("a") == 0  # 900 s is not yet "after"; 5 failures, this is the 6th try
+    for _ in range(3):
+        clock.now += 900.5
+        assert throttle.admit("a") == 0, "forgotten: counting starts again"
+
+
+def test_a_right_password_forgets_the_address_and_uncounts_itself_overall():
+    clock = Clock()
+    throttle = Throttle(clock=clock, overall_free=6)
+    for _ in range(5):
+        throttle.admit("a")
+    throttle.succeeded("a")
+    assert throttle.tracked_addresses() == 0
+    assert throttle.admit("a") == 0  # four counted overall, this is the fifth
+    assert throttle.admit("b") == 0  # sixth overall
+    assert throttle.admit("c") == 2, "overall: the seventh waits"
+    throttle.succeeded("nobody")  # never below zero, whoever reports a success
+    fresh = Throttle(clock=clock)
+    fresh.succeeded("a")
+    assert fresh.admit("a") == 0
+
+
+def test_guesses_spread_over_many_addresses_wait_at_most_thirty_seconds():
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    assert [throttle.admit(f"10.0.0.{i}") for i in range(20)] == [0] * 20
+    assert throttle.admit("10.0.1.1") == 2
+    waits = []
+    for i in range(12):
+        wait = throttle.admit(f"10.0.2.{i}")
+        waits.append(wait)
+        clock.now += wait
+        throttle.admit(f"10.0.2.{i}")
+    assert max(waits) == 30 and waits[-1] == 30
+
+
+def test_at_most_max_addresses_are_remembered_the_longest_quiet_first():
+    clock = Clock()
+    throttle = Throttle(clock=clock, free=1, max_addresses=3, overall_free=100)
+    for name in ("a", "b", "c"):
+        throttle.admit(name)
+    assert throttle.admit("a") == 2  # a waits: a wait is not a failure, a stays the oldest
+    throttle.admit("d")
+    assert throttle.tracked_addresses() == 3
+    assert (throttle.admit("b"), throttle.admit("c"), throttle.admit("a")) == (2, 2, 0)
+
+    throttle = Throttle(clock=clock, free=1, max_addresses=2, overall_free=100)
+    throttle.admit("a")
+    throttle.admit("b")
+    clock.now += 2
+    assert throttle.admit("a") == 0  # a fails again: now the most recent
+    throttle.admit("c")
+    assert throttle.admit("a") == 4 and throttle.admit("b") == 0
+
+
+# --- The password file ---------------------------------------------------------------------------
+
+def test_a_missing_or_broken_password_file_says_how_to_fix_it(tmp_path):
+    missing = PasswordFile(tmp_path / "admin_password.json")
+    with pytest.raises(PasswordFileError) as refused:
+        missing.load()
+    assert str(refused.value) == (f"{tmp_path / 'admin_password.json'} is missing; set a password "
+                                  "with `python run.py set-password`.")
+    (tmp_path / "admin_password.json").write_text(json.dumps({"algorithm": "md5"}))
+    with pytest.raises(PasswordFileError) as refused:
+        PasswordFile(tmp_path / "admin_password.json").load()
+    assert str(refused.value) == (f"{tmp_path / 'admin_password.json'} is not a password file "
+                                  "(unknown algorithm 'md5'); set a new password with "
+                                  "`python run.py set-password`.")
+
+
+def test_each_new_password_moves_the_generation_on(tmp_path):
+    path = tmp_path / "admin_password.json"
+    file = PasswordFile(path)
+    assert file.set("First-password-1").generation == 1
+    assert file.set("Second-password-2").generation == 2
+    assert PasswordFile(path).load().generation == 2
+    assert file.check("admin", "Second-password-2") and not file.check("admin", "First-password-1")
+    assert not file.check("root", "Second-password-2")
+    path.write_text("not json")
+    broken = PasswordFile(path).set("Third-password-3").generation
+    assert broken > 10**15, "after a broken file, a generation no old session can carry"
+
+
+def test_a_password_file_round_trips_every_field():
+    credentials = Credentials(salt=b"s" * 16, hash=b"h" * 32, n=2**12, r=4, p=2, generation=7,
+                              must_change=True)
+    assert Credentials.from_json(credentials.to_json()) == credentials
+
+
+def test_a_bad_first_password_from_the_environment_stops_the_start(tmp_path):
+    with pytest.raises(PasswordFileError) as refused:
+        first_password(PasswordFile(tmp_path / "admin_password.json"), "short")
+    assert str(refused.value) == "WEBUI_ADMIN_PASSWORD is not usable: Use at least 10 characters."
+    assert not (tmp_path / "admin_password.json").exists()
+
+
+class Pipe(io.StringIO):
+    def isatty(self):
+        return False
+
+
+def test_set_password_says_what_it_did_or_why_not(tmp_path):
+    err = io.StringIO()
+    assert set_password_from(Pipe("short\n"), err, tmp_path) == 1
+    assert err.getvalue() == "error: Use at least 10 characters. Nothing changed.\n"
+    assert not (tmp_path / "admin_password.json").exists()
+    err = io.StringIO()
+    assert set_password_from(Pipe("Good-password-42\r\n"), err, tmp_path) == 0
+    assert err.getvalue() == ("Password for admin set (generation 1); every open session is "
+                              "signed out.\n")
+    assert PasswordFile(tmp_path / "admin_password.json").check("admin", "Good-password-42")
