@@ -34,7 +34,8 @@ TESTS = {
     "webui/drivers/nft_rules.py": ("test_nft_rules", "test_nft_transaction"),
     "webui/store.py": ("test_store", "test_properties", "test_round_trip", "test_peers",
                        "test_apply"),
-    "webui/auth.py": ("test_auth_rules", "test_auth", "test_login", "test_api_auth", "test_hardening"),
+    "webui/auth.py": ("test_auth_rules", "test_auth", "test_login", "test_api_auth",
+                      "test_hardening"),
 }
 TESTING = ROOT / "docs" / "TESTING.md"
 COPIED = ("webui", "tests", "pytest.ini", "run.py")
