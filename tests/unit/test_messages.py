@@ -45,6 +45,13 @@ CASES = [
      "10.0.0.0/33 is not a CIDR prefix such as 10.1.0.0/24."),
     (dict(local_networks="x" * 50 + "/8"), "local_networks",
      "x" * 40 + "… is not a CIDR prefix such as 10.1.0.0/24."),
+    (dict(local_networks="x" * 38 + "/8"), "local_networks",
+     "x" * 38 + "/8 is not a CIDR prefix such as 10.1.0.0/24."),
+    (dict(remote_gateway="192.0.2.9", remote_networks="10.50.0.0/16",
+          psk="another-key-for-the-same-ids"), "peer_id",
+     "Peer existing has the same local and peer IDs (192.0.2.1 and 192.0.2.9) with a different "
+     "key, so strongSwan could use either key for either peer. Give this peer its own peer ID "
+     "(or local ID), or use the same key."),
     (dict(local_networks="10.0.0.0/8, 10.0.0.0/8"), "local_networks", "10.0.0.0/8 is listed twice."),
     (dict(local_networks="10.0.0.0/8\n10.1.0.0/16"), "local_networks",
      "10.1.0.0/16 overlaps 10.0.0.0/8, listed too; keep only the larger one."),
@@ -124,3 +131,15 @@ def test_a_short_key_is_saved_with_advice_beside_it(app, with_existing):
             form.psk.data = key
             form.validate_psk(form.psk)
             assert form.psk_hint == hint
+
+
+def test_an_edit_that_keeps_its_key_is_checked_with_the_stored_key(with_existing):
+    """Same IDs as another peer are fine with the same key, and an empty key field on edit
+    means the stored key."""
+    r = with_existing.post("/peers", valid_peer_form(name="twin", remote_gateway="192.0.2.8",
+                                                     remote_networks="10.50.0.0/16"))
+    assert r.status_code == 303
+    r = with_existing.post("/peers/twin", valid_peer_form(
+        name="twin", remote_gateway="192.0.2.9", remote_networks="10.50.0.0/16", psk=""),
+        htmx=True)
+    assert r.status_code == 204, messages(r.get_data(as_text=True))

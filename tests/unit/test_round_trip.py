@@ -266,6 +266,17 @@ def test_the_new_peer_form_is_the_modern_preset_and_valid_as_it_stands(browser, 
         psk=valid_peer_form()["psk"])
 
 
+def test_the_new_peer_form_offers_the_modern_preset_as_this_charon_can_honour_it(app, browser):
+    from webui import capabilities
+    small = frozenset({"aes256", "aes128", "sha256", "sha1", "modp2048", "modp1024", "none"})
+    app.extensions["webui"].drivers.ipsec.supported = small
+    shown = FormFields(browser.get("/peers/new").get_data(as_text=True)).as_posted()
+    expected = capabilities.preset("modern", small)
+    assert expected["ike_dh_groups"] and "curve25519" not in expected["ike_dh_groups"]
+    for field, keywords in expected.items():
+        assert shown[field] == list(keywords), field
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("ike_version", ["1", "2"])
 def test_every_preset_is_accepted_and_stored_as_chosen(browser, data_dir, preset, ike_version):
