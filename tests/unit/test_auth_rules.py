@@ -81,29 +81,32 @@ def test_a_right_password_forgets_the_address_and_uncounts_itself_overall():
     clock = Clock()
     throttle = Throttle(clock=clock, overall_free=6)
     for _ in range(5):
-        throttle.admit("a")
-    throttle.succeeded("a")
+        throttle.admit("192.0.2.10")
+    throttle.succeeded("192.0.2.10")
     assert throttle.tracked_addresses() == 0
-    assert throttle.admit("a") == 0  # four counted overall, this is the fifth
-    assert throttle.admit("b") == 0  # sixth overall
-    assert throttle.admit("c") == 2, "overall: the seventh waits"
-    throttle.succeeded("nobody")  # never below zero, whoever reports a success
+    assert throttle.admit("192.0.2.10") == 0  # four counted overall, this is the fifth
+    assert throttle.admit("192.0.2.11") == 0, "a source's first try is always checked"
+    assert throttle.admit("192.0.2.11") == 2, "overall: a source that failed before waits"
+    assert throttle.admit("192.0.2.10") == 0, "one that signed in before does not"
+    throttle.succeeded("192.0.2.99")  # never below zero, whoever reports a success
     fresh = Throttle(clock=clock)
-    fresh.succeeded("a")
-    assert fresh.admit("a") == 0
+    fresh.succeeded("192.0.2.10")
+    assert fresh.admit("192.0.2.10") == 0
 
 
 def test_guesses_spread_over_many_addresses_wait_at_most_thirty_seconds():
     clock = Clock()
     throttle = Throttle(clock=clock)
     assert [throttle.admit(f"10.0.0.{i}") for i in range(20)] == [0] * 20
-    assert throttle.admit("10.0.1.1") == 2
-    waits = []
-    for i in range(12):
-        wait = throttle.admit(f"10.0.2.{i}")
-        waits.append(wait)
-        clock.now += wait
-        throttle.admit(f"10.0.2.{i}")
+    assert throttle.admit("10.0.0.0") == 2
+    assert throttle.admit("10.0.9.9") == 0, "a new source still gets its one check"
+    waits, i = [], 0
+    while len(waits) < 8:
+        wait = throttle.admit(f"10.0.0.{i % 20}")
+        if wait:
+            waits.append(wait)
+            clock.now += wait
+        i += 1
     assert max(waits) == 30 and waits[-1] == 30
 
 
