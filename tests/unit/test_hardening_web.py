@@ -264,3 +264,43 @@ def test_load_conn_sends_only_the_keys_it_means_to(options):
     assert "updown" not in json.dumps(vm.load_conn(peer))
     assert "not-in-load-conn" not in json.dumps(vm.load_conn(peer))
     assert set(vm.load_shared(peer)) == {"id", "type", "data", "owners"}
+
+
+def test_run_py_serves_with_the_router_limits_and_warns_off_loopback(tmp_path):
+    """run.py itself, as a service manager starts it, on every address with the fake driver: it
+    says INSECURE twice, serves the login page, and refuses an oversized body at its header."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, WEBUI_DRIVER="fake", WEBUI_DATA_DIR=str(tmp_path / "data"),
+               WEBUI_ADMIN_PASSWORD="Run-py-test-passw0rd")
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "run.py", "--no-lab", "--host", "0.0.0.0",
+                               "--port", str(port)], cwd=root, env=env, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        lines = []
+        while not any("serving on" in line for line in lines):
+            line = server.stderr.readline()
+            assert line, "run.py stopped:\n" + "".join(lines)
+            lines.append(line)
+        log = "".join(lines)
+        assert log.count("INSECURE") == 2 and "plain HTTP on 0.0.0.0" in log
+        for _ in range(50):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                    s.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    assert s.recv(12) == b"HTTP/1.1 200"
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 104857600\r\n\r\n")
+            assert s.recv(12) == b"HTTP/1.1 413"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
