@@ -30,7 +30,7 @@ TESTS = {
                                        "test_properties", "test_remote_config",
                                        "test_vici_transport", "test_capabilities"),
     "webui/forms.py": ("test_validation", "test_messages", "test_round_trip", "test_properties",
-                       "test_peers", "test_hardening", "test_api"),
+                       "test_capabilities"),
     "webui/drivers/nft_rules.py": ("test_nft_rules", "test_nft_transaction"),
     "webui/store.py": ("test_store", "test_properties", "test_round_trip", "test_peers",
                        "test_apply"),
