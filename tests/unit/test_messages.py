@@ -27,6 +27,10 @@ CASES = [
     (dict(local_ip="router"), "local_ip", "Enter an IPv4 or IPv6 address, e.g. 192.0.2.1."),
     (dict(remote_gateway="not a host!"), "remote_gateway",
      "Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com."),
+    (dict(remote_gateway="192.0.2"), "remote_gateway",
+     "Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com."),
+    (dict(peer_id=("a" * 63 + ".") * 3 + "a" * 62), "peer_id",
+     "At most 253 characters; this has 254."),
     (dict(remote_gateway="2001:db8::2"), "remote_gateway",
      "The local IP is IPv4; the gateway must be too."),
     (dict(local_ip="2001:db8::1", remote_gateway="192.0.2.2"), "remote_gateway",
@@ -154,4 +158,19 @@ def test_an_edit_that_keeps_its_key_is_checked_with_the_stored_key(with_existing
     r = with_existing.post("/peers/twin", valid_peer_form(
         name="twin", remote_gateway="192.0.2.9", remote_networks="10.50.0.0/16", psk=""),
         htmx=True)
+    assert r.status_code == 204, messages(r.get_data(as_text=True))
+
+
+def test_a_dns_name_of_the_longest_length_is_accepted(with_existing):
+    longest = ("a" * 63 + ".") * 3 + "a" * 61
+    assert len(longest) == 253
+    r = with_existing.post("/peers", valid_peer_form(peer_id=longest, remote_gateway=longest),
+                           htmx=True)
+    assert r.status_code == 204, messages(r.get_data(as_text=True))
+
+
+def test_the_same_ids_with_another_key_are_fine_when_one_of_the_peers_is_disabled(with_existing):
+    r = with_existing.post("/peers", valid_peer_form(
+        name="standby", remote_gateway="192.0.2.9", remote_networks="10.50.0.0/16",
+        psk="another-key-for-the-same-ids", enabled=None), htmx=True)
     assert r.status_code == 204, messages(r.get_data(as_text=True))
