@@ -69,6 +69,9 @@ charon {{
   retransmit_timeout = 1.5
   retransmit_base = 1.4
   retransmit_tries = 3
+  # charon answers IKEv1 aggressive mode with a PSK only when told it may (its offline guessing
+  # risk is the UI's warning to make); the lab allows it so that option can be tested.
+  i_dont_care_about_security_and_use_aggressive_mode_psk = yes
   {settings}
   plugins {{
     include /etc/strongswan.d/charon/*.conf

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +210,29 @@ def test_forced_encapsulation_shows_in_the_status(live, clean_lab):
     status = browser.get("/commands/status", htmx=True).text
     assert '<span class="badge">UDP-encapsulated</span>' in status
     assert "<dt>NAT</dt>" in status
+
+
+def test_ikev1_aggressive_mode_comes_up(live, clean_lab):
+    browser = live.browser()
+    add_peer(browser, clean_lab, peer_form(ike_version="1", aggressive="y", peer_id="branch.example",
+                                           esp_encryption=["aes256"], esp_integrity=["sha256"]))
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up"), cell(browser, "site-b")
+    log = clean_lab.charon_log("remote").read_text()
+    assert "is initiating a Aggressive Mode IKE_SA" in log
+    assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
+
+
+def test_bad_advanced_input_through_the_served_app_changes_nothing(live, clean_lab):
+    """Every refused case of tests/unit/test_validation.py, over HTTP to the app that manages the
+    lab's charon: the message by its field, the store and charon both as they were."""
+    from tests.unit.test_validation import BAD_ADVANCED
+    browser = live.browser()
+    save(browser, peer_form(name="existing", remote_networks="10.99.0.0/16", peer_id="e.example"))
+    store = Path(live.app.config["DATA_DIR"]) / "peers.json"
+    before = store.read_bytes()
+    conns = strongswan.call(clean_lab.router_vici, "get-conns")
+    for what, changes, field in BAD_ADVANCED:
+        page = browser.post("/peers", peer_form(**changes), htmx=True)
+        assert page.status == 422 and f'id="{field}-error"' in page.text, what
+    assert store.read_bytes() == before
+    assert strongswan.call(clean_lab.router_vici, "get-conns") == conns
