@@ -169,6 +169,7 @@ def test_a_short_child_lifetime_rekeys_under_a_ping_losing_at_most_one(live, cle
     sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received",
                                         output).groups())
     assert sent > 50 and sent - received <= 1, output[-300:]
+    print(f"\nCHILD rekey under a ping: {sent} sent, {sent - received} lost")
     (new,) = rekeyed
     assert wait_for(lambda: f"SPI in {new}" in browser.get("/commands/status", htmx=True).text)
     # the old SA lingers a moment as DELETED, then is gone
@@ -187,6 +188,7 @@ def test_dpd_finds_a_dead_remote_within_three_intervals_and_restart_brings_it_ba
     assert wait_for(lambda: cell(browser, "site-b").get("state") != "up", timeout=30, interval=0.5)
     took = time.monotonic() - killed
     assert took <= 30, f"DPD took {took:.0f} s, more than 3 x 10 s"
+    print(f"\nDPD every 10 s: the killed remote's tunnel left 'up' after {took:.1f} s")
     # the cell says why, while charon tries again
     assert wait_for(lambda: "not responding" in cell(browser, "site-b")["text"], timeout=10)
     # dpd_action=restart: charon starts the tunnel again by itself, and keeps trying
