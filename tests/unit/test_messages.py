@@ -174,3 +174,42 @@ def test_the_same_ids_with_another_key_are_fine_when_one_of_the_peers_is_disable
         name="standby", remote_gateway="192.0.2.9", remote_networks="10.50.0.0/16",
         psk="another-key-for-the-same-ids", enabled=None), htmx=True)
     assert r.status_code == 204, messages(r.get_data(as_text=True))
+
+
+def test_every_other_peer_is_checked_and_every_clash_reported(browser):
+    for name, networks in (("alpha", "10.97.0.0/16"), ("beta", "10.98.0.0/16")):
+        assert browser.post("/peers", valid_peer_form(
+            name=name, remote_gateway=f"192.0.2.{len(name)}", remote_networks=networks,
+            psk="key-of-" + name + "-0123456")).status_code == 303
+    r = browser.post("/peers", valid_peer_form(name="BETA", remote_networks="10.97.1.0/24"),
+                     htmx=True)
+    assert messages(r.get_data(as_text=True)) == {
+        "name": ["A peer named beta already exists."],
+        "remote_networks": ["10.97.1.0/24 overlaps 10.97.0.0/16, a remote network of peer alpha."]}
+    # editing the first peer still checks the ones after it
+    r = browser.post("/peers/alpha", valid_peer_form(
+        name="alpha", remote_gateway="192.0.2.5", remote_networks="10.98.5.0/24", psk=""),
+        htmx=True)
+    assert messages(r.get_data(as_text=True)) == {
+        "remote_networks": ["10.98.5.0/24 overlaps 10.98.0.0/16, a remote network of peer beta."]}
+
+
+def test_ids_in_upper_case_are_ids(with_existing):
+    r = with_existing.post("/peers", valid_peer_form(
+        name="upper", local_id="HQ.Office@Example.COM", peer_id="Branch@Example.ORG",
+        remote_gateway="192.0.2.7", remote_networks="10.51.0.0/16"), htmx=True)
+    assert r.status_code == 204, messages(r.get_data(as_text=True))
+
+
+def test_an_edit_whose_every_choice_this_charon_lacks_is_refused_in_plain_words(app, browser):
+    assert browser.post("/peers", valid_peer_form(
+        name="old", ike_dh_groups=["curve25519"])).status_code == 303
+    app.extensions["webui"].drivers.ipsec.supported = frozenset(
+        {"aes256", "aes128", "aes256gcm16", "sha256", "sha1", "modp2048", "none"})
+    r = browser.post("/peers/old", valid_peer_form(name="old", ike_dh_groups=["curve25519"],
+                                                   esp_dh_groups=["modp2048"], psk=""), htmx=True)
+    shown = messages(r.get_data(as_text=True))
+    assert list(shown) == ["ike_dh_groups"]
+    (message,) = shown["ike_dh_groups"]
+    assert message.startswith("This strongSwan supports none of these: it lacks ")
+    assert "Curve25519" in message and message.endswith(".")
