@@ -2,6 +2,8 @@
 
     python run.py [--host 127.0.0.1] [--port 8080] [--lab | --no-lab]
     python run.py set-password      (the new admin password from standard input)
+    python run.py backup [--with-keys] FILE
+    python run.py restore [--merge] [--yes] FILE     (see webui/backup_cli.py)
 
 With no strongSwan configured (no WEBUI_VICI_SOCKET, WEBUI_DRIVER unset) and when run as root on a
 machine with strongSwan installed, it first brings up the project's two-site lab (webui/lab.py) and
@@ -75,6 +77,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["set-password"]:
         return set_password()
+    if argv[:1] in (["backup"], ["restore"]):
+        from webui.backup_cli import main as backup_main
+        return backup_main(argv)
     args = parse_args(argv)
     tune_malloc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,8 @@ from flask import Flask
 
 log = logging.getLogger(__name__)
 
+__version__ = "0.1.0"  # written into backups (webui/backup.py)
+
 DEFAULTS = {
     "DATA_DIR": "instance",  # relative to the working directory
     "DRIVER": "real",  # "real" or "fake"
@@ -23,6 +25,9 @@ DEFAULTS = {
     "STATUS_POLL_SECONDS": 5,
     "PEERS_PER_PAGE": 100,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
+    # The largest request is a backup upload (webui/backup.py: at most 2 MB); refused before
+    # it is parsed, so a huge upload costs no memory or temp file.
+    "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
     "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
     "SESSION_LIFETIME_HOURS": 12,  # a session ends this long after sign-in, however busy
     "MAX_CONTENT_LENGTH": 64 * 1024,  # form bodies; waitress caps every request (webui/serving.py)
@@ -106,12 +111,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     compress.init_app(app)
     formatting.init_app(app)
 
-    from webui.blueprints import api, auth as auth_views, commands, ipsec, peers, tokens
+    from webui.blueprints import api, auth as auth_views, backup, commands, ipsec, peers, tokens
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(ipsec.bp)
     app.register_blueprint(peers.bp)
     app.register_blueprint(commands.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(backup.bp)
     # The API authenticates each request by its bearer token, which a cross-site page cannot
     # send; a browser's session cookie opens nothing there, so it needs no CSRF token.
     csrf.exempt(api.bp)

@@ -16,7 +16,7 @@ from webui.drivers import CommandFailed, DriverError, Drivers, Step
 from webui.drivers.vici_messages import sa_settings
 from webui.forms import peer_problem
 from webui.peers import Peer
-from webui.store import PeerStore
+from webui.store import PeerStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,17 @@ class Applier:
                 # Gone from the store; the next reconcile unloads it from charon.
                 log.warning("peer %s deleted but not unloaded: %s", peer.name, e)
             self._apply_firewall()
+
+    def restore(self, peers: list[Peer], based_on: list[Peer]) -> list[Step]:
+        """Replace every peer with `peers` (a checked restore, webui/backup.py) in one store
+        write, then bring charon and the firewall in line. Refused, with nothing written, when
+        the store no longer holds `based_on`, what the restore was checked against."""
+        with self._lock:
+            if self.store.all() != based_on:
+                raise StoreError("The peers changed since this restore was checked; "
+                                 "nothing was restored. Check the file again.")
+            self.store.replace_all(peers)
+            return self.reconcile()
 
     def _apply(self, peer: Peer, previous_name: str | None, renew: bool = False) -> None:
         if previous_name and previous_name != peer.name:

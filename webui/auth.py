@@ -398,6 +398,19 @@ def auth() -> Auth:
     return current_app.extensions["auth"]
 
 
+def check_password(user: str, password: str, signed_in: bool = False) -> tuple[bool, int]:
+    """(right, seconds to wait): every form that takes the password (sign in, change it, a backup
+    with keys) goes through the throttle."""
+    a, address = auth(), request.remote_addr or ""
+    wait = a.throttle.admit(address, signed_in=signed_in)
+    if wait:
+        return False, wait
+    if not a.password_file.check(user, password):
+        return False, 0
+    a.throttle.succeeded(address)
+    return True, 0
+
+
 def send_to(location: str, htmx_status: int) -> Response:
     """A page request is redirected; an htmx one gets `htmx_status` and HX-Redirect, which htmx
     follows with a full navigation whatever the status."""

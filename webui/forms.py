@@ -142,6 +142,15 @@ class CheckboxGroup(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
 
+    def pre_validate(self, form):
+        # The choices are what this charon supports: a value outside them (a restored backup's,
+        # say) is named, with why it is not offered.
+        offered = {choice.value for choice in self.choices}
+        unknown = [value for value in self.data or () if value not in offered]
+        if unknown:
+            raise ValidationError(f"{', '.join(unknown)}: not supported by this strongSwan, or "
+                                  "not a choice here.")
+
 
 def _choices(algorithms) -> list[SelectChoice]:
     # Weak choices are marked by the template (a "weak" tag next to the label), not in the label.
@@ -209,9 +218,11 @@ class PeerForm(FlaskForm):
     ADVANCED = ("keying_retries",) + tuple(ADVANCED_DEFAULTS)
 
     def __init__(self, *args, editing: Peer | None = None,
-                 supported: frozenset[str] | None = None, **kwargs):
+                 supported: frozenset[str] | None = None, key_optional: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.editing = editing
+        # A restored peer may come without a key (webui/backup.py): it is then saved disabled.
+        self.key_optional = key_optional
         self.psk_hint = ""
         self.supported = supported
         self.presets = capabilities.presets(supported)
@@ -324,8 +335,13 @@ class PeerForm(FlaskForm):
     def validate_psk(self, field):
         psk = field.data or ""
         if not psk:
+            if self.key_optional:
+                return
             if self.editing is None:
                 raise ValidationError("Enter a pre-shared key (at least 8 characters).")
+            if not self.editing.psk:
+                raise ValidationError("This peer has no key yet (it was restored from a backup "
+                                      "without keys): enter one.")
             return  # editing: empty keeps the stored key
         if not (PSK_MIN <= len(psk) <= PSK_MAX):
             raise ValidationError(f"The key must be {PSK_MIN}–{PSK_MAX} characters long.")
@@ -394,8 +410,11 @@ class PeerForm(FlaskForm):
 
     def validate_peer(self, others: Sequence[Peer]) -> bool:
         """Full validation: the form's own rules, then uniqueness and remote-network overlap."""
-        if not self.validate():
-            return False
+        return self.validate() and self.check_against(others)
+
+    def check_against(self, others: Sequence[Peer]) -> bool:
+        """What this charon supports, uniqueness and remote-network overlap, once the form's
+        own rules passed."""
         ok = self._check_supported()
         for other in others:
             if self.editing is not None and other.name == self.editing.name:

@@ -163,6 +163,12 @@ class Peer:
     def effective_peer_id(self) -> str:
         return self.peer_id or self.remote_gateway
 
+    @property
+    def key_missing(self) -> bool:
+        """Restored from a backup without keys, with no key stored under its name: it stays
+        disabled until one is entered."""
+        return not self.psk
+
     def to_record(self) -> dict:
         """The JSON-able dict the store keeps."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

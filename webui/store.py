@@ -80,11 +80,32 @@ class PeerStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        with self._lock:
+            self._open()
+            self._check_schema()
+            self._seen = self._stamp()
+
+    def _open(self) -> None:
         self._db = TinyDB(str(self.path), storage=AtomicJSONStorage)
         self._peers = self._db.table(PEERS_TABLE, cache_size=0)
         self._cached = None  # see _index
-        with self._lock:
-            self._check_schema()
+
+    def _stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _reload_if_replaced(self) -> None:
+        """`run.py restore` may replace the file while a server runs: a write is a rename, so a
+        new inode means someone else wrote it, and the next save must start from what it holds,
+        not overwrite it with an old copy. One stat per call. Called with the lock held."""
+        stamp = self._stamp()
+        if stamp != self._seen:
+            log.info("%s changed on disk; reading it again", self.path)
+            self._open()
+            self._seen = stamp
 
     def _check_schema(self) -> None:
         meta = self._db.table(META_TABLE, cache_size=0)
@@ -119,15 +140,18 @@ class PeerStore:
     def all(self) -> list[Peer]:
         """Every peer, sorted by name (case-insensitive)."""
         with self._lock:
+            self._reload_if_replaced()
             return list(self._index()[1])
 
     def get(self, name: str) -> Peer | None:
         with self._lock:
+            self._reload_if_replaced()
             found = self._index()[0].get(name)
         return found[1] if found is not None else None
 
     def add(self, peer: Peer) -> None:
         with self._lock:
+            self._reload_if_replaced()
             if self._find(peer.name) is not None:
                 raise DuplicatePeer(f"A peer named {peer.name} already exists.")
             doc_id = self._write(lambda: self._peers.insert(peer.to_record()))
@@ -137,6 +161,7 @@ class PeerStore:
     def replace(self, name: str, peer: Peer) -> None:
         """Replace peer `name` with `peer` (which may carry a new name)."""
         with self._lock:
+            self._reload_if_replaced()
             doc_id = self._find(name)
             if doc_id is None:
                 raise PeerNotFound(f"There is no peer named {name}.")
@@ -149,12 +174,34 @@ class PeerStore:
 
     def delete(self, name: str) -> None:
         with self._lock:
+            self._reload_if_replaced()
             doc_id = self._find(name)
             if doc_id is None:
                 raise PeerNotFound(f"There is no peer named {name}.")
             self._write(lambda: self._peers.remove(doc_ids=[doc_id]))
             self._cache_drop(name)
         log.info("peer %s deleted", name)
+
+    def replace_all(self, peers: list[Peer]) -> None:
+        """Make the store hold exactly `peers`, in ONE atomic write (a restore): a crash leaves
+        the old set or the new one, never half of each. Names must be unique."""
+        records = {doc_id: peer.to_record() for doc_id, peer in enumerate(peers, start=1)}
+        if len({p.name for p in peers}) != len(peers):
+            raise DuplicatePeer("The peers to store have duplicate names.")
+
+        def fill(table: dict) -> None:
+            table.clear()
+            table.update(records)
+
+        with self._lock:
+            self._reload_if_replaced()
+            # TinyDB has no public "replace the table" in one write; _update_table is the one
+            # write that truncate() and insert_multiple() each do. Its id counter is reset as
+            # truncate() resets it, so the next insert counts from what is stored.
+            self._write(lambda: self._peers._update_table(fill))
+            self._peers._next_id = None
+            self._cached = None
+        log.info("peers replaced: %d stored", len(peers))
 
     # The status poll, the page and every form read all peers; TinyDB's Table.all() builds a
     # Document per record on each call and Peer.from_record a dataclass from each: O(n) work per
@@ -188,6 +235,8 @@ class PeerStore:
         except BaseException:
             self._cached = None
             raise
+        finally:
+            self._seen = self._stamp()
 
 
 def _v1_to_v2(data: dict) -> int:

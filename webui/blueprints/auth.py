@@ -6,7 +6,8 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, ValidationError
 
-from webui.auth import MIN_PASSWORD_LENGTH, USER, auth, local_path, password_problem
+from webui.auth import (MIN_PASSWORD_LENGTH, USER, auth, check_password, local_path,
+                         password_problem)
 from webui.htmx import redirect_303, wants_fragment
 
 bp = Blueprint("auth", __name__)
@@ -50,18 +51,6 @@ def throttled(form, template, wait):
     """Answer at once rather than hold a server thread asleep."""
     form.form_errors.append(f"Too many failed attempts. Try again in {wait} s.")
     return page(template, form, 429, {"Retry-After": str(wait)})
-
-
-def check_password(user: str, password: str, signed_in: bool = False) -> tuple[bool, int]:
-    """(right, seconds to wait): both forms that take the password go through the throttle."""
-    a, address = auth(), request.remote_addr or ""
-    wait = a.throttle.admit(address, signed_in=signed_in)
-    if wait:
-        return False, wait
-    if not a.password_file.check(user, password):
-        return False, 0
-    a.throttle.succeeded(address)
-    return True, 0
 
 
 @bp.route("/login", methods=["GET", "POST"])
