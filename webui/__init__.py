@@ -20,6 +20,7 @@ DEFAULTS = {
     "LAN_INTERFACES": "br-lan,lan0",
     "WAN_INTERFACES": "wan,wan0,eth0",
     "IPSEC_INTERFACES": "ipsec0",
+    "SWANCTL_CONF": "",  # also write the enabled peers here as swanctl.conf, for boot ("" = off)
     "RECONCILE_ON_START": True,  # without VICI_WATCH: load peers once at start-up
     "VICI_WATCH": True,  # listen to charon: why tunnels fail, and reload peers when it restarts
     "STATUS_POLL_SECONDS": 5,
@@ -91,7 +92,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     store = PeerStore(data_dir / "peers.json")
     drivers = make_drivers(app.config)
-    applier = Applier(store, drivers)
+    applier = Applier(store, drivers, swanctl_conf=app.config["SWANCTL_CONF"])
     app.extensions["webui"] = applier
     from webui.tokens import TOKENS_FILE, TokenStore
     app.extensions["tokens"] = TokenStore(data_dir / TOKENS_FILE)

@@ -9,10 +9,13 @@ the save, so the form can show the refusal next to the field.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from pathlib import Path
 
 from webui import capabilities
-from webui.drivers import CommandFailed, DriverError, Drivers, Step
+from webui.atomic import write_atomic
+from webui.drivers import CommandFailed, DriverError, Drivers, Step, swanctl_conf
 from webui.drivers.vici_messages import sa_settings
 from webui.forms import peer_problem
 from webui.peers import Peer
@@ -55,13 +58,18 @@ class Refused(Exception):
 class Applier:
     """Owns the store and the drivers, and keeps the record of what is not applied yet."""
 
-    def __init__(self, store: PeerStore, drivers: Drivers):
+    def __init__(self, store: PeerStore, drivers: Drivers, swanctl_conf: str | Path | None = None):
         self.store = store
         self.drivers = drivers
         self.not_applied: dict[str, str] = {}  # peer name -> reason
         self.firewall_error = ""
         # peer name -> what it needs that the running charon lacks (get-algorithms), in words.
         self.lacking: dict[str, str] = {}
+        # WEBUI_SWANCTL_CONF: the enabled peers also written as swanctl.conf, for the system's
+        # strongSwan to load at boot when the UI is not running (webui/drivers/swanctl_conf.py).
+        self.swanctl_conf = Path(swanctl_conf) if swanctl_conf else None
+        self.swanctl_error = ""
+        self._swanctl_text: str | None = None  # what the file holds, once known
         # One change at a time, from the store write to the last driver call: otherwise a
         # reconcile working from an older read of the store could load a peer just deleted, or
         # two firewall transactions could land in the wrong order and drop a peer's rules.
@@ -79,6 +87,7 @@ class Applier:
                 raise
             self._check_algorithms([peer])
             self._apply_firewall()
+            self._write_swanctl_conf()
 
     def update(self, old: Peer, peer: Peer) -> None:
         with self._lock:
@@ -92,6 +101,7 @@ class Applier:
             self.lacking.pop(old.name, None)
             self._check_algorithms([peer])
             self._apply_firewall()
+            self._write_swanctl_conf()
 
     def delete(self, peer: Peer) -> None:
         with self._lock:
@@ -104,6 +114,7 @@ class Applier:
                 # Gone from the store; the next reconcile unloads it from charon.
                 log.warning("peer %s deleted but not unloaded: %s", peer.name, e)
             self._apply_firewall()
+            self._write_swanctl_conf()
 
     def restore(self, peers: list[Peer], based_on: list[Peer]) -> list[Step]:
         """Replace every peer with `peers` (a checked restore, webui/backup.py) in one store
@@ -187,8 +198,34 @@ class Applier:
             self.not_applied.update(invalid)
             steps += [Step(f"Load {name}", False, reason, peer=name) for name, reason in invalid.items()]
             self._apply_firewall(verify=True)
+            self._write_swanctl_conf()
         steps.append(Step("Apply firewall rules", not self.firewall_error, self.firewall_error))
+        if self.swanctl_conf is not None:
+            steps.append(Step(f"Write {self.swanctl_conf} for boot", not self.swanctl_error,
+                              self.swanctl_error))
         return steps
+
+    def _write_swanctl_conf(self) -> None:
+        """Rewrite the swanctl.conf file when its text changes (a router's flash wears): atomic,
+        mode 0600 (the keys are in it). A failure is shown and logged; the save stands."""
+        if self.swanctl_conf is None:
+            return
+        try:
+            text = swanctl_conf.render(self.store.all())
+            if self._swanctl_text is None:
+                self._swanctl_text = _read_text(self.swanctl_conf)
+            if text != self._swanctl_text:
+                write_atomic(self.swanctl_conf, text.encode(), mode=0o600)
+                self._swanctl_text = text
+                log.info("wrote %s", self.swanctl_conf)
+            else:
+                os.chmod(self.swanctl_conf, 0o600)
+        except (OSError, swanctl_conf.Unwritable) as e:
+            self._swanctl_text = None
+            self.swanctl_error = f"{self.swanctl_conf} not written: {e}"
+            log.warning("%s", self.swanctl_error)
+        else:
+            self.swanctl_error = ""
 
     def start(self, watch: bool, reconcile: bool) -> None:
         """At start-up, with `reconcile`: apply the firewall and load the peers into charon.
@@ -196,6 +233,8 @@ class Applier:
         start-up too (so a charon that is slow to answer does not hold up the first page): a charon
         restarted by anyone has forgotten what was loaded over VICI, and peers saved while it was
         away are applied when it is back."""
+        with self._lock:
+            self._write_swanctl_conf()
         watching = watch and hasattr(self.drivers.ipsec, "watch")
         if watching:
             self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None)
@@ -207,3 +246,10 @@ class Applier:
     def _charon_connected(self) -> None:
         log.info("strongSwan answers; loading the configured peers")
         self.reconcile()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None

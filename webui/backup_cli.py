@@ -51,7 +51,7 @@ def _service(test_config=None):
     data_dir = configure(app, test_config)
     app.config.setdefault("SECRET_KEY", "cli")  # the form wants one; nothing is signed here
     store = PeerStore(data_dir / "peers.json")
-    return app, Applier(store, make_drivers(app.config))
+    return app, Applier(store, make_drivers(app.config), swanctl_conf=app.config["SWANCTL_CONF"])
 
 
 def make_backup(args, stdout, stderr, test_config=None) -> int:

@@ -6,10 +6,10 @@ what the other side is told is exactly what this router will offer and accept.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from webui.drivers import vici_messages
+from webui.drivers.swanctl_conf import section
 from webui.peers import ANY_GATEWAY, Peer
 
 # What the other side's key line says instead of the key: the key never leaves this router.
@@ -22,7 +22,6 @@ _STARTS = {"none": "no, answer: this router starts it",
 # The address this router calls the other side by may be a NAT's or a DNS name, not one its
 # interfaces hold: it listens on any (%any) and is still known by its ID.
 REMOTE_LOCAL_ADDRS = ["%any"]
-_PLAIN = re.compile(r"[A-Za-z0-9._:@/,*%+-]+")
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def for_other_side(peer: Peer) -> RemoteConfig:
     remote = vici_messages.mirror(peer, psk="")
     conn = vici_messages.load_conn(remote)
     conn[remote.name]["local_addrs"] = REMOTE_LOCAL_ADDRS
-    text = "\n".join(_section("connections", conn) + [""] + _section("secrets", _secret(remote)))
+    text = "\n".join(section("connections", conn) + [""] + section("secrets", _secret(remote)))
     return RemoteConfig(name=peer.name, swanctl=text + "\n", settings=_settings(remote))
 
 
@@ -84,20 +83,3 @@ def _lifetime(seconds: int) -> str:
             return f"{seconds} s ({seconds // size} {unit})"
     return f"{seconds} s"
 
-
-def _section(name: str, body: dict, depth: int = 0) -> list[str]:
-    """swanctl.conf(5) syntax: nested `name { key = value }` sections, lists comma-separated."""
-    pad = "    " * depth
-    lines = [f"{pad}{name} {{"]
-    for key, value in body.items():
-        if isinstance(value, dict):
-            lines += _section(key, value, depth + 1)
-        else:
-            lines.append(f"{pad}    {key} = {_value(value)}")
-    return lines + [f"{pad}}}"]
-
-
-def _value(value) -> str:
-    text = ",".join(value) if isinstance(value, list) else str(value)
-    # Validated fields never need quotes; anything else (the placeholder) is quoted, as swanctl reads it.
-    return text if _PLAIN.fullmatch(text) else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -56,7 +56,7 @@ def test_dns_gateway_explicit_ids_and_ikev1_pass_through():
 
 def test_load_shared_has_a_deterministic_id_and_both_owners():
     assert vm.load_shared(make_peer(peer_id="remote.example.net")) == {
-        "id": "webui-psk-branch", "type": "IKE", "data": "s3cret-psk",
+        "id": "ike-webui-branch", "type": "IKE", "data": "s3cret-psk",
         "owners": ["192.0.2.1", "remote.example.net"]}
 
 

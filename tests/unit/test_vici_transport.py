@@ -239,6 +239,20 @@ def test_tunnel_states_is_one_session(fake_charon, tmp_path):
     assert len(fake_charon.served) == 1
 
 
+def test_reconcile_unloads_keys_an_older_version_loaded_under_another_id(fake_charon, tmp_path):
+    """Before swanctl.conf the key ids were webui-psk-<name>; left loaded, an old key would sit
+    beside the new one for the same IDs."""
+    fake_charon.replies.update({
+        "get-conns": ([], {"conns": []}),
+        "get-shared": ([], {"keys": ["webui-psk-branch", "ike-webui-branch", "ike-admins-own"]}),
+        "unload-shared": ([], {"success": "yes"}),
+        "load-shared": ([], {"success": "yes"}), "load-conn": ([], {"success": "yes"})})
+    steps = strongswan.ViciDriver(fake_charon.path, data_dir=tmp_path).reconcile([PEER])
+    assert all(step.ok for step in steps), steps
+    assert fake_charon.commands() == ["get-conns", "get-shared", "unload-shared", "load-shared",
+                                      "load-conn", "get-conns"]
+
+
 def test_restart_without_a_command_says_so(tmp_path):
     steps = strongswan.ViciDriver(tmp_path / "x.vici", data_dir=tmp_path).restart([PEER])
     assert [(s.ok, "WEBUI_IPSEC_RESTART_COMMAND" in s.detail) for s in steps] == [(False, True)]
@@ -274,6 +288,7 @@ def test_restart_waits_for_the_new_charon_when_the_command_returns_first(tmp_pat
     path = tmp_path / "charon.vici"
     replies = {"version": ([], {"daemon": "charon"}), "get-algorithms": ([], FULL_BUILD),
                "get-conns": ([], {"conns": []}),
+               "get-shared": ([], {"keys": []}),
                "load-shared": ([], {"success": "yes"}), "load-conn": ([], {"success": "yes"})}
     old = ListeningCharon(path, replies)
     started = []

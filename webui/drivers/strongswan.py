@@ -464,6 +464,7 @@ class ViciDriver:
         with self._changing(), self._session() as vs:
             try:
                 loaded = self._loaded(vs)
+                self._unload_legacy_keys(vs)
                 for peer in wanted.values():
                     try:
                         self._load(vs, peer, supported)
@@ -487,6 +488,14 @@ class ViciDriver:
             steps.append(Step("Leave connections not made by this UI alone", True,
                               ", ".join(external)))
         return steps
+
+    @staticmethod
+    def _unload_legacy_keys(vs) -> None:
+        """Keys an older version loaded under another id: left in charon, an old key would sit
+        beside the new one for the same IDs, and charon might pick it."""
+        for key_id in request(vs, "get-shared").get("keys", []):
+            if vm._text(key_id).startswith(vm.LEGACY_SHARED_ID_PREFIX):
+                request(vs, "unload-shared", {"id": vm._text(key_id)})
 
     def restart(self, peers: Sequence[Peer]) -> list[Step]:
         """Restart strongSwan with the configured command, wait for VICI, then reconcile."""

@@ -13,7 +13,7 @@ Decisions the builders encode (the swanctl.conf(5) names in brackets):
 - Addresses [local_addrs, remote_addrs]: the peer's local IP and remote gateway, passed as-is, so a
   gateway given as a DNS name is resolved by charon (again on every attempt), not by the UI.
 - Authentication [local/remote auth=psk, id]: PSK with the two IDs (defaults: local IP and remote
-  gateway). The key is loaded with `load-shared` under a deterministic `id` ("webui-psk-<name>") so
+  gateway). The key is loaded with `load-shared` under a deterministic `id` ("ike-webui-<name>") so
   `unload-shared` can remove exactly that key on delete or rename.
 - Start action [start_action], the administrator's choice, by default `start`: a site-to-site
   router wants its tunnels up, not waiting for the first packet, and the UI should show a failing
@@ -57,7 +57,10 @@ from webui.peers import AEAD, Peer
 
 CLOSE_ACTION = "none"
 REAUTH_TIME = "6h"
-SHARED_ID_PREFIX = "webui-psk-"
+# A shared key's VICI id is also its section name in the swanctl.conf the UI can write
+# (webui/drivers/swanctl_conf.py), which swanctl requires to start with its type, "ike".
+SHARED_ID_PREFIX = "ike-webui-"
+LEGACY_SHARED_ID_PREFIX = "webui-psk-"  # before swanctl.conf: unloaded by the reconcile
 
 
 class InvalidProposal(ValueError):
