@@ -76,8 +76,14 @@ def test_keys_swanctl_would_misread_reach_charon_as_the_ui_sends_them(clean_lab,
 
 def test_tunnels_come_up_at_boot_from_the_file_and_the_ui_tears_nothing_down(serve, clean_lab,
                                                                               tmp_path):
-    conf = tmp_path / "swanctl" / "conf.d" / "webui-peers.conf"
-    conf.parent.mkdir(parents=True)
+    # The layout docs/BOOT.md describes: swanctl.conf includes conf.d/*.conf, whose webui.conf
+    # includes the file in a directory only the UI's user may write.
+    etc = tmp_path / "etc-swanctl"
+    (etc / "conf.d").mkdir(parents=True)
+    (etc / "webui").mkdir(mode=0o700)
+    (etc / "swanctl.conf").write_text("include conf.d/*.conf\n")
+    (etc / "conf.d" / "webui.conf").write_text(f"include {etc}/webui/*.conf\n")
+    conf = etc / "webui" / "peers.conf"
     extra_network(clean_lab)
     try:
         # Two peers saved through the UI with the file option on.
@@ -96,7 +102,7 @@ def test_tunnels_come_up_at_boot_from_the_file_and_the_ui_tears_nothing_down(ser
         # A boot without the UI: a fresh charon, then swanctl --load-all with the file.
         clean_lab.restart_router_charon()
         assert sas(clean_lab) == {}
-        out = swanctl_load_all(clean_lab, conf)
+        out = swanctl_load_all(clean_lab, etc / "swanctl.conf")
         assert "successfully loaded 2 connections" in out, out
         assert wait_for(lambda: all_up(clean_lab, ["site-b", "site-c"]), timeout=15), sas(clean_lab)
         assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN)
