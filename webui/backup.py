@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from werkzeug.datastructures import MultiDict
-
 from webui.peers import Peer
 
 FORMAT = "webui-ipsec-backup"
@@ -270,14 +268,17 @@ def plans(backup: Backup, stored: Sequence[Peer], supported: frozenset[str] | No
 def _check_peer(index, record, stored, supported):
     """(where, form, peer or None, problems, key kept) for one record, by the form's own rules."""
     from webui.forms import PeerForm
+    from webui.peer_json import form_data
     at = where(index, record)
     kinds = _field_kinds()
     values = {k: tuple(v) if kinds[k][0] is list else v for k, v in record.items()}
     has_key = bool(values.get("psk"))
     values.setdefault("psk", "")
-    peer = Peer(**values)
-    form = PeerForm(formdata=_formdata(PeerForm.form_data(peer), peer.psk), supported=supported,
-                    key_optional=not has_key, meta={"csrf": False})
+    # Through Peer first: a field an older backup lacks takes the dataclass's default, as it
+    # would in the store, rather than the empty value a missing form field means.
+    complete = Peer(**values).to_record()
+    form = PeerForm(formdata=form_data(complete), supported=supported, key_optional=not has_key,
+                    meta={"csrf": False})
     if not form.validate():
         return at, form, None, _form_problems(at, form), False
     restored = form.to_peer()
@@ -289,22 +290,6 @@ def _check_peer(index, record, stored, supported):
         else:
             restored = dataclasses.replace(restored, psk="", enabled=False)
     return at, form, restored, (), kept
-
-
-def _formdata(data: dict, psk: str) -> MultiDict:
-    """The form's Python values as a browser would post them."""
-    items = []
-    for key, value in data.items():
-        if isinstance(value, (list, tuple)):
-            items += [(key, str(v)) for v in value]
-        elif isinstance(value, bool):
-            if value:
-                items.append((key, "y"))
-        elif value is not None:
-            items.append((key, str(value)))
-    if psk:
-        items.append(("psk", psk))
-    return MultiDict(items)
 
 
 def _form_problems(at: str, form) -> tuple[Problem, ...]:

@@ -358,7 +358,7 @@ def test_cli_restore_merge_and_yes(cli_env, tmp_path, two_peers):
     assert set(stored(cli_env)) == {"branch-a", "branch-b"}
     # The running app's store sees the file another process replaced, and a save builds on it.
     page = two_peers.get("/").get_data(as_text=True)
-    assert "branch-c" not in page
+    assert 'id="peer-branch-c"' not in page and 'id="peer-branch-a"' in page
     two_peers.post("/peers", valid_peer_form(name="branch-d", remote_networks="10.70.0.0/16"))
     assert set(stored(cli_env)) == {"branch-a", "branch-b", "branch-d"}
 
