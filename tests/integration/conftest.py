@@ -184,10 +184,14 @@ class LiveApp:
         def stop():
             for channel in list(self.server._map.values()):
                 channel.close()
-        self.server.trigger.pull_trigger(stop)
-        self.thread.join(timeout=5)
-        self.server.task_dispatcher.shutdown()
-        self.applier.drivers.ipsec.close()
+        try:
+            self.server.trigger.pull_trigger(stop)
+            self.thread.join(timeout=5)
+        finally:
+            # Whatever happened above, the app's VICI listener must stop: left running, it loads
+            # this test's peers into the next test's charon each time that charon restarts.
+            self.server.task_dispatcher.shutdown()
+            self.applier.drivers.ipsec.close()
 
 
 @pytest.fixture
