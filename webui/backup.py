@@ -289,6 +289,8 @@ def _check_peer(index, record, stored, supported):
             restored, kept = dataclasses.replace(restored, psk=same.psk), True
         else:
             restored = dataclasses.replace(restored, psk="", enabled=False)
+        # The checks against other peers (shared IDs with another key) see the peer as it will be.
+        form.psk.data, form.enabled.data = restored.psk, restored.enabled
     return at, form, restored, (), kept
 
 

@@ -95,3 +95,28 @@ def test_an_upload_cut_short_on_the_wire_changes_nothing(live, clean_lab):
     # The whole upload, for contrast, is read and checked.
     status, text = upload(browser, raw.replace(b"site-b", b"site-x"), "replace")
     assert status == 200 and "site-x" in text and len(pending._items) == 1
+
+
+def test_a_restore_that_changes_a_key_ends_the_sa_the_old_key_made(live, clean_lab):
+    """As a save from the form does (issue 17): rekeying keeps an IKE SA's authentication, so a
+    key rotated by a restore must end the SA the old key made."""
+    from tests.integration.test_app_hardening import NEW_KEY, OLD_KEY, remote_initiates, router_sas
+    from tests.integration.test_app_ipsec import as_peer
+    browser = live.browser()
+    form = peer_form(psk=OLD_KEY, keying_retries="1")
+    add_peer(browser, clean_lab, form)
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up")
+    (old_sa,) = router_sas(clean_lab, "site-b")
+    doc = json.loads(browser.post("/backup/download", {"include_keys": "y",
+                                                        "password": ADMIN_PASSWORD}).text)
+    doc["peers"][0]["psk"] = NEW_KEY
+    status, text = upload(browser, json.dumps(doc).encode(), "merge")
+    assert status == 200 and "<dt>Pre-shared key</dt><dd>changed</dd>" in text
+    token = re.search(r'name="token" value="([^"]+)"', text).group(1)
+    assert browser.post("/backup/restore/apply", {"token": token, "mode": "merge"}).status == 200
+    assert wait_for(lambda: old_sa.unique_id not in
+                    [sa.unique_id for sa in router_sas(clean_lab, "site-b")], timeout=5), \
+        f"IKE SA #{old_sa.unique_id} authenticated with the old key is still there"
+    clean_lab.load_remote_mirror(as_peer(dict(form, psk=NEW_KEY)))
+    assert remote_initiates(clean_lab, "site-b")
+    assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=1), timeout=5)
