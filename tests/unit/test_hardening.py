@@ -190,6 +190,7 @@ def test_the_driver_ends_the_old_ike_sas_by_id_and_starts_the_tunnel_again(tmp_p
         sa = {"uniqueid": "7", "version": "2", "state": "ESTABLISHED"}
         charon.replies.update({"get-algorithms": ([], FULL_BUILD),
                                "get-conns": ([], {"conns": ["good"]}),
+                               "get-shared": ([], {"keys": []}),
                                "list-sas": ([("list-sa", {"good": sa})], {}),
                                "load-shared": ([], {"success": "yes"}),
                                "load-conn": ([], {"success": "yes"}),
