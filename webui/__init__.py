@@ -26,9 +26,6 @@ DEFAULTS = {
     "STATUS_POLL_SECONDS": 5,
     "PEERS_PER_PAGE": 100,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
-    # The largest request is a backup upload (webui/backup.py: at most 2 MB); refused before
-    # it is parsed, so a huge upload costs no memory or temp file.
-    "MAX_CONTENT_LENGTH": 3 * 1024 * 1024,
     "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
     "SESSION_LIFETIME_HOURS": 12,  # a session ends this long after sign-in, however busy
     "MAX_CONTENT_LENGTH": 64 * 1024,  # form bodies; waitress caps every request (webui/serving.py)

@@ -373,3 +373,16 @@ def test_cli_refuses_a_bad_file_and_changes_nothing(cli_env, tmp_path, two_peers
     assert code == 1 and "Nothing was restored" in err
     assert re.sub(r"<[^>]+>", "", EXPECTED[case]).replace("&#34;", '"') in err
     assert stored_bytes(cli_env) == before
+
+
+def test_an_upload_without_the_csrf_token_is_refused(two_peers, app):
+    """The upload view checks the token itself (it is exempt from the global check so that its
+    larger body limit applies): a cross-site post is still refused."""
+    raw = download(two_peers).get_data()
+    r = two_peers.client.post("/backup/restore", data={"file": (io.BytesIO(raw), "b.json"),
+                                                       "mode": "replace"},
+                              content_type="multipart/form-data")
+    assert r.status_code == 400 and "Nothing was restored" in r.get_data(as_text=True)
+    assert app.extensions["webui_restores"]._items == {}
+    ok = upload(two_peers, raw, mode="replace")
+    assert ok.status_code == 200 and len(app.extensions["webui_restores"]._items) == 1
