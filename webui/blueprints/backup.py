@@ -25,7 +25,7 @@ def _pending(state):
     state.app.extensions["webui_restores"] = backup.Pending()
     # The upload is larger than the app's form limit (MAX_CONTENT_LENGTH), and flask-wtf's
     # global check would parse it under that limit before the view could raise it: the view
-    # checks the CSRF token itself, through its form (waitress's body cap still bounds it).
+    # runs the same check itself once it has (waitress's body cap still bounds it).
     state.app.extensions["csrf"].exempt(check)
 
 
@@ -98,9 +98,8 @@ def incomplete(error):
 def check():
     """Check an uploaded backup whole and show what restoring it would change."""
     request.max_content_length = backup.MAX_BYTES + 64 * 1024  # the form's own fields besides
+    current_app.extensions["csrf"].protect()  # the global check, now under this limit
     form = RestoreForm()
-    if not form.validate():  # only the CSRF token has rules (see _pending)
-        raise CSRFError(form.csrf_token.errors[0] if form.csrf_token.errors else "")
     upload = form.file.data
     if not upload or not getattr(upload, "filename", ""):
         form.file.errors = ["Choose a backup file."]
