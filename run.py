@@ -1,13 +1,16 @@
 """Serve the IPsec page with waitress.
 
-    python run.py [--host 127.0.0.1] [--port 8080] [--lab | --no-lab]
-    python run.py set-password      (the new admin password from standard input)
-    python run.py backup [--with-keys] FILE
-    python run.py restore [--merge] [--yes] FILE     (see webui/backup_cli.py)
+    ./dev run [--host 127.0.0.1] [--port 8080] [--threads 4] [--lab | --no-lab] [--lab-prefix wuidemo]
+    ./dev set-password               (the new admin password from standard input)
+    .venv/bin/python run.py backup [--with-keys] FILE
+    .venv/bin/python run.py restore [--merge] [--yes] FILE     (see webui/backup_cli.py)
 
-With no strongSwan configured (no WEBUI_VICI_SOCKET, WEBUI_DRIVER unset) and when run as root on a
-machine with strongSwan installed, it first brings up the project's two-site lab (webui/lab.py) and
-points the UI at the lab router's charon, so a newcomer sees real tunnels. Ctrl-C takes it down.
+(`./dev run ARGS` is `.venv/bin/python run.py ARGS` once the packages are installed.)
+Options override the settings (WEBUI_HOST, WEBUI_PORT, WEBUI_THREADS, or config.py in the data
+directory). With no strongSwan configured (neither VICI_SOCKET nor DRIVER set, by the environment
+or config.py) and when run as root on a machine with strongSwan installed, it first brings up the
+project's two-site lab (webui/lab.py) and points the UI at the lab router's charon, so a newcomer
+sees real tunnels. Ctrl-C takes it down.
 """
 from __future__ import annotations
 
@@ -22,21 +25,24 @@ log = logging.getLogger("webui")
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default=os.environ.get("WEBUI_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WEBUI_PORT", "8080")))
+    parser.add_argument("--host", help="default: the HOST setting (127.0.0.1)")
+    parser.add_argument("--port", type=int, help="default: the PORT setting (8080)")
     lab = parser.add_mutually_exclusive_group()
     lab.add_argument("--lab", dest="lab", action="store_true", default=None,
                      help="start the two-site lab and manage its router (needs root)")
     lab.add_argument("--no-lab", dest="lab", action="store_false",
                      help="never start the lab; use WEBUI_VICI_SOCKET (default /var/run/charon.vici)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEBUI_THREADS", "4")))
+    parser.add_argument("--lab-prefix", default="wuidemo",
+                        help="name prefix of the lab's namespaces, so two checkouts' labs coexist")
+    parser.add_argument("--threads", type=int, help="default: the THREADS setting (4)")
     return parser.parse_args(argv)
 
 
-def want_lab(choice: bool | None) -> bool:
+def want_lab(choice: bool | None, given: set[str]) -> bool:
+    """The lab unless told otherwise, or unless a charon or driver was chosen (in any layer)."""
     if choice is not None:
         return choice
-    if os.environ.get("WEBUI_VICI_SOCKET") or os.environ.get("WEBUI_DRIVER"):
+    if given & {"VICI_SOCKET", "DRIVER"}:
         return False
     from webui import lab
     return lab.available()
@@ -44,9 +50,14 @@ def want_lab(choice: bool | None) -> bool:
 
 def set_password() -> int:
     """Read a new admin password from standard input; a running server signs everyone out."""
-    from webui import find_data_dir
+    from webui import ConfigError, find_data_dir
     from webui.auth import set_password_from
-    return set_password_from(sys.stdin, sys.stderr, find_data_dir())
+    try:
+        data_dir = find_data_dir()
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return set_password_from(sys.stdin, sys.stderr, data_dir)
 
 
 def tune_malloc() -> None:
@@ -84,16 +95,23 @@ def main(argv=None) -> int:
     tune_malloc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from webui import create_app, find_data_dir
+    from webui import ConfigError, create_app, find_data_dir, read_settings
     from webui.auth import PasswordFileError
-    from webui.drivers import ConfigError
     from webui.store import PeerStore, StoreError
 
-    test_config = {"BOUND_HOST": args.host}
+    try:
+        settings, given = read_settings()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    host = args.host or settings["HOST"]
+    port = args.port or settings["PORT"]
+    threads = args.threads or settings["THREADS"]
+    test_config = {"BOUND_HOST": host}
     running_lab = None
-    if want_lab(args.lab):
+    if want_lab(args.lab, given):
         from webui import lab
-        running_lab = lab.Lab("wuidemo").start()
+        running_lab = lab.Lab(args.lab_prefix, f"lab-run/{args.lab_prefix}").start()
         test_config.update(lab.ui_config(running_lab))
         log.info("two-site lab is up: the UI manages netns %s; the remote site is %s",
                  running_lab.router_netns, lab.REMOTE_WAN)
@@ -109,12 +127,11 @@ def main(argv=None) -> int:
         from webui import serving
         # A service manager stops us with SIGTERM: leave through `finally`, taking the lab down.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        for warning in serving.exposure_warnings(args.host, app.config):
+        for warning in serving.exposure_warnings(host, app.config):
             log.warning("INSECURE: %s", warning)
-        log.info("serving on http://%s:%d/", args.host, args.port)
+        log.info("serving on http://%s:%d/", host, port)
         max_body = int(os.environ.get("WEBUI_MAX_REQUEST_BYTES", serving.MAX_BODY_BYTES))
-        serve(app, host=args.host, port=args.port,
-              **serving.waitress_options(args.threads, max_body))
+        serve(app, host=host, port=port, **serving.waitress_options(threads, max_body))
     finally:
         if running_lab is not None:
             running_lab.stop()

@@ -1,17 +1,24 @@
 """The IPsec page of a router's web UI: `create_app` builds the Flask application."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 from flask import Flask
+
+from webui.drivers import ConfigError  # a setting that cannot be used; the message names it
 
 log = logging.getLogger(__name__)
 
 __version__ = "0.1.0"  # written into backups (webui/backup.py)
 
 DEFAULTS = {
-    "DATA_DIR": "instance",  # relative to the working directory
+    "DATA_DIR": "instance",  # relative to the working directory; also where config.py is read
+    "HOST": "127.0.0.1",  # where run.py listens
+    "PORT": 8080,
+    "THREADS": 4,  # waitress worker threads
     "DRIVER": "real",  # "real" or "fake"
     "VICI_SOCKET": "/var/run/charon.vici",
     "VICI_TIMEOUT": 5.0,
@@ -40,14 +47,80 @@ DEFAULTS = {
 MIN_SECRET_KEY_BYTES = 32
 
 
+def read_settings(test_config: dict | None = None) -> tuple[dict, set[str]]:
+    """The settings, layered: defaults -> the data directory's config.py -> WEBUI_* environment ->
+    test_config. Also returns the names given explicitly (by the file, the environment or
+    test_config), so run.py can tell "the system's charon at the default socket" from "nothing said".
+
+    The data directory comes from the environment (or test_config) alone: it says where config.py is.
+    """
+    test_config = dict(test_config or {})
+    settings = dict(DEFAULTS)
+    given: set[str] = set()
+    data_dir = Path(test_config.get("DATA_DIR") or os.environ.get("WEBUI_DATA_DIR")
+                    or DEFAULTS["DATA_DIR"]).resolve()
+    from_file = _read_config_file(data_dir / "config.py")
+    if "DATA_DIR" in from_file:
+        raise ConfigError(f"{data_dir / 'config.py'}: DATA_DIR cannot be set there (it says where "
+                          "that file is); set WEBUI_DATA_DIR in the environment instead")
+    settings.update(from_file)
+    given.update(from_file)
+    for name, value in os.environ.items():
+        if name.startswith("WEBUI_") and name != "WEBUI_DATA_DIR":
+            key = name[len("WEBUI_"):]
+            settings[key] = parse_setting(key, value)
+            given.add(key)
+    settings.update(test_config)
+    given.update(test_config)
+    settings["DATA_DIR"] = str(data_dir)
+    return settings, given
+
+
+def _read_config_file(path: Path) -> dict:
+    """The upper-case names a config.py defines, as Flask's from_pyfile reads them."""
+    try:
+        source = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from e
+    namespace: dict = {"__file__": str(path)}
+    exec(compile(source, str(path), "exec"), namespace)
+    return {k: v for k, v in namespace.items() if k.isupper()}
+
+
+def parse_setting(key: str, text: str):
+    """A WEBUI_* value, read by the type of its default: a secret or a path stays the string it is
+    (parsing every value as JSON turned WEBUI_SECRET_KEY=1234 into an int)."""
+    default = DEFAULTS.get(key)
+    if key == "IPSEC_RESTART_COMMAND":
+        try:
+            argv = json.loads(text)
+        except ValueError:
+            argv = None
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            raise ConfigError('WEBUI_IPSEC_RESTART_COMMAND must be a JSON list of strings, '
+                              'e.g. ["systemctl", "restart", "strongswan"]')
+        return argv
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"WEBUI_{key} must be true or false, not {text!r}")
+    if isinstance(default, (int, float)):
+        try:
+            return type(default)(text)
+        except ValueError:
+            raise ConfigError(f"WEBUI_{key} must be a number, not {text!r}") from None
+    return text
+
+
 def configure(app: Flask, test_config: dict | None = None) -> Path:
-    """Layer the config: defaults -> instance config.py -> WEBUI_* environment -> test_config.
-    Returns the data directory, created mode 0700."""
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_pyfile("config.py", silent=True)
-    app.config.from_prefixed_env("WEBUI")
-    if test_config:
-        app.config.from_mapping(test_config)
+    """Fill app.config from read_settings. Returns the data directory, created mode 0700."""
+    settings, _ = read_settings(test_config)
+    app.config.from_mapping(settings)
     from webui.drivers.firewall import interface_list
     for setting in ("LAN_INTERFACES", "WAN_INTERFACES", "IPSEC_INTERFACES"):
         interface_list(app.config.get(setting), setting)  # ConfigError before anything starts
@@ -59,20 +132,22 @@ def configure(app: Flask, test_config: dict | None = None) -> Path:
     if app.config["SESSION_COOKIE_SECURE"] and app.config.get("SESSION_COOKIE_NAME") == "session":
         # __Host-: the browser keeps it only if Secure, for "/", and set without a Domain.
         app.config["SESSION_COOKIE_NAME"] = "__Host-session"
-    data_dir = Path(app.config["DATA_DIR"]).resolve()
+    data_dir = Path(settings["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    app.config["DATA_DIR"] = str(data_dir)
     return data_dir
 
 
 def find_data_dir(test_config: dict | None = None) -> Path:
     """The data directory the app would use, without building the app (for `run.py set-password`)."""
-    return configure(Flask(__name__, instance_relative_config=True), test_config)
+    settings, _ = read_settings(test_config)
+    data_dir = Path(settings["DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return data_dir
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: configuration, secrets, store and drivers, auth, then the blueprints."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(__name__)
     data_dir = configure(app, test_config)
     from webui.atomic import read_or_create_secret, tidy_data_dir
     tidy_data_dir(data_dir)

@@ -2,14 +2,15 @@
 
 Used by the integration tests (tests/integration/conftest.py) and by hand, as root:
 
-    python -m webui.lab up      [--prefix wuilab] [--workdir lab-run]   # start, print what to use
-    python -m webui.lab status  [--prefix wuilab] [--workdir lab-run]   # namespaces, charons, SAs
-    python -m webui.lab down    [--prefix wuilab] [--workdir lab-run]   # stop charons, delete netns
-    python -m webui.lab restart-router [--prefix ...] [--workdir ...]   # what "Restart IPsec" runs
+    ./dev lab up      [--prefix wuilab] [--workdir lab-run/PREFIX]   # start, print the UI's settings
+    ./dev lab status  [--prefix wuilab] [--workdir lab-run/PREFIX]   # namespaces, charons, SAs
+    ./dev lab down    [--prefix wuilab] [--workdir lab-run/PREFIX]   # stop charons, delete netns
+    ./dev lab restart-router [--prefix ...] [--workdir ...]          # what "Restart IPsec" runs
     add `--minimal` to `up` or `restart-router` for a small router's strongSwan (MINIMAL_PLUGINS)
 
-Then run the UI against the router's charon, e.g. WEBUI_VICI_SOCKET=lab-run/router.vici, and watch a
-charon with `swanctl --log --uri unix://$PWD/lab-run/router.vici`.
+(`./dev lab ARGS` is `.venv/bin/python -m webui.lab ARGS`.) `up` prints the WEBUI_* settings that
+point the UI at the lab router (socket, restart command, namespace, LAN, WAN and tunnel interfaces)
+as shell assignments; watch a charon with `swanctl --log --uri unix://$PWD/lab-run/wuilab/router.vici`.
 
 Layout (documentation address ranges only; traffic never leaves the namespaces made here):
 
@@ -104,7 +105,7 @@ class Lab:
 
     def __init__(self, prefix: str = "wuilab", workdir: Path | str | None = None):
         self.prefix = prefix
-        self.workdir = Path(workdir or Path.cwd() / "lab-run").absolute()
+        self.workdir = Path(workdir or Path.cwd() / "lab-run" / prefix).absolute()
         self._charons: dict[str, subprocess.Popen] = {}
 
     # --- names -----------------------------------------------------------------------------------
@@ -435,23 +436,33 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def ui_environment(lab: Lab) -> str:
+    """ui_config as WEBUI_* shell assignments (`env $(...)` or a systemd EnvironmentFile)."""
+    import json
+    import shlex
+    lines = []
+    for key, value in ui_config(lab).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"WEBUI_{key}={shlex.quote(text)}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webui.lab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="./dev lab", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("up", "down", "status", "restart-router"))
     parser.add_argument("--prefix", default="wuilab")
-    parser.add_argument("--workdir", default="lab-run")
+    parser.add_argument("--workdir", help="default: lab-run/PREFIX")
     parser.add_argument("--minimal", action="store_true",
                         help="up, restart-router: the router's charon with MINIMAL_PLUGINS only")
     args = parser.parse_args(argv)
     lab = Lab(args.prefix, args.workdir)
     if args.command == "up":
-        started = time.monotonic()
         lab.start()
         if args.minimal:
             lab.restart_router_charon(MINIMAL_PLUGINS)
-        print(f"lab up in {time.monotonic() - started:.2f} s\n"
-              f"router charon: WEBUI_VICI_SOCKET={lab.router_vici}\n"
-              f"restart command: {' '.join(lab.restart_command)}\n{lab.status()}")
+        print(f"# the lab is up; run the UI against its router with these settings:\n"
+              f"{ui_environment(lab)}\n"
+              f"# {lab.status().replace(chr(10), chr(10) + '# ')}")
     elif args.command == "down":
         lab.stop()
     elif args.command == "restart-router":
