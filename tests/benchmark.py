@@ -528,7 +528,7 @@ def report(results: list[Result], info: dict, args) -> str:
     out = [
         "# Performance",
         "",
-        f"Measured {info['date']} by `./dev bench` (`python -m tests.benchmark`) on: "
+        f"Measured {info['date']} by `./dev bench` (`tests/benchmark.py`) on: "
         f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux {info['kernel']}, "
         f"Python {info['python']}. Numbers are from one run on this machine: re-run, do not edit.",
         "",
