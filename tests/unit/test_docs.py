@@ -76,7 +76,8 @@ def commands_in(text: str) -> list[str]:
     """Fenced shell lines and inline code spans that look like commands."""
     lines = [ln.strip() for m in FENCE.finditer(text) if m.group(1) == "sh"
              for ln in m.group(2).splitlines()]
-    return lines + re.findall(r"`([^`\n]+)`", FENCE.sub("", text))
+    spans = re.findall(r"`([^`]+)`", FENCE.sub("", text))  # a span may wrap across lines
+    return lines + [" ".join(span.split()) for span in spans]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(ROOT)))
