@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 
@@ -130,7 +129,7 @@ def main(argv=None) -> int:
         for warning in serving.exposure_warnings(host, app.config):
             log.warning("INSECURE: %s", warning)
         log.info("serving on http://%s:%d/", host, port)
-        max_body = int(os.environ.get("WEBUI_MAX_REQUEST_BYTES", serving.MAX_BODY_BYTES))
+        max_body = settings["MAX_REQUEST_BYTES"]
         serve(app, host=host, port=port, **serving.waitress_options(threads, max_body))
     finally:
         if running_lab is not None:

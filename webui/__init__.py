@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask
 
 from webui.drivers import ConfigError  # a setting that cannot be used; the message names it
+from webui.serving import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ DEFAULTS = {
     "HOST": "127.0.0.1",  # where run.py listens
     "PORT": 8080,
     "THREADS": 4,  # waitress worker threads
+    "MAX_REQUEST_BYTES": MAX_BODY_BYTES,  # the largest body waitress reads (run.py)
     "DRIVER": "real",  # "real" or "fake"
     "VICI_SOCKET": "/var/run/charon.vici",
     "VICI_TIMEOUT": 5.0,

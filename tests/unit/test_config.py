@@ -25,9 +25,10 @@ def no_webui_environment(monkeypatch):
 
 
 def test_a_numeric_secret_key_is_a_string_and_pages_answer(tmp_path, monkeypatch):
-    monkeypatch.setenv("WEBUI_SECRET_KEY", "1234567890")
+    key = "1234567890" * 4
+    monkeypatch.setenv("WEBUI_SECRET_KEY", key)
     app = create_app({"DATA_DIR": str(tmp_path), "DRIVER": "fake", "RECONCILE_ON_START": False})
-    assert app.config["SECRET_KEY"] == "1234567890"
+    assert app.config["SECRET_KEY"] == key
     assert app.test_client().get("/login").status_code == 200
 
 
