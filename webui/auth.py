@@ -50,7 +50,7 @@ aa12345678 qazwsxedc1 router1234 openwrt123 strongswan ipsec12345 firewall12
 # The only endpoints open without a session. Everything else, including routes added later and
 # unknown URLs (endpoint None), needs one.
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login"})
-API_BLUEPRINT = "api"  # webui/blueprints/api.py: bearer tokens, not this session
+API_PATH = "/api/"  # webui/blueprints/api.py: bearer tokens, not this session
 # What an admin who still has the generated first password may reach.
 CHANGE_ENDPOINTS = PUBLIC_ENDPOINTS | {"auth.change_password", "auth.logout"}
 
@@ -169,6 +169,8 @@ def password_problem(password: str) -> str | None:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."
     if password != password.strip() or "\n" in password:
         return "No leading or trailing spaces or line breaks."
+    if not password.isprintable():
+        return "Use printable characters only: no control characters (a browser cannot type them)."
     if len(set(password)) < 4 or _sequence(password):
         return "Too easy to guess: use more different characters, not a repeat or a run."
     if password.lower() in COMMON_PASSWORDS:
@@ -379,7 +381,7 @@ class Auth:
         g.admin = False
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
-        if request.blueprint == API_BLUEPRINT:
+        if request.path.startswith(API_PATH):
             return None  # the API checks its bearer token itself, and never takes the session
         view = current_app.view_functions.get(request.endpoint)
         if not self.signed_in(activity=not getattr(view, "polled", False)):

@@ -55,6 +55,17 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def unusable_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why `ip` cannot be a tunnel's endpoint (it is no host's address on a network), or None."""
+    if ip.is_unspecified:
+        return f"{ip} stands for \"no address\"; enter an address of a host on the network."
+    if ip.is_loopback:
+        return f"{ip} is a loopback address: it never leaves the host it is on."
+    if ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        return f"{ip} is a multicast or broadcast address, not one host's address."
+    return None
+
+
 def is_dns_name(text: str) -> bool:
     return len(text) <= 253 and bool(_DNS_RE.fullmatch(text)) and not text.replace(".", "").isdigit()
 
@@ -150,6 +161,13 @@ class CheckboxGroup(SelectMultipleField):
         if unknown:
             raise ValidationError(f"{', '.join(unknown)}: not supported by this strongSwan, or "
                                   "not a choice here.")
+        # A browser never sends a box twice; a script (the API, a restored file) may, and it
+        # would be stored so.
+        seen = set()
+        for value in self.data or ():
+            if value in seen:
+                raise ValidationError(f"{value} is listed twice.")
+            seen.add(value)
 
 
 def _choices(algorithms) -> list[SelectChoice]:
@@ -274,8 +292,11 @@ class PeerForm(FlaskForm):
 
     def validate_local_ip(self, field):
         field.data = (field.data or "").strip()
-        if not parse_ip(field.data):
+        local = parse_ip(field.data)
+        if not local:
             raise ValidationError("Enter an IPv4 or IPv6 address, e.g. 192.0.2.1.")
+        if unusable_address(local):
+            raise ValidationError(unusable_address(local))
 
     def validate_remote_gateway(self, field):
         field.data = (field.data or "").strip()
@@ -287,6 +308,8 @@ class PeerForm(FlaskForm):
             _check_length(field.data, DNS_MAX)
         if gateway is None and not is_dns_name(field.data):
             raise ValidationError("Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com.")
+        if gateway and unusable_address(gateway):
+            raise ValidationError(unusable_address(gateway))
         local = parse_ip(self.local_ip.data or "")
         if gateway and local and gateway.version != local.version:
             raise ValidationError(f"The local IP is IPv{local.version}; the gateway must be too.")
@@ -295,9 +318,11 @@ class PeerForm(FlaskForm):
 
     def validate_local_networks(self, field):
         field.parsed = parse_networks(field.data or "")
+        _check_routable(field.parsed)
 
     def validate_remote_networks(self, field):
         field.parsed = parse_networks(field.data or "")
+        _check_routable(field.parsed)
         local = getattr(self.local_networks, "parsed", [])
         for remote in field.parsed:
             for own in local:
@@ -351,6 +376,16 @@ class PeerForm(FlaskForm):
         if len(psk) < PSK_HINT:
             self.psk_hint = (f"Short keys can be guessed offline from one captured handshake; "
                              f"{PSK_HINT} or more random characters are recommended.")
+        elif len(set(psk)) < 6:
+            self.psk_hint = ("This key repeats a few characters and can be guessed offline from "
+                             "one captured handshake; use random characters (Generate).")
+        if psk[:2].lower() in ("0x", "0s"):
+            # Over VICI the key is sent as the bytes typed; strongSwan's own configuration files
+            # (swanctl.conf, ipsec.secrets) read a secret starting 0x as hex and 0s as base64.
+            self.psk_hint = (f"On a strongSwan peer, a key starting with {psk[:2]} is read as "
+                             f"{'hex' if psk[1] in 'xX' else 'base64'} in its configuration files: "
+                             "there, give it as the quoted text after converting it, or pick a key "
+                             "that starts otherwise.")
 
     def validate_firewall(self, field):
         field.data = field.data or []
@@ -561,6 +596,14 @@ def _peer_problem(peer: Peer) -> tuple[str, str] | None:
     if not (PSK_MIN <= len(peer.psk) <= PSK_MAX and all(" " <= ch <= "~" for ch in peer.psk)):
         return "psk", "not a usable pre-shared key"
     return None
+
+
+def _check_routable(networks) -> None:
+    """Loopback and multicast never cross a tunnel: charon would install policies for nothing."""
+    for net in networks:
+        if net.is_loopback or net.is_multicast:
+            kind = "loopback" if net.is_loopback else "multicast"
+            raise ValidationError(f"{net} is a {kind} network; it cannot be sent through a tunnel.")
 
 
 def _check_integrity(ciphers: Sequence[str], integrity: Sequence[str]) -> None:

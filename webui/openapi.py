@@ -57,7 +57,10 @@ DRIVER_DOWN = _json(_ref("Error"), "strongSwan or the kernel could not be asked 
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 WRITTEN = {"type": "object", "required": ["changed", "peer"], "properties": {
     "changed": {"type": "boolean"}, "peer": _ref("Peer"), "applied": {"type": "boolean"},
-    "not_applied": {"type": "string"}}}
+    "not_applied": {"type": "string"},
+    "warnings": {"type": "object", "description": "Saved, but worth a look: advice by field "
+                 "(a key that is easy to guess, say).",
+                 "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
 MESSAGE = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 
 

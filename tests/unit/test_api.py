@@ -412,3 +412,32 @@ def test_advanced_options_travel_through_the_api_with_the_forms_rules(api, app, 
         r = api("PUT", "/peers/branch-a", dict(PEER, **body))
         assert r.status_code == 422 and field in r.get_json()["errors"], what
     assert stored(data_dir) == before
+
+
+def test_unknown_api_urls_and_methods_answer_json_not_the_login_page(app, api):
+    for method, path, status in (("GET", "/nothing-here", 404), ("DELETE", "/peers", 405),
+                                 ("GET", "/peers/", 404), ("POST", "/nothing", 404)):
+        r = app.test_client().open(f"/api/v1{path}", method=method,
+                                   headers={"Authorization": f"Bearer {api.token}"})
+        assert r.status_code == status, (method, path, r.status_code)
+        assert r.is_json and r.get_json()["error"]
+    anonymous = app.test_client().get("/api/v1/nothing-here")
+    assert anonymous.status_code == 401 and anonymous.is_json
+
+
+def test_json_nested_too_deep_is_400_not_500(api):
+    r = api("POST", "/peers", raw="[" * 5000 + "]" * 5000)
+    assert r.status_code == 400 and "JSON" in r.get_json()["error"]
+
+
+def test_an_easy_key_is_saved_with_a_warning(api):
+    weak = "zqzqzqzqzqzqzqzqzqzqzqzq"
+    LEAKS.secrets.add(weak)
+    r = api("POST", "/peers", dict(PEER, psk=weak))
+    assert r.status_code == 201
+    assert "guessed" in r.get_json()["warnings"]["psk"][0]
+    hexish = "0x00112233445566778899aabbccddeeff"
+    LEAKS.secrets.add(hexish)
+    r = api("PATCH", "/peers/branch-a", {"psk": hexish})
+    assert "hex" in r.get_json()["warnings"]["psk"][0]
+    assert api("PATCH", "/peers/branch-a", {"psk": PEER["psk"]}).get_json()["warnings"] == {}

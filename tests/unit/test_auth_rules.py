@@ -17,6 +17,8 @@ from webui.auth import (Credentials, PasswordFile, PasswordFileError, Throttle, 
     (" Leading-space-pw", "No leading or trailing spaces or line breaks."),
     ("Trailing-space-pw ", "No leading or trailing spaces or line breaks."),
     ("Line-one-pw\nline-two", "No leading or trailing spaces or line breaks."),
+    ("Nul-in-the\x00middle", "Use printable characters only: no control characters "
+                             "(a browser cannot type them)."),
     ("aaaaaaaaaaaa", "Too easy to guess: use more different characters, not a repeat or a run."),
     ("abababababab", "Too easy to guess: use more different characters, not a repeat or a run."),
     ("abcdefghijkl", "Too easy to guess: use more different characters, not a repeat or a run."),

@@ -67,6 +67,17 @@ BAD = [
     ("retries too many", "keying_retries", "101", "keying_retries"),
     ("retries not a number", "keying_retries", "many", "keying_retries"),
     ("unknown firewall rule", "firewall", ["forward_everywhere"], "firewall"),
+    # Found by the fresh-eyes review: addresses no tunnel can use, and a box sent twice.
+    ("local ip loopback", "local_ip", "127.0.0.1", "local_ip"),
+    ("local ip unspecified", "local_ip", "0.0.0.0", "local_ip"),
+    ("local ip v6 unspecified", "local_ip", "::", "local_ip"),
+    ("gateway multicast", "remote_gateway", "224.0.0.1", "remote_gateway"),
+    ("gateway broadcast", "remote_gateway", "255.255.255.255", "remote_gateway"),
+    ("gateway loopback", "remote_gateway", "127.0.0.2", "remote_gateway"),
+    ("remote net loopback", "remote_networks", "127.0.0.0/8", "remote_networks"),
+    ("local net multicast", "local_networks", "224.0.0.0/4", "local_networks"),
+    ("firewall choice twice", "firewall", ["input", "input"], "firewall"),
+    ("cipher twice", "ike_encryption", ["aes256", "aes256"], "ike_encryption"),
 ]
 
 

@@ -22,8 +22,31 @@ from webui.store import StoreError
 
 log = logging.getLogger(__name__)
 
+PREFIX = "/api/"
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PER_PAGE = 1000
+
+
+def init_app(app) -> None:
+    """The API's door and its errors, for every URL under /api/ (unknown ones included, so a
+    script gets a JSON 401/404/405, never the login page). Registered after the session guard,
+    which lets these URLs through to here, and before the CSRF check, which the API does not take
+    (the blueprint is exempt: a bearer token is something a cross-site page cannot send)."""
+
+    @app.before_request
+    def api_door():
+        if not request.path.startswith(PREFIX):
+            return None
+        refused = require_token()
+        if refused is None and request.routing_exception is not None:
+            raise request.routing_exception  # a JSON 404/405 now, not a CSRF complaint first
+        return refused
+
+    @app.errorhandler(HTTPException)
+    def api_errors(error: HTTPException):
+        if request.path.startswith(PREFIX):
+            return problem(error.code or 500, error.description or error.name)
+        return error
 
 
 def applier():
@@ -34,7 +57,6 @@ def problem(status: int, message: str, **extra):
     return jsonify(error=message, **extra), status
 
 
-@bp.before_request
 def require_token():
     """Every API request carries a valid token; a session cookie alone is refused."""
     from webui.auth import auth
@@ -62,11 +84,6 @@ def require_token():
     g.token = token
 
 
-@bp.errorhandler(HTTPException)
-def http_error(error: HTTPException):
-    return problem(error.code or 500, error.description or error.name)
-
-
 def changed(what: str, name: str) -> None:
     """Every change through the API is logged with the token's name (never the token or a key)."""
     log.info("API token %r: %s peer %s", g.token.name, what, name)
@@ -85,7 +102,10 @@ def supported():
 
 
 def json_body():
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a peer either
+        body = None
     if body is None:
         return None, problem(400, "Send the peer as a JSON object (Content-Type: application/json).")
     errors = peer_json.shape_errors(body)
@@ -176,7 +196,8 @@ def save(record: dict, old, created_status: int):
     changed("created" if old is None else "changed", peer.name)
     return jsonify(changed=True, peer=peer_json.to_json(peer),
                    applied=peer.name not in a.not_applied,
-                   not_applied=a.not_applied.get(peer.name, "")), created_status
+                   not_applied=a.not_applied.get(peer.name, ""),
+                   warnings={"psk": [form.psk_hint]} if form.psk_hint else {}), created_status
 
 
 @bp.delete("/peers/<name>")
