@@ -185,7 +185,10 @@ class LiveApp:
             for channel in list(self.server._map.values()):
                 channel.close()
         try:
-            self.server.trigger.pull_trigger(stop)
+            try:
+                self.server.trigger.pull_trigger(stop)
+            except OSError:
+                pass  # EBADF: the loop is already closing its trigger, on its way out
             self.thread.join(timeout=5)
         finally:
             # Whatever happened above, the app's VICI listener must stop: left running, it loads
