@@ -74,7 +74,7 @@ def test_a_tunnel_made_through_the_api_comes_up_and_carries_traffic(live, clean_
     assert spis, "the tunnel's CHILD_SA has an inbound SPI"
     status, answer = api("POST", "/peers/api-site/rekey")
     assert status == 200, answer
-    assert wait_for(lambda: child_spis(clean_lab) and child_spis(clean_lab) != spis, 10), answer
+    assert wait_for(lambda: child_spis(clean_lab) and child_spis(clean_lab) != spis, 20), answer
     assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=2)
 
     status, routes = api("GET", "/routes")
