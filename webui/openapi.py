@@ -84,6 +84,15 @@ def document() -> dict:
         "bytes_in": {"type": "integer"}, "bytes_out": {"type": "integer"},
         "reason": {"type": "string"}, "not_applied": {"type": "string"}}}
     schemas = {cls.__name__: _dataclass_schema(cls) for cls in RESULT_TYPES}
+    schemas["Backup"] = {"type": "object", "required": ["format", "schema_version", "peers"],
+                         "properties": {"format": {"type": "string"},
+                                        "schema_version": {"type": "integer"},
+                                        "keys_included": {"type": "boolean"},
+                                        "peers": {"type": "array", "items": {"type": "object"}}}}
+    restored = {"type": "object", "required": ["changed", "changes", "steps"], "properties": {
+        "changed": {"type": "boolean"}, "mode": {"type": "string"}, "dry_run": {"type": "boolean"},
+        "unchanged": {"type": "integer"}, "changes": {"type": "array", "items": {"type": "object"}},
+        "steps": {"type": "array", "items": _ref("Step")}}}
     schemas.update({
         "Peer": peer_json.peer_schema(for_input=False),
         "PeerInput": peer_in,
@@ -141,6 +150,18 @@ def document() -> dict:
             "502": DRIVER_DOWN, "503": DRIVER_DOWN})},
         "/routes": {"get": _op("Routes and policy rules", {
             "200": _json(_ref("Routes"), "The routes."), "502": DRIVER_DOWN, "503": DRIVER_DOWN})},
+        "/backup": {"get": _op("A backup of every peer, without keys", {"200": _json(
+            _ref("Backup"), "The backup document (the Backup page's file, keys left out).")})},
+        "/restore": {"post": _op("Restore a backup document", {
+            "200": _json(restored, "What changed (or would, with dry_run)."),
+            "409": ERROR, "413": ERROR,
+            "422": _json({"type": "object", "required": ["problems"], "properties": {
+                "problems": {"type": "array", "items": {"type": "object", "properties": {
+                    "where": {"type": "string"}, "field": {"type": "string"},
+                    "message": {"type": "string"}}}}}}, "Nothing changed: every problem found.")},
+            {"type": "object"},
+            [{"name": "mode", "in": "query", "schema": {"type": "string", "enum": ["merge", "replace"]}},
+             {"name": "dry_run", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}}])},
         "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"},
                                                                     "OpenAPI 3.1.")})},
     }

@@ -441,3 +441,44 @@ def test_an_easy_key_is_saved_with_a_warning(api):
     r = api("PATCH", "/peers/branch-a", {"psk": hexish})
     assert "hex" in r.get_json()["warnings"]["psk"][0]
     assert api("PATCH", "/peers/branch-a", {"psk": PEER["psk"]}).get_json()["warnings"] == {}
+
+
+def test_backup_has_no_keys_and_restore_checks_then_applies(api, app, data_dir):
+    api("POST", "/peers", PEER)
+    doc = api("GET", "/backup").get_json()
+    assert doc["keys_included"] is False and PEER["psk"] not in json.dumps(doc)
+    assert [p["name"] for p in doc["peers"]] == ["branch-a"]
+    # The same file again changes nothing and writes nothing.
+    before = stored(data_dir)
+    r = api("POST", "/restore", doc)
+    assert r.status_code == 200 and r.get_json()["changed"] is False
+    assert stored(data_dir) == before
+    # A second peer in the file: a dry run says so and writes nothing; then it is restored.
+    second = dict(doc["peers"][0], name="branch-b", remote_networks=["10.5.0.0/16"],
+                  peer_id="b.example")
+    doc2 = dict(doc, peers=doc["peers"] + [second])
+    r = api("POST", "/restore?dry_run=true", doc2)
+    assert r.get_json()["changes"][0]["name"] == "branch-b" and r.get_json()["dry_run"] is True
+    assert stored(data_dir) == before
+    r = api("POST", "/restore", doc2)
+    assert r.status_code == 200 and r.get_json()["changed"] is True
+    restored = app.extensions["webui"].store.get("branch-b")
+    assert restored is not None and restored.enabled is False, "no key anywhere: saved disabled"
+    assert app.extensions["webui"].store.get("branch-a").psk == PEER["psk"], "the stored key kept"
+    # Replace with the first file: branch-b goes.
+    r = api("POST", "/restore?mode=replace", doc)
+    assert [c["kind"] for c in r.get_json()["changes"]] == ["removed"]
+    assert app.extensions["webui"].store.get("branch-b") is None
+
+
+def test_a_bad_backup_changes_nothing_and_names_each_problem(api, data_dir):
+    api("POST", "/peers", PEER)
+    before = stored(data_dir)
+    doc = api("GET", "/backup").get_json()
+    doc["peers"][0]["remote_networks"] = ["203.0.113.1/24"]
+    r = api("POST", "/restore", doc)
+    assert r.status_code == 422
+    assert any("host bits" in p["message"] for p in r.get_json()["problems"])
+    assert api("POST", "/restore", raw="not json").status_code == 422
+    assert api("POST", "/restore?mode=everything", doc).status_code == 400
+    assert stored(data_dir) == before

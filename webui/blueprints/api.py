@@ -299,6 +299,57 @@ def routes():
     return driver_answer(lambda: asdict(a.drivers.kernel.routes(a.store.all())))
 
 
+# --- Backup and restore (webui/backup.py, as the Backup page and run.py use it) -----------------
+
+@bp.get("/backup")
+def backup_file():
+    """A backup of every peer, without keys: a token never reads a key back (the Backup page and
+    `run.py backup --with-keys` give them, after the admin password)."""
+    import socket
+    from webui import backup
+    return jsonify(backup.build(applier().store.all(), False, socket.gethostname()))
+
+
+@bp.post("/restore")
+def restore():
+    """Restore a backup document: checked whole by the form's rules first. `mode` is merge
+    (default) or replace; `dry_run=true` only says what would change. A restore that changes
+    nothing writes nothing."""
+    from webui import backup
+    mode = request.args.get("mode", "merge")
+    if mode not in backup.MODES:
+        return problem(400, f"mode must be one of: {', '.join(backup.MODES)}.")
+    request.max_content_length = backup.MAX_BYTES
+    try:
+        found = backup.read(request.get_data(cache=False))
+    except backup.BackupError as e:
+        return jsonify(problems=[problem_json(p) for p in e.problems]), 422
+    a = applier()
+    plan = backup.plans(found, a.store.all(), supported())[mode]
+    if not plan.ok:
+        return jsonify(problems=[problem_json(p) for p in plan.problems]), 422
+    changes = [{"name": c.name, "kind": c.kind, "key_missing": c.key_missing,
+                "key_kept": c.key_kept,
+                "fields": [{"field": f.label, "old": "" if f.secret else f.old,
+                            "new": "" if f.secret else f.new, "secret": f.secret}
+                           for f in c.fields]} for c in plan.changes]
+    answer = {"changed": bool(plan.changes), "mode": mode, "changes": changes,
+              "unchanged": plan.unchanged, "dry_run": request.args.get("dry_run") == "true"}
+    if answer["dry_run"] or not plan.changes:
+        return jsonify({**answer, "steps": []})
+    try:
+        steps = backup.restore(a, plan)
+    except StoreError as e:
+        return problem(409, str(e))
+    log.info("API token %r: restored a backup (%s: %d added, %d changed, %d removed)",
+             g.token.name, mode, plan.count("added"), plan.count("changed"), plan.count("removed"))
+    return jsonify({**answer, "steps": [asdict(s) for s in steps]})
+
+
+def problem_json(p) -> dict:
+    return {"where": p.where, "field": p.field, "message": p.message}
+
+
 @bp.get("/openapi.json")
 def openapi():
     """This API described as OpenAPI 3.1, from the same field definitions as the peer form."""
