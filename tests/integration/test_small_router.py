@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import html
 
+import pytest
+
 from tests.integration.conftest import peer_form, preflight, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer, cell
-from tests.unit.test_capabilities import FULL_BUILD, MINIMAL_BUILD, checked
+from tests.unit.test_capabilities import BUILDS, FULL_BUILD, MINIMAL_BUILD, checked
 from webui import capabilities
-from webui.lab import MINIMAL_PLUGINS, REMOTE_LAN, ROUTER_LAN, router_algorithms
+from webui.lab import MINIMAL_PLUGINS, REMOTE_LAN, ROUTER_LAN, prepare_demo, router_algorithms
+from webui.store import PeerStore
 
 
 def test_the_unit_tests_capability_sets_are_what_the_lab_charons_report(clean_lab):
@@ -78,3 +81,20 @@ def test_a_peer_with_a_possible_proposal_is_still_loaded_without_what_is_missing
     assert wait_for(lambda: cell(browser, "site-b").get("state") == "up"), cell(browser, "site-b")
     assert "needs Curve25519" in cell(browser, "site-b")["text"]
     assert "loaded without it" in cell(browser, "site-b")["text"]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_the_demo_peer_is_chosen_from_the_router_and_comes_up(serve, clean_lab, data_dir, build):
+    """What `./dev run` seeds into an empty store, on either build of the router's charon."""
+    if build == "minimal":
+        clean_lab.restart_router_charon(MINIMAL_PLUGINS)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_demo(clean_lab, PeerStore(data_dir / "peers.json"))
+    live = serve()  # the same data directory: it loads the demo peer at start-up
+    (demo,) = live.applier.store.all()
+    assert {f: getattr(demo, f) for f in capabilities.FIELDS} == \
+        capabilities.preset("modern", BUILDS[build])
+    browser = live.browser()
+    assert wait_for(lambda: cell(browser, "lab-remote").get("state") == "up"), \
+        cell(browser, "lab-remote")
+    assert wait_for(lambda: clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=1), timeout=5)
