@@ -33,6 +33,9 @@ DEFAULTS = {
     "RECONCILE_ON_START": True,  # without VICI_WATCH: load peers once at start-up
     "VICI_WATCH": True,  # listen to charon: why tunnels fail, and reload peers when it restarts
     "STATUS_POLL_SECONDS": 5,
+    "STATUS_SYNC_SECONDS": 0,  # how often the monitor lists SAs while pages poll (0: the poll's)
+    "RETRY_SECONDS": 30,  # a tunnel charon gave up on is initiated again after this, doubling
+    "RETRY_MAX_SECONDS": 600,  # ... up to this
     "PEERS_PER_PAGE": 100,
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
     "IDLE_TIMEOUT_MINUTES": 15,  # status polling does not count as activity (webui/auth.py)
@@ -198,5 +201,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.exempt(api.bp)  # bearer tokens only (webui/blueprints/api.py)
     app.register_blueprint(api.bp)
 
-    applier.start(watch=app.config["VICI_WATCH"], reconcile=app.config["RECONCILE_ON_START"])
+    applier.start(watch=app.config["VICI_WATCH"], reconcile=app.config["RECONCILE_ON_START"],
+                  sync_period=float(app.config["STATUS_SYNC_SECONDS"]
+                                    or app.config["STATUS_POLL_SECONDS"]),
+                  backoff=float(app.config["RETRY_SECONDS"]),
+                  backoff_max=float(app.config["RETRY_MAX_SECONDS"]))
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from webui import capabilities
@@ -227,7 +228,8 @@ class Applier:
         else:
             self.swanctl_error = ""
 
-    def start(self, watch: bool, reconcile: bool) -> None:
+    def start(self, watch: bool, reconcile: bool, sync_period: float = 5.0,
+              backoff: float = 30.0, backoff_max: float = 600.0) -> None:
         """At start-up, with `reconcile`: apply the firewall and load the peers into charon.
         With `watch`, a background listener loads them each time it (re)connects to charon, at
         start-up too (so a charon that is slow to answer does not hold up the first page): a charon
@@ -237,7 +239,10 @@ class Applier:
             self._write_swanctl_conf()
         watching = watch and hasattr(self.drivers.ipsec, "watch")
         if watching:
-            self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None)
+            self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None,
+                                     on_missing=self._charon_lost if reconcile else None,
+                                     sync_period=sync_period, meant_up=self._meant_up,
+                                     backoff=backoff, backoff_max=backoff_max)
         if reconcile:
             self._apply_firewall(verify=True)
             if not watching:
@@ -246,6 +251,52 @@ class Applier:
     def _charon_connected(self) -> None:
         log.info("strongSwan answers; loading the configured peers")
         self.reconcile()
+
+    def _meant_up(self, name: str, tunnel) -> bool:
+        """Whether this peer's tunnel should be kept up (started, not waited for): the monitor
+        initiates it again when charon has given up (webui/drivers/monitor.py)."""
+        peer = self.store.get(name)
+        return peer is not None and peer.enabled and peer.start_action == "start"
+
+    def _charon_lost(self, names) -> None:
+        """Connections this UI loaded that charon no longer has (`swanctl --load-all` unloads
+        every connection not in swanctl.conf): load those peers again, and only those."""
+        with self._lock:
+            for name in names:
+                peer = self.store.get(name)
+                if peer is not None and peer.enabled:
+                    try:
+                        self._apply(peer, None)
+                    except Refused as e:
+                        self.not_applied[peer.name] = str(e)
+
+    def history(self, name: str) -> list[tuple[float, str, str, str]]:
+        """A peer's last state changes (time, from, to, reason), kept in memory by the monitor."""
+        return getattr(self.drivers.ipsec, "history", lambda name: [])(name)
+
+    def counters(self, name: str) -> list[tuple[float, int, int]]:
+        """A peer's byte counters (time, in, out), sampled while pages poll, about an hour."""
+        return getattr(self.drivers.ipsec, "counters", lambda name: [])(name)
+
+    def poll_key(self, snap) -> str:
+        """What a status poll's answer depends on besides its page: the snapshot's version, what
+        is not applied, and a half-minute clock (durations and the age shown never lag by more).
+        "" without a monitor: there is no version to compare then."""
+        if not snap.version:
+            return ""
+        applied = hash(frozenset(self.not_applied.items())) & 0xffffff
+        return f"{snap.version}.{applied:x}.{int(time.time() // 30)}"
+
+    def snapshot(self):
+        """Every tunnel's state as the monitor keeps it (webui/drivers/monitor.py)."""
+        ipsec = self.drivers.ipsec
+        if hasattr(ipsec, "snapshot"):
+            return ipsec.snapshot()
+        from webui.drivers import StateSnapshot
+        try:
+            return StateSnapshot(tunnels=ipsec.tunnel_states(), confirmed_at=time.time())
+        except DriverError as e:
+            return StateSnapshot(unanswered_since=time.time(), error=str(e))
 
 
 def _read_text(path: Path) -> str | None:

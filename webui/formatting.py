@@ -34,6 +34,11 @@ def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
 
+def clock(at: float) -> str:
+    """A wall-clock time (seconds since the epoch) as the router's local HH:MM:SS."""
+    return time.strftime("%H:%M:%S", time.localtime(at)) if at else ""
+
+
 def byte_count(n: int) -> str:
     """1536 -> '1.5 KiB'."""
     value = float(n)
@@ -118,6 +123,10 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["timestamp"] = timestamp
     app.jinja_env.filters["refused"] = refused
     app.jinja_env.filters["first_refused"] = first_refused
+    app.jinja_env.filters["clock"] = clock
+    from webui import status
+    app.jinja_env.globals["peer_status"] = status.of
+    app.jinja_env.filters["since"] = lambda at: duration(max(0, time.time() - at)) if at else ""
     app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS, oob=False, message="",
                                  states=None, status_error="")
     app.jinja_env.globals["peer_limits"] = LIMITS

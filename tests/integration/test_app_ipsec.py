@@ -64,9 +64,10 @@ def test_a_saved_peer_is_a_working_tunnel(live, clean_lab, version):
 
     before = cell(browser, "site-b")
     assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=3)
-    after = cell(browser, "site-b")
-    assert int(after["bytes-out"]) > int(before["bytes-out"])
-    assert int(after["bytes-in"]) > int(before["bytes-in"])
+    # Counters come from the monitor's periodic list-sas (every poll period while pages poll).
+    after = wait_for(lambda: (now := cell(browser, "site-b"))
+                     and int(now["bytes-in"]) > int(before["bytes-in"]) and now, timeout=5)
+    assert after and int(after["bytes-out"]) > int(before["bytes-out"]), (before, after)
     status_after = browser.get("/commands/status", htmx=True).text
     assert re.search(r"\d+ pkts", status_after) and " 0 pkts" not in status_after.split("Child SA")[1]
 
@@ -145,8 +146,10 @@ def test_charon_killed_the_ui_keeps_working_and_applies_later(live, clean_lab):
     clean_lab.stop_router_charon()
     for path in ("/", "/peers/new", "/commands/interfaces", "/commands/routes"):
         assert browser.get(path).status == 200, path
-    status = browser.get("/commands/status", htmx=True)
-    assert status.status == 503 and "strongSwan is not running" in status.text
+    # The status pane reads the monitor's snapshot: it says so once the monitor has seen it.
+    status = wait_for(lambda: (page := browser.get("/commands/status", htmx=True)).status == 503
+                      and "strongSwan is not running" in page.text and page, timeout=5)
+    assert status and "strongSwan has not answered since" in status.text
 
     form = peer_form()
     clean_lab.load_remote_mirror(as_peer(form))

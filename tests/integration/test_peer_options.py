@@ -129,7 +129,8 @@ def test_responder_only_never_initiates_and_the_remote_brings_it_up(live, clean_
     clean_lab.load_remote_mirror(as_peer(form))  # answering only, as the lab's remote does
     save(browser, form)
     time.sleep(2)  # a charon told to start would be up well within this in the lab
-    assert router_sas(clean_lab, "site-b") == [] and cell(browser, "site-b")["state"] == "down"
+    # issue 11's state model: a peer that has never reached the other side is waiting for it
+    assert router_sas(clean_lab, "site-b") == [] and cell(browser, "site-b")["state"] == "waiting"
     assert "waits for the other side" in browser.post("/peers/site-b/connect", htmx=True).text
     assert router_sas(clean_lab, "site-b") == []
 

@@ -35,6 +35,8 @@ def state_of(driver, name):
 def wait_up(driver, name, timeout=10.0):
     state = wait_for(lambda: (s := state_of(driver, name)) and s.state == "up" and s, timeout)
     assert state, f"{name} not up: {state_of(driver, name)}"
+    # status() reads the monitor's snapshot, which hears of it by event a moment later
+    assert wait_for(lambda: (t := driver.snapshot().tunnels.get(name)) and t.state == "up", 5)
     return state
 
 
@@ -181,11 +183,17 @@ def test_charon_killed_is_unavailable_then_applied_when_back(driver, clean_lab):
     clean_lab.load_remote_mirror(peer)
     clean_lab.stop_router_charon()
     expected = f"strongSwan is not running (no VICI socket at {clean_lab.router_vici})."
-    for action in (driver.tunnel_states, driver.status, lambda: driver.apply(peer),
+    for action in (driver.tunnel_states, lambda: driver.apply(peer),
                    lambda: driver.connect(peer.name)):
         with pytest.raises(DaemonUnavailable) as err:
             action()
         assert str(err.value) == expected
+    # The status pane reads the monitor's snapshot: it says so as soon as the monitor has seen it.
+    assert wait_for(lambda: expected in driver.snapshot().problem, timeout=5)
+    with pytest.raises(DaemonUnavailable) as err:
+        driver.status()
+    # "strongSwan has not answered since HH:MM:SS: " first, if the monitor had heard from it
+    assert str(err.value).endswith(expected)
     clean_lab.start_router_charon()
     assert all(step.ok for step in driver.reconcile([peer]))
     wait_up(driver, peer.name)

@@ -85,6 +85,8 @@ def filled(cls, payload: str):
             values[f.name] = True
         elif hint is int or int in args:
             values[f.name] = 7
+        elif hint is float:
+            values[f.name] = 7.0
         elif args and dataclasses.is_dataclass(args[0]):
             values[f.name] = (filled(args[0], payload),)
         elif args and args[0] is str:

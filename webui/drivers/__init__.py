@@ -7,7 +7,8 @@ pyroute2 are imported only by the modules that need them, and only when the real
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from webui.peers import Peer
@@ -121,6 +122,41 @@ class TunnelState:
     bytes_out: int = 0
     reason: str = ""  # why it is down, when known (e.g. "authentication failed")
     loaded: bool = False
+    # Kept by the monitor (webui/drivers/monitor.py); times are wall-clock seconds, 0 = unknown.
+    since: float = 0.0  # when it entered this state
+    up_since: float = 0.0  # when the IKE SA that carries it was established
+    reason_at: float = 0.0
+    direction: str = ""  # who initiated the negotiation that failed: "we" or the remote's address
+    attempts: int = 0  # negotiations we started since it was last up
+    ever_up: bool = False  # it has been up since the UI started
+    ike_up: bool = False  # an IKE SA is established (with or without a tunnel)
+    local_ts: tuple[str, ...] = ()  # networks the installed CHILD_SAs carry
+    remote_ts: tuple[str, ...] = ()
+    disconnected: bool = False  # taken down by the admin (Disconnect): not retried until Connect
+    retry_at: float = 0.0  # when the monitor initiates it again, if it gave up
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """Every tunnel's state as the monitor last knew it, and how current that is."""
+
+    version: int = 0  # grows on every change: a poll that has this version needs nothing new
+    tunnels: dict[str, TunnelState] = field(default_factory=dict)
+    sas: tuple[IkeSA, ...] = ()
+    loaded: frozenset[str] = frozenset()
+    confirmed_at: float = 0.0  # wall clock: when charon last answered the monitor (0: never)
+    unanswered_since: float = 0.0  # wall clock: charon has not answered since (0: it answers)
+    error: str = ""  # why charon is not answering
+
+    @property
+    def problem(self) -> str:
+        """Why this is not current, in the administrator's words; "" when it is."""
+        if not self.unanswered_since:
+            return ""
+        if not self.confirmed_at:
+            return self.error
+        when = time.strftime("%H:%M:%S", time.localtime(self.unanswered_since))
+        return f"strongSwan has not answered since {when}: {self.error}"
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ Never used by the tests that prove the product works; those drive a real charon.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Sequence
 
 from webui.drivers import (Address, Connection, DaemonUnavailable, Interface, IPsecStatus, Route,
-                           Routes, RoutingRule, Step, TunnelState)
+                           Routes, RoutingRule, StateSnapshot, Step, TunnelState)
 from webui.peers import Peer
 
 
@@ -22,6 +23,7 @@ class FakeIPsec:
         self.loaded: dict[str, Peer] = {}
         self.calls: list[tuple[str, str]] = []
         self.renewed: list[str] = []  # peers whose SAs a real charon would have ended and restarted
+        self.changes = 0
         self._lock = threading.Lock()
 
     def _check(self):
@@ -40,6 +42,14 @@ class FakeIPsec:
     def tunnel_states(self, names=None) -> dict[str, TunnelState]:
         self._check()
         return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded}
+
+    def snapshot(self) -> StateSnapshot:
+        """As the monitor keeps it: a version that grows with every change to what is loaded."""
+        if self.fail:
+            return StateSnapshot(version=1, unanswered_since=time.time(),
+                                 error="strongSwan is not running (fake driver set to fail).")
+        return StateSnapshot(version=2 + len(self.calls) + self.changes, tunnels=self.tunnel_states(),
+                             loaded=frozenset(self.loaded), confirmed_at=time.time())
 
     def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
         self._check()
@@ -64,6 +74,7 @@ class FakeIPsec:
         self._check()
         with self._lock:
             self.loaded = {p.name: p for p in peers if p.enabled}
+            self.changes += 1
         return [Step(f"Loaded {len(self.loaded)} enabled peer(s)", True)]
 
     def restart(self, peers: Sequence[Peer]) -> list[Step]:

@@ -30,7 +30,7 @@ from vici.protocol import Packet
 from webui import capabilities
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
-                           Step, TunnelState, child_env)
+                           StateSnapshot, Step, TunnelState, child_env)
 from webui.drivers import vici_messages as vm
 from webui.drivers.vici_wire import decode, event_message
 from webui.peers import Peer
@@ -304,7 +304,8 @@ class ViciDriver:
         # restored or edited while the UI was down) ends the SAs the old settings authenticated.
         self._salt, self._digests = self._read_digests()
         self._algorithms: frozenset[str] | None = None
-        self._watcher: FailureWatcher | None = None
+        self._monitor = None  # webui.drivers.monitor.Monitor, once watch() started it
+        self._external_cache: tuple[frozenset[str], list[Connection]] = (frozenset(), [])
 
     # --- what this UI loaded ---------------------------------------------------------------------
     def _read_state(self) -> frozenset[str]:
@@ -388,6 +389,8 @@ class ViciDriver:
                                 field=field_at_fault(str(err))) from None
         self._managed = self._managed | {peer.name}
         self._digests[peer.name] = digest
+        if self._monitor is not None:
+            self._monitor.note_loaded([peer.name])
         log.info("loaded connection %s", peer.name)
         if old_sas:
             self._renew(vs, peer, old_sas)
@@ -427,6 +430,9 @@ class ViciDriver:
             pass  # "no matching SAs to terminate found": nothing was up
         self._managed = self._managed - {name}
         self.failures.clear(name)
+        if self._monitor is not None:
+            self._monitor.forget(name)
+            self._monitor.note_loaded(unloaded=[name])
         log.info("unloaded connection %s", name)
 
     @staticmethod
@@ -477,6 +483,8 @@ class ViciDriver:
                         self._unload(vs, name, loaded)
                         steps.append(Step(f"Unload {name}", True, "not an enabled peer any more"))
                 everything = self._loaded(vs)
+                if self._monitor is not None:
+                    self._monitor.note_loaded(everything=frozenset(everything))
             finally:
                 self._save_state()
         ok = len(wanted) - len(failed)
@@ -560,11 +568,16 @@ class ViciDriver:
     # --- tunnels ---------------------------------------------------------------------------------
     def connect(self, name: str) -> str:
         """Bring the tunnel up now; waits at most `connect_timeout` and says what happened."""
+        from webui.drivers.monitor import summarise
+        if self._monitor is not None:
+            self._monitor.note_connecting(name)
         with self._session(self.connect_timeout + 2) as vs:
-            current = vm.tunnel_states(events(vs, "list-sas", "list-sa", {"ike": name}),
-                                       (), {}).get(name)
-            if current and current.state != "down":
-                return f"{name} is already {current.state}."
+            sas = vm.parse_sas(events(vs, "list-sas", "list-sa", {"ike": name, "noblock": "yes"}))
+            current = summarise(name, sas, time.time(), None).state
+            # With the IKE SA up and no tunnel (charon refused the CHILD_SA), initiating again
+            # builds the CHILD_SA on that IKE SA: that is what Connect is for then.
+            if current in ("up", "connecting"):
+                return f"{name} is already {current}."
             conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
             # An IKEv1 peer with several networks has a CHILD_SA per subnet pair: start each.
             children = next((c.children for c in conns if c.name == name), ()) or (name,)
@@ -578,20 +591,44 @@ class ViciDriver:
             except CommandFailed as err:
                 reason = reason or str(err).removeprefix("strongSwan refused initiate: ")
                 self.failures.record(name, reason)
+                if self._monitor is not None:
+                    self._monitor.note_reason(name, reason, "we")
+                    self._monitor.refresh(name)
                 log.info("connecting %s failed", name)
                 return f"{name} did not come up: {reason}."
         self.failures.clear(name)
+        if self._monitor is not None:
+            self._monitor.refresh(name)
         return f"{name} is up."
+
+    def _retry(self, name: str) -> None:
+        """The monitor's retry: initiate every CHILD_SA of `name`, waiting only a moment (the
+        outcome arrives as events and log lines; the monitor must not stall on a slow remote)."""
+        with session(self.socket_path, self.timeout) as vs:
+            conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
+            children = next((c.children for c in conns if c.name == name), ()) or (name,)
+            for child in children:
+                try:
+                    streamed(vs, "initiate", "control-log",
+                             {"child": child, "ike": name, "timeout": 1000})
+                except CommandFailed:
+                    pass  # failed or still negotiating: the log and the events say which
 
     def disconnect(self, name: str) -> str:
         message = {"ike": name, "timeout": int(self.connect_timeout * 1000)}
-        with self._session(self.connect_timeout + 2) as vs:
-            try:
-                streamed(vs, "terminate", "control-log", message)
-            except CommandFailed as err:
-                if "no matching SAs" in str(err):
-                    return f"{name} was not connected."
-                return f"{name} could not be disconnected: {str(err).split(': ', 1)[-1]}"
+        if self._monitor is not None:
+            self._monitor.note_disconnected(name)
+        try:
+            with self._session(self.connect_timeout + 2) as vs:
+                try:
+                    streamed(vs, "terminate", "control-log", message)
+                except CommandFailed as err:
+                    if "no matching SAs" in str(err):
+                        return f"{name} was not connected."
+                    return f"{name} could not be disconnected: {str(err).split(': ', 1)[-1]}"
+        finally:
+            if self._monitor is not None:
+                self._monitor.refresh(name)
         return f"{name} is disconnected."
 
     def rekey(self, name: str) -> str:
@@ -632,7 +669,38 @@ class ViciDriver:
 
     def status(self) -> IPsecStatus:
         """Every SA, and every loaded connection: this UI's by name only (the store has the rest),
-        in full only those it did not load. A full list-conns of a thousand peers is ~0.2 s of
+        in full only those it did not load. From the monitor's snapshot when it runs (a request
+        never waits on charon for state then), else from charon now."""
+        if self._monitor is None:
+            return self._status_now()
+        snap = self._monitor.snapshot()
+        if snap.unanswered_since:
+            raise DaemonUnavailable(snap.problem)
+        managed = self._managed  # no lock: see __init__
+        connections = [Connection(name=name, managed=True)
+                       for name in sorted(snap.loaded & managed)]
+        connections += self._external(snap.loaded - managed)
+        return IPsecStatus(connections=tuple(connections), sas=snap.sas)
+
+    def _external(self, names: frozenset[str]) -> list[Connection]:
+        """Connections this UI did not load, in full: asked once per set of names (they change
+        only when someone loads or unloads one), by name alone while charon cannot be asked."""
+        cached_names, cached = self._external_cache
+        if names == cached_names:
+            return cached
+        try:
+            with self._session() as vs:
+                found = []
+                for name in sorted(names):
+                    found += streamed(vs, "list-conns", "list-conn", {"ike": name})
+        except DaemonUnavailable:
+            return [Connection(name=name) for name in sorted(names)]
+        connections = list(vm.parse_conns(found, ()))
+        self._external_cache = (names, connections)
+        return connections
+
+    def _status_now(self) -> IPsecStatus:
+        """status() asked of charon now. A full list-conns of a thousand peers is ~0.2 s of
         decoding, repeated on every refresh of the status pane."""
         managed = self._managed  # no lock: see __init__
         with self._session() as vs:
@@ -647,95 +715,66 @@ class ViciDriver:
 
     def supported_algorithms(self) -> frozenset[str] | None:
         """Catalogue keywords charon can honour (cached); None while charon cannot be asked."""
-        if self._algorithms is None:
+        algorithms = self._algorithms  # the monitor may reset it meanwhile (a new charon)
+        if algorithms is None:
             try:
                 with self._session() as vs:
-                    self._algorithms = vm.parse_algorithms(request(vs, "get-algorithms"))
+                    algorithms = vm.parse_algorithms(request(vs, "get-algorithms"))
             except DriverError:
                 return None
-        return self._algorithms
+            self._algorithms = algorithms
+        return algorithms
 
-    # --- failures of tunnels charon starts by itself ---------------------------------------------
-    def watch(self, wait: float = 2.0, on_connected=None) -> bool:
-        """Start the background listener that records why auto-started tunnels fail; wait (bounded)
-        until it listens, so a failure right after this call is not missed. Whether it listens.
-        `on_connected()` runs in the listener's thread each time it (re)connects to charon: a charon
-        that was restarted, by us or anyone, has forgotten every connection loaded over VICI."""
+    # --- the monitor: tunnel state from charon's events ------------------------------------------
+    def watch(self, wait: float = 2.0, on_connected=None, on_missing=None,
+              sync_period: float = 5.0, meant_up=None, backoff: float = 30.0,
+              backoff_max: float = 600.0) -> bool:
+        """Start the monitor (webui/drivers/monitor.py), which keeps every tunnel's state from
+        charon's events; wait (bounded) until it listens, so a failure right after this call is
+        not missed. Whether it listens. `on_connected()` runs in its thread each time it connects
+        to a new charon: a charon that was restarted, by us or anyone, has forgotten every
+        connection loaded over VICI. `on_missing(names)` gets connections this UI loaded that
+        charon no longer has (`swanctl --load-all` unloads them)."""
+        from webui.drivers.monitor import Monitor
+
         def connected():
             self._algorithms = None  # a restarted charon may have loaded other crypto plugins
             if on_connected is not None:
                 on_connected()
 
-        if self._watcher is None:
-            self._watcher = FailureWatcher(self.socket_path, self.failures, on_connected=connected)
-            self._watcher.start()
-        return self._watcher.listening.wait(wait)
+        if self._monitor is None:
+            self._monitor = Monitor(self.socket_path, session, query_timeout=self.timeout,
+                                    sync_period=sync_period, reason_of=self.failures.note_log,
+                                    on_connected=connected, expected=lambda: self._managed,
+                                    on_missing=on_missing, meant_up=meant_up,
+                                    initiate=self._retry, backoff=backoff,
+                                    backoff_max=backoff_max)
+            self._monitor.start()
+        return self._monitor.listening.wait(wait)
+
+    @property
+    def monitor(self):
+        return self._monitor
+
+    def snapshot(self) -> StateSnapshot:
+        """Every tunnel's state, from the monitor without asking charon; without a monitor
+        (WEBUI_VICI_WATCH=false), from charon now."""
+        if self._monitor is not None:
+            return self._monitor.snapshot()
+        try:
+            return StateSnapshot(tunnels=self.tunnel_states(), confirmed_at=time.time())
+        except DaemonUnavailable as err:
+            return StateSnapshot(unanswered_since=time.time(), error=str(err))
+
+    def history(self, name: str) -> list[tuple[float, str, str, str]]:
+        """The peer's last transitions (time, from, to, reason), oldest first; [] without a monitor."""
+        return self._monitor.history(name) if self._monitor is not None else []
+
+    def counters(self, name: str) -> list[tuple[float, int, int]]:
+        """The peer's sampled byte counters (time, in, out), oldest first; [] without a monitor."""
+        return self._monitor.counters(name) if self._monitor is not None else []
 
     def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher = None
-
-
-class FailureWatcher(threading.Thread):
-    """One VICI session registered for charon's log, noting negotiation failures per connection.
-
-    charon starts tunnels by itself (start_action, DPD restart), so the reason a tunnel is down is
-    often in no request's answer. This holds exactly one socket, wakes often to check
-    whether it should stop, and reconnects after a pause when charon goes away. It never holds a
-    web request: the pages read what it noted through `tunnel_states`.
-    """
-
-    def __init__(self, socket_path: str, failures: Failures, retry: float = 2.0,
-                 on_connected=None):
-        super().__init__(name="vici-failure-watcher", daemon=True)
-        self.socket_path = socket_path
-        self.failures = failures
-        self.retry = retry
-        self.on_connected = on_connected
-        self._stopping = threading.Event()
-        self.listening = threading.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=5)
-
-    def _connected(self) -> None:
-        if self.on_connected is None:
-            return
-        try:
-            self.on_connected()
-        except Exception:  # noqa: BLE001 - the listener must outlive a failed callback
-            log.exception("reloading peers after charon (re)connected failed")
-
-    def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._listen()
-            except (DriverError, OSError, vici.exception.SessionException,
-                    vici.exception.DeserializationException):
-                pass  # charon is down or restarting: try again after a pause
-            self.listening.clear()
-            self._stopping.wait(self.retry)
-
-    def _listen(self) -> None:
-        # The socket timeout wakes the loop five times a second to check _stopping (and, the first
-        # time, to tell that the registration is done).
-        with session(self.socket_path, timeout=0.2) as vs:
-            events = vs.listen(["log", "ike-updown"])
-            try:
-                for kind, event in events:
-                    if not self.listening.is_set():
-                        self.listening.set()
-                        self._connected()
-                    if self._stopping.is_set():
-                        return
-                    if kind == b"log":
-                        self.failures.note_log(vm._text(event.get("ikesa-name")),
-                                               vm._text(event.get("msg")))
-                    elif kind == b"ike-updown" and vm._text(event.get("up")) == "yes":
-                        for name in event:
-                            if name != "up":
-                                self.failures.clear(vm._text(name))
-            finally:
-                events.close()
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None

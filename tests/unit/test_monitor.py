@@ -1,0 +1,189 @@
+"""The monitor's snapshot (webui/drivers/monitor.py): states from SAs, versions, history, counters,
+and its conversation with a fake charon; and the poll that answers 204 when nothing changed."""
+import re
+import struct
+import time
+
+import pytest
+
+from tests.unit.test_vici_transport import EVENT, ListeningCharon, encode, frame
+from webui.drivers import ChildSA, IkeSA, StateSnapshot, TunnelState
+from webui.drivers import monitor as m
+from webui.drivers import strongswan
+
+
+def sa(name="branch", state="ESTABLISHED", established=60, children=(("INSTALLED", 10, 20),),
+       local_ts=("198.51.100.0/24",), remote_ts=("203.0.113.0/24",)):
+    return IkeSA(name=name, unique_id=1, state=state, version=2, established_for=established,
+                 children=tuple(ChildSA(name=name, state=s, bytes_in=i, bytes_out=o,
+                                        local_ts=local_ts, remote_ts=remote_ts)
+                                for s, i, o in children))
+
+
+def test_summarise_up_with_counters_networks_and_since():
+    state = m.summarise("branch", [sa()], at=1000.0, previous=None)
+    assert (state.state, state.bytes_in, state.bytes_out, state.up_since, state.since) == \
+        ("up", 10, 20, 940.0, 1000.0)
+    assert state.local_ts == ("198.51.100.0/24",)
+    later = m.summarise("branch", [sa(established=64)], at=1005.4, previous=state)
+    assert later == state, "the same SA a few seconds later: nothing changed"
+
+
+def test_summarise_ike_up_without_a_tunnel_is_not_up():
+    assert m.summarise("b", [sa(children=())], 0.0, None).state == "ike-up"
+    assert m.summarise("b", [sa(children=(("CREATED", 0, 0),))], 0.0, None).state == "ike-up"
+    assert m.summarise("b", [sa(state="CONNECTING", children=())], 0.0, None).state == "connecting"
+    assert m.summarise("b", [], 0.0, None).state == "down"
+
+
+def test_a_reason_stays_until_the_tunnel_is_up():
+    failed = TunnelState("b", "down", reason="authentication failed", reason_at=5.0, attempts=3)
+    still = m.summarise("b", [sa(state="CONNECTING", children=())], 10.0, failed)
+    assert (still.reason, still.attempts) == ("authentication failed", 3)
+    up = m.summarise("b", [sa()], 20.0, still)
+    assert (up.reason, up.attempts, up.ever_up) == ("", 0, True)
+
+
+def test_history_is_bounded():
+    monitor = m.Monitor("x", strongswan.session)
+    for i in range(m.HISTORY + 30):
+        monitor._update("b", lambda t, i=i: TunnelState("b", "up" if i % 2 else "down",
+                                                       reason=f"r{i}"))
+    history = monitor.history("b")
+    assert len(history) == m.HISTORY and history[-1][3] == f"r{m.HISTORY + 29}"
+
+
+def test_counter_ring_keeps_the_last_samples_in_order():
+    ring = m.CounterRing()
+    for i in range(m.SAMPLES + 5):
+        ring.add(float(i), i * 10, i * 20)
+    samples = ring.samples()
+    assert len(samples) == m.SAMPLES
+    assert samples[0] == (5.0, 50, 100) and samples[-1] == (float(m.SAMPLES + 4),
+                                                             (m.SAMPLES + 4) * 10,
+                                                             (m.SAMPLES + 4) * 20)
+
+
+LIST_SA = {"uniqueid": "1", "version": "2", "state": "ESTABLISHED", "established": "7",
+           "child-sas": {"branch-1": {"name": "branch", "state": "INSTALLED", "bytes-in": "10",
+                                      "bytes-out": "20", "local-ts": ["198.51.100.0/24"],
+                                      "remote-ts": ["203.0.113.0/24"]}}}
+
+
+@pytest.fixture
+def charon(tmp_path):
+    fake = ListeningCharon(tmp_path / "charon.vici")
+    fake.replies.update({"get-conns": ([], {"conns": ["branch"]}),
+                         "list-sas": ([("list-sa", {"branch": LIST_SA})], {})})
+    yield fake
+    fake.close()
+
+
+def event(kind: str, message: dict) -> bytes:
+    return bytes([EVENT, len(kind)]) + kind.encode() + encode(message)
+
+
+def test_sync_fills_the_snapshot_and_each_change_grows_the_version(charon):
+    monitor = m.Monitor(str(charon.path), strongswan.session)
+    monitor.sync()
+    snap = monitor.snapshot()
+    assert snap.tunnels["branch"].state == "up" and snap.loaded == {"branch"}
+    assert snap.confirmed_at and not snap.problem
+    monitor.sync()
+    assert monitor.snapshot().version == snap.version, "nothing changed: same version"
+
+    charon.replies["list-sas"] = ([], {})  # the tunnel went down; charon says so in an event
+    monitor._handle(event("ike-updown", {"branch": {"state": "DELETING"}}))
+    monitor._periodic()
+    after = monitor.snapshot()
+    assert after.tunnels["branch"].state == "down" and after.version > snap.version
+    assert [(frm, to) for _, frm, to, _ in monitor.history("branch")] == [("up", "down")]
+
+
+def test_a_failure_in_the_log_is_the_reason_with_its_direction(charon):
+    monitor = m.Monitor(str(charon.path), strongswan.session)
+    monitor._handle(event("log", {"ikesa-name": "branch", "ikesa-uniqueid": "4",
+                                  "msg": "initiating IKE_SA branch[4] to 192.0.2.2"}))
+    monitor._handle(event("log", {"ikesa-name": "branch", "ikesa-uniqueid": "4",
+                                  "msg": "received AUTHENTICATION_FAILED notify error"}))
+    state = monitor.snapshot().tunnels["branch"]
+    assert (state.reason, state.direction, state.attempts) == ("authentication failed", "we", 1)
+    monitor._handle(event("log", {"ikesa-name": "", "ikesa-uniqueid": "5",
+                                  "msg": "192.0.2.2 is initiating an IKE_SA"}))
+    monitor._handle(event("log", {"ikesa-name": "branch", "ikesa-uniqueid": "5",
+                                  "msg": "received NO_PROPOSAL_CHOSEN notify error"}))
+    assert monitor.snapshot().tunnels["branch"].direction == "192.0.2.2"
+
+
+def test_charon_not_answering_is_said_with_since_when(charon, tmp_path):
+    monitor = m.Monitor(str(charon.path), strongswan.session, query_timeout=0.3)
+    monitor.sync()
+    confirmed = monitor.snapshot().confirmed_at
+    charon.replies["get-conns"] = struct.pack("!I", 100)  # half a header, then silence
+    monitor._checked_at = 0
+    monitor._periodic()
+    snap = monitor.snapshot()
+    assert snap.unanswered_since == confirmed
+    assert snap.problem.startswith("strongSwan has not answered since ")
+    assert "did not answer within 0.3 s" in snap.problem
+
+
+def test_missing_connections_are_reported(charon):
+    missing = []
+    monitor = m.Monitor(str(charon.path), strongswan.session, expected=lambda: {"branch", "gone"},
+                        on_missing=missing.extend)
+    monitor._check_loaded()
+    assert missing == ["gone"]
+
+
+def test_a_poll_with_the_current_version_gets_204(browser, app):
+    first = browser.get("/peers/states", htmx=True)
+    assert first.status_code == 200
+    key = re.search(r'id="states-version" hidden hx-swap-oob="true"><input type="hidden" name="v" '
+                    r'value="([^"]*)"', first.get_data(as_text=True))
+    assert key and key.group(1)
+    again = browser.get(f"/peers/states?v={key.group(1)}", htmx=True)
+    assert again.status_code == 204 and again.get_data() == b""
+    assert browser.get("/peers/states?v=stale", htmx=True).status_code == 200
+
+
+def test_the_table_sends_its_version_with_each_poll(browser, app):
+    from tests.conftest import valid_peer_form
+    assert browser.post("/peers", valid_peer_form(), htmx=True).status_code == 204
+    page = browser.get("/").get_data(as_text=True)
+    assert 'hx-include="#states-version"' in page and 'id="states-version"' in page
+
+
+def test_a_change_makes_the_next_poll_render(browser, app):
+    from tests.conftest import valid_peer_form
+    key = re.search(r'name="v" value="([^"]*)"',
+                    browser.get("/peers/states", htmx=True).get_data(as_text=True)).group(1)
+    assert browser.post("/peers", valid_peer_form(), htmx=True).status_code == 204
+    assert browser.get(f"/peers/states?v={key}", htmx=True).status_code == 200
+
+
+def test_a_tunnel_charon_gave_up_on_is_retried_with_a_doubling_backoff():
+    tried = []
+    monitor = m.Monitor("x", strongswan.session, expected=lambda: {"branch"},
+                        meant_up=lambda name, tunnel: True, initiate=tried.append,
+                        backoff=10, backoff_max=25)
+    monitor._update("branch", lambda t: TunnelState("branch", "down", reason="authentication failed"))
+    clock = [1000.0]
+    real_time = m.time.time
+    m.time.time = lambda: clock[0]
+    try:
+        def scan(at):
+            clock[0] = at
+            monitor._scanned = 0
+            monitor._retry_given_up()
+            return monitor.snapshot(polled=False).tunnels["branch"].retry_at
+
+        assert scan(1000) == 1010 and tried == []
+        assert scan(1010) == 0 and tried == ["branch"]  # due: initiated, the wait doubles
+        assert scan(1011) == 1031
+        assert scan(1031) == 0 and len(tried) == 2
+        assert scan(1032) == 1032 + 25, "doubling stops at the maximum"
+        monitor.note_disconnected("branch")
+        assert scan(1100) == 0 and len(tried) == 2, "a Disconnect stops the retries"
+    finally:
+        m.time.time = real_time

@@ -1,0 +1,512 @@
+"""The tunnel-state monitor: the one VICI session that listens to charon, and the snapshot it keeps.
+
+It registers for charon's log (why negotiations fail), `ike-updown`, `child-updown`, `ike-rekey`
+and `child-rekey`. An event names the connection that changed; the monitor then asks charon for
+that connection's SAs alone (`list-sas` filtered by name, on a short session of its own) and
+replaces its entry. It runs a full `list-sas` when it (re)connects and, for byte counters, every
+`sync_period` while some page has polled recently, and a `get-conns` every period to notice its
+connections unloaded behind its back (`swanctl --load-all`). Everything lands in one snapshot with
+a version that grows on every change: web requests read it and never wait on charon for state.
+"""
+from __future__ import annotations
+
+import array
+import collections
+import logging
+import os
+import re
+import select
+import threading
+import time
+from dataclasses import replace
+from typing import Callable, Iterable
+
+from vici.protocol import Packet
+
+from webui.drivers import DriverError, IkeSA, StateSnapshot, TunnelState
+from webui.drivers import vici_messages as vm
+from webui.drivers.vici_wire import event_message
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("log", "ike-updown", "child-updown", "ike-rekey", "child-rekey")
+HISTORY = 100  # transitions kept per peer
+SAMPLES = 60  # counter samples kept per peer, one every SAMPLE_EVERY seconds: about an hour
+SAMPLE_EVERY = 60.0
+DISCONNECTED = "disconnected by the admin"
+
+_UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
+_UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
+# "initiating IKE_SA site-b[3] to 192.0.2.2", "initiating Main Mode IKE_SA ..." (IKEv1)
+_WE_INITIATE = re.compile(r"^initiating .*IKE_SA")
+_THEY_INITIATE = re.compile(r"^(\S+) is initiating an? .*IKE_SA")
+
+
+def summarise(name: str, sas: Iterable[IkeSA], at: float,
+              previous: TunnelState | None) -> TunnelState:
+    """One connection's state from its SAs as charon listed them at wall time `at`, keeping what
+    the previous state knew (reason, attempts, since) where the SAs say nothing new."""
+    previous = previous or TunnelState(name=name, state="down")
+    ike_up, up_since, bytes_in, bytes_out = False, 0.0, 0, 0
+    local_ts: list[str] = []
+    remote_ts: list[str] = []
+    any_sa = False
+    for sa in sas:
+        any_sa = True
+        if sa.state not in _UP_IKE:
+            continue
+        ike_up = True
+        if sa.established_for is not None:
+            up_since = max(up_since, at - sa.established_for)
+        for child in sa.children:
+            if child.state in _UP_CHILD:
+                bytes_in += child.bytes_in
+                bytes_out += child.bytes_out
+                local_ts += [ts for ts in child.local_ts if ts not in local_ts]
+                remote_ts += [ts for ts in child.remote_ts if ts not in remote_ts]
+    up = bool(local_ts or remote_ts)
+    state = "up" if up else "ike-up" if ike_up else "connecting" if any_sa else "down"
+    # charon counts whole seconds: the same IKE SA seen a period later may compute a second
+    # apart, and a snapshot that changed on every listing would never answer a poll with 204.
+    up_since = float(int(up_since)) if ike_up else 0.0
+    if ike_up and previous.up_since and abs(up_since - previous.up_since) <= 2:
+        up_since = previous.up_since
+    fields = dict(state=state, ike_up=ike_up, up_since=up_since, bytes_in=bytes_in,
+                  bytes_out=bytes_out, local_ts=tuple(local_ts), remote_ts=tuple(remote_ts))
+    if state != previous.state:
+        fields["since"] = at
+    if up:  # its cause is gone: a reason is history now, and so are the attempts
+        fields.update(reason="", reason_at=0.0, direction="", attempts=0, ever_up=True,
+                      retry_at=0.0, disconnected=False)
+    return replace(previous, **fields)
+
+
+def _socket_identity(path: str) -> tuple[int, int] | None:
+    """Which VICI socket file is there: charon unlinks and binds it anew each time it starts."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_ctime_ns
+
+
+class CounterRing:
+    """The last SAMPLES (time, bytes in, bytes out) of one peer in a flat array: a thousand peers'
+    hour costs about as much memory as a few of their rows in a dict of tuples would."""
+
+    __slots__ = ("values", "next", "count")
+
+    def __init__(self):
+        self.values = array.array("d", bytes(8 * 3 * SAMPLES))
+        self.next = 0
+        self.count = 0
+
+    def add(self, at: float, bytes_in: int, bytes_out: int) -> None:
+        i = 3 * self.next
+        self.values[i:i + 3] = array.array("d", (at, bytes_in, bytes_out))
+        self.next = (self.next + 1) % SAMPLES
+        self.count = min(self.count + 1, SAMPLES)
+
+    def samples(self) -> list[tuple[float, int, int]]:
+        start = (self.next - self.count) % SAMPLES
+        out = []
+        for k in range(self.count):
+            i = 3 * ((start + k) % SAMPLES)
+            out.append((self.values[i], int(self.values[i + 1]), int(self.values[i + 2])))
+        return out
+
+
+class Monitor(threading.Thread):
+    """Keeps the snapshot. One listening socket, plus a short session for each query it makes.
+
+    `reason_of(name, message)` turns a log line into an administrator's reason (the driver's
+    `Failures.note_log`); `on_connected()` runs each time it (re)connects to charon (a restarted
+    charon has forgotten what was loaded over VICI); `expected()` names the connections this UI
+    loaded, and `on_missing(names)` gets those charon no longer has; `on_given_up(names)` gets
+    tunnels that should be up and that charon has stopped trying."""
+
+    def __init__(self, socket_path: str, session, query_timeout: float = 5.0,
+                 sync_period: float = 5.0, reason_of: Callable[[str, str], str | None] = None,
+                 on_connected=None, expected: Callable[[], Iterable[str]] = None,
+                 on_missing=None, retry: float = 2.0, tick: float = 0.2,
+                 meant_up: Callable[[str, TunnelState], bool] = None, initiate: Callable[[str], None] = None,
+                 backoff: float = 30.0, backoff_max: float = 600.0):
+        super().__init__(name="vici-monitor", daemon=True)
+        self.socket_path = socket_path
+        self.session = session  # strongswan.session: the one place VICI errors are translated
+        self.query_timeout = query_timeout
+        self.sync_period = sync_period
+        self.reason_of = reason_of or (lambda name, message: vm.failure_reason(message))
+        self.on_connected = on_connected
+        self.expected = expected or (lambda: ())
+        self.on_missing = on_missing
+        self.retry = retry
+        self.tick = tick
+        self.meant_up = meant_up or (lambda name, tunnel: False)
+        self.initiate = initiate
+        self.backoff, self.backoff_max = backoff, backoff_max
+        self._delays: dict[str, float] = {}  # name -> the wait before its next retry
+        self._scanned = 0.0
+        self.listening = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._snapshot = StateSnapshot()
+        self._sas: dict[str, tuple[IkeSA, ...]] = {}
+        self._history: dict[str, collections.deque] = {}
+        self._counters: dict[str, CounterRing] = {}
+        self._initiated: dict[str, str] = {}  # IKE SA unique id -> "we" or the remote's address
+        self._polled_at = 0.0  # monotonic: when a page last read the snapshot
+        self._synced_at = 0.0  # monotonic: the last full list-sas
+        self._checked_at = 0.0  # monotonic: the last get-conns
+        self._sampled_at = 0.0
+        self._dirty: set[str] = set()
+        self._wake = threading.Event()
+        self._identity: tuple[int, int] | None = None
+        self._listener = None  # the listening socket, while connected
+        self._was_up = False  # this connection got as far as a first listing
+
+    # --- what the web requests read --------------------------------------------------------------
+    def snapshot(self, polled: bool = True) -> StateSnapshot:
+        if polled:
+            if time.monotonic() - self._polled_at > 2 * self.sync_period:
+                self._wake.set()  # a page opened after a quiet spell: bring the counters up to date
+            self._polled_at = time.monotonic()
+        return self._snapshot
+
+    def history(self, name: str) -> list[tuple[float, str, str, str]]:
+        """The peer's last transitions: (time, from, to, reason), oldest first."""
+        with self._lock:
+            return list(self._history.get(name, ()))
+
+    def counters(self, name: str) -> list[tuple[float, int, int]]:
+        """The peer's byte counters sampled while pages polled: (time, in, out), oldest first."""
+        with self._lock:
+            ring = self._counters.get(name)
+            return ring.samples() if ring else []
+
+    # --- what the driver tells it ----------------------------------------------------------------
+    def note_disconnected(self, name: str) -> None:
+        self._update(name, lambda t: replace(t, disconnected=True, reason=DISCONNECTED,
+                                             reason_at=time.time(), direction="", retry_at=0.0))
+
+    def note_connecting(self, name: str) -> None:
+        self._update(name, lambda t: replace(t, disconnected=False, retry_at=0.0,
+                                             reason="" if t.reason == DISCONNECTED else t.reason))
+
+    def note_reason(self, name: str, reason: str, direction: str = "we") -> None:
+        self._update(name, lambda t: replace(t, reason=reason, reason_at=time.time(),
+                                             direction=direction))
+
+    def note_retry(self, name: str, at: float) -> None:
+        self._update(name, lambda t: replace(t, retry_at=at))
+
+    def note_loaded(self, names: Iterable[str] = (), unloaded: Iterable[str] = (),
+                    everything: frozenset[str] | None = None) -> None:
+        """What the driver just loaded or unloaded (or, after a reconcile, all charon holds)."""
+        with self._lock:
+            loaded = everything if everything is not None else \
+                (self._snapshot.loaded | set(names)) - set(unloaded)
+            if loaded != self._snapshot.loaded:
+                tunnels = dict(self._snapshot.tunnels)
+                for name in loaded - tunnels.keys():
+                    tunnels[name] = TunnelState(name=name, state="down", since=time.time())
+                self._publish(loaded=frozenset(loaded), tunnels=tunnels)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._sas.pop(name, None)
+            self._history.pop(name, None)
+            self._counters.pop(name, None)
+            tunnels = dict(self._snapshot.tunnels)
+            if tunnels.pop(name, None) is not None:
+                self._publish(tunnels=tunnels)
+
+    def refresh(self, name: str) -> None:
+        """Ask charon for this connection's SAs soon (after Connect, say)."""
+        self._dirty.add(name)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self.join(timeout=5)
+
+    # --- keeping the snapshot --------------------------------------------------------------------
+    def _publish(self, **changes) -> None:
+        """Replace the snapshot (lock held): readers see either the old one or the new one."""
+        self._snapshot = replace(self._snapshot, version=self._snapshot.version + 1, **changes)
+
+    def _update(self, name: str, change) -> None:
+        with self._lock:
+            tunnels = dict(self._snapshot.tunnels)
+            old = tunnels.get(name) or TunnelState(name=name, state="down")
+            new = change(old)
+            if new != old:
+                tunnels[name] = new
+                self._note_transition(old, new)
+                self._publish(tunnels=tunnels)
+
+    def _note_transition(self, old: TunnelState, new: TunnelState) -> None:
+        if old.state != new.state or (new.reason and new.reason != old.reason):
+            history = self._history.setdefault(old.name, collections.deque(maxlen=HISTORY))
+            history.append((time.time(), old.state, new.state, new.reason))
+
+    def _apply_sas(self, by_name: dict[str, tuple[IkeSA, ...]], at: float, whole: bool,
+                   loaded: frozenset[str] | None = None) -> None:
+        """Replace the SAs of the names in `by_name` (of every name, when `whole`)."""
+        with self._lock:
+            sas = dict(by_name) if whole else {**self._sas, **by_name}
+            sas = {name: found for name, found in sas.items() if found}
+            tunnels = dict(self._snapshot.tunnels)
+            names = set(by_name) | (set(tunnels) if whole else set())
+            changed = False
+            for name in names:
+                old = tunnels.get(name)
+                new = summarise(name, sas.get(name, ()), at, old)
+                if new != old:
+                    tunnels[name] = new
+                    changed = True
+                    if old is not None:
+                        self._note_transition(old, new)
+            self._sas = sas
+            extra = {"loaded": loaded} if loaded not in (None, self._snapshot.loaded) else {}
+            for name in (loaded or ()):  # loaded, no SA yet: down (not "unknown")
+                if name not in tunnels:
+                    tunnels[name] = TunnelState(name=name, state="down", since=at)
+                    changed = True
+            everything = tuple(sa for found in sas.values() for sa in found)
+            if changed or extra:
+                self._publish(tunnels=tunnels, sas=everything, **extra)
+            else:
+                # Only the SAs' own clocks moved (established, rekey in): worth showing the next
+                # time anything renders, not a change every open page has to fetch again.
+                self._snapshot = replace(self._snapshot, sas=everything)
+
+    def _confirmed(self) -> None:
+        with self._lock:
+            if self._snapshot.unanswered_since:
+                self._publish(unanswered_since=0.0, error="", confirmed_at=time.time())
+            else:  # not a change anyone has to re-render for
+                self._snapshot = replace(self._snapshot, confirmed_at=time.time())
+
+    def _unanswered(self, error: str) -> None:
+        with self._lock:
+            if not self._snapshot.unanswered_since or self._snapshot.error != error:
+                since = self._snapshot.unanswered_since or self._snapshot.confirmed_at or time.time()
+                self._publish(unanswered_since=since, error=error)
+
+    # --- talking to charon -----------------------------------------------------------------------
+    def _list_sas(self, name: str | None = None) -> dict[str, tuple[IkeSA, ...]]:
+        from webui.drivers.strongswan import events
+        query = {"noblock": "yes"} | ({"ike": name} if name else {})
+        with self.session(self.socket_path, self.query_timeout) as vs:
+            found: dict[str, list[IkeSA]] = {}
+            for event in events(vs, "list-sas", "list-sa", query):
+                for key, sa in event.items():
+                    sa_name = vm._text(key)
+                    found.setdefault(sa_name, []).append(vm.parse_ike_sa(sa_name, sa))
+        return {n: tuple(sas) for n, sas in found.items()}
+
+    def _get_conns(self) -> frozenset[str]:
+        from webui.drivers.strongswan import request
+        with self.session(self.socket_path, self.query_timeout) as vs:
+            return frozenset(vm._text(n) for n in request(vs, "get-conns").get("conns", []))
+
+    def sync(self) -> None:
+        """A full list-sas and get-conns: the snapshot as charon has it now."""
+        at = time.time()
+        loaded = self._get_conns()
+        by_name = self._list_sas()
+        self._apply_sas(by_name, at, whole=True, loaded=loaded)
+        self._synced_at = self._checked_at = time.monotonic()
+        self._confirmed()
+        self._sample(at)
+
+    def _refresh(self, names: set[str]) -> None:
+        at = time.time()
+        if len(names) > 20:  # a storm (charon restarted, a thousand tunnels up): one full listing
+            self.sync()
+            return
+        by_name = {}
+        for name in names:
+            by_name[name] = self._list_sas(name).get(name, ())
+        self._apply_sas(by_name, at, whole=False)
+        self._confirmed()
+
+    def _check_loaded(self) -> None:
+        loaded = self._get_conns()
+        self._checked_at = time.monotonic()
+        self._confirmed()
+        if loaded != self._snapshot.loaded:
+            with self._lock:
+                self._publish(loaded=loaded)
+        missing = sorted(set(self.expected()) - loaded)
+        if missing and self.on_missing is not None:
+            log.warning("strongSwan no longer has %d connection(s) this UI loaded (%s): "
+                        "loading them again", len(missing), ", ".join(missing[:5]))
+            self.on_missing(missing)
+
+    def _sample(self, at: float) -> None:
+        if time.monotonic() - self._sampled_at < SAMPLE_EVERY:
+            return
+        self._sampled_at = time.monotonic()
+        with self._lock:
+            for name, tunnel in self._snapshot.tunnels.items():
+                if tunnel.state == "up":
+                    self._counters.setdefault(name, CounterRing()).add(at, tunnel.bytes_in,
+                                                                       tunnel.bytes_out)
+
+    # --- the thread ------------------------------------------------------------------------------
+    def run(self) -> None:
+        pause = 0.0
+        while not self._stopping.wait(pause):
+            self._was_up = False
+            try:
+                self._listen()
+            except DriverError as err:
+                # A listener that was up and broke is not news yet: the reconnect, at once, says
+                # whether charon is gone (not running) or it was only this socket.
+                if not self._was_up:
+                    self._unanswered(str(err))
+            except Exception:  # noqa: BLE001 - the monitor must outlive a bug in one event
+                log.exception("the VICI monitor failed; reconnecting")
+                self._unanswered("the UI's connection to strongSwan failed")
+            # A listener that was up and broke tries again at once (charon restarting binds its
+            # socket anew within a second); one that could not connect waits a little.
+            pause = 0.0 if self._was_up else self.retry
+            self.listening.clear()
+
+    def _listen(self) -> None:
+        from webui.drivers.strongswan import _register
+        with self.session(self.socket_path, self.query_timeout) as vs:
+            for event in EVENTS:
+                _register(vs, event, True)
+            # Registered: from here on no event is missed, whatever the listing below takes.
+            self.listening.set()
+            self.sync()
+            self._was_up = True
+            identity = _socket_identity(self.socket_path)
+            if identity is None or identity != self._identity:
+                # A new charon (or the first): it holds nothing loaded over VICI. The same charon
+                # after a stall still has everything: reloading a thousand peers would be waste.
+                self._identity = identity
+                self._connected()
+            sock = self._listener = vs.transport.socket
+            while not self._stopping.is_set():
+                readable, _, _ = select.select([sock], [], [], self.tick)
+                if readable:
+                    self._handle(vs.transport.receive())
+                    # drain what is already there before asking charon anything
+                    while select.select([sock], [], [], 0)[0] and len(self._dirty) < 1000:
+                        self._handle(vs.transport.receive())
+                if self._wake.is_set():
+                    self._wake.clear()
+                self._periodic()
+
+    def _connected(self) -> None:
+        if self.on_connected is None:
+            return
+        try:
+            self.on_connected()
+        except Exception:  # noqa: BLE001 - the listener must outlive a failed callback
+            log.exception("reloading peers after charon (re)connected failed")
+
+    def _periodic(self) -> None:
+        try:
+            self._due()
+        except DriverError as err:
+            # The listener itself is fine (events still come when charon does): say that charon
+            # is not answering and try again next period, without tearing the session down.
+            self._unanswered(str(err))
+            self._synced_at = self._checked_at = time.monotonic()
+
+    def _due(self) -> None:
+        now = time.monotonic()
+        if self._dirty:
+            names, self._dirty = self._dirty, set()
+            try:
+                self._refresh(names)
+            except DriverError:
+                self._dirty |= names
+                raise
+        self._retry_given_up()
+        polled = now - self._polled_at < 2 * self.sync_period
+        if polled and now - self._synced_at >= self.sync_period:
+            self.sync()
+        elif now - self._checked_at >= self.sync_period:
+            self._check_loaded()
+
+    def _retry_given_up(self) -> None:
+        """Tunnels meant to be up that charon has stopped trying (keying tries spent, or a fatal
+        notify such as AUTHENTICATION_FAILED, after which charon never retries): initiate them again after `backoff` seconds, doubling
+        to `backoff_max`, so a remote fixed at any hour comes up without a click. A Disconnect
+        stops it until Connect. `meant_up(name, tunnel)` says which (the store knows)."""
+        now = time.time()
+        if self.initiate is None or self._snapshot.unanswered_since or now - self._scanned < 1:
+            return
+        self._scanned = now
+        tunnels = self._snapshot.tunnels
+        for name in self.expected():
+            tunnel = tunnels.get(name)
+            if tunnel is None:
+                continue
+            # Not an "up but partial" tunnel: a new CHILD_SA on its IKE SA is narrowed the same
+            # way, and tearing down what does pass, every backoff, for a remote that narrows on
+            # purpose would be worse than the partial tunnel the row shows.
+            given_up = (tunnel.state == "down" or (tunnel.state == "ike-up" and tunnel.reason)) \
+                and not tunnel.disconnected
+            if not given_up:
+                if tunnel.state == "up":
+                    self._delays.pop(name, None)
+                if tunnel.retry_at:
+                    self.note_retry(name, 0.0)
+                continue
+            if not tunnel.retry_at:
+                if self.meant_up(name, tunnel):
+                    self.note_retry(name, now + self._delays.setdefault(name, self.backoff))
+            elif now >= tunnel.retry_at:
+                self._delays[name] = min(2 * self._delays.get(name, self.backoff),
+                                         self.backoff_max)
+                self.note_retry(name, 0.0)
+                log.info("retrying %s: strongSwan had given up on it", name)
+                try:
+                    self.initiate(name)
+                except DriverError as err:
+                    log.info("retrying %s: %s", name, err)
+                self._dirty.add(name)
+
+    def _handle(self, packet: bytes) -> None:
+        if packet[:1] != bytes([Packet.EVENT]):
+            return  # a late confirmation: nothing to do
+        kind = packet[2:2 + packet[1]].decode()
+        message = event_message(packet)
+        if kind == "log":
+            self._log_line(message)
+            return
+        for key in message:
+            name = vm._text(key)
+            if name != "up":
+                self._dirty.add(name)
+
+    def _log_line(self, event: dict) -> None:
+        text = vm._text(event.get("msg"))
+        name = vm._text(event.get("ikesa-name"))
+        uid = vm._text(event.get("ikesa-uniqueid"))
+        if _WE_INITIATE.match(text):
+            self._initiated[uid] = "we"
+            if name:
+                self._update(name, lambda t: replace(t, attempts=t.attempts + 1))
+            return
+        they = _THEY_INITIATE.match(text)
+        if they:
+            self._initiated[uid] = they.group(1)
+            return
+        reason = self.reason_of(name, text)
+        if reason and name:
+            direction = self._initiated.get(uid, "")
+            self._update(name, lambda t: replace(t, reason=reason, reason_at=time.time(),
+                                                 direction=direction))
+            self._dirty.add(name)
+        if len(self._initiated) > 4096:  # unique ids only grow: keep the newest half
+            for key in list(self._initiated)[:2048]:
+                del self._initiated[key]

@@ -1,0 +1,117 @@
+"""A peer's state as the administrator reads it: one of a few plain states, from the store (enabled,
+applied) and the monitor's snapshot. The rows, the status pane and its counts all call `of`, so
+they cannot disagree."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from webui.drivers import TunnelState
+from webui.peers import Peer
+
+# kind -> (label, badge class); the order is the order counts are shown in
+KINDS = {
+    "up": ("up", "up"),
+    "partial": ("up but partial", "warn"),
+    "refused": ("IKE up, tunnel refused", "down"),
+    "connecting": ("connecting", "warn"),
+    "waiting": ("waiting for the other side", "warn"),
+    "down": ("down", "down"),
+    "disconnected": ("disconnected by the admin", "off"),
+    "not-applied": ("not applied", "warn"),
+    "not-loaded": ("not loaded", "warn"),
+    "disabled": ("disabled", "off"),
+    "unknown": ("unknown", "unknown"),
+}
+# What charon logs when the other side never answered: before any answer it is not "down" yet.
+_SILENT = ("not responding",)
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    kind: str
+    detail: str = ""  # the reason, the attempt, the networks missing: what to act on
+    since: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind][0]
+
+    @property
+    def badge(self) -> str:
+        return KINDS[self.kind][1]
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def _direction(tunnel: TunnelState) -> str:
+    if tunnel.direction == "we":
+        return "when we initiated"
+    if tunnel.direction:
+        return f"when {tunnel.direction} initiated"
+    return ""
+
+
+def _reason(tunnel: TunnelState) -> str:
+    parts = [tunnel.reason]
+    if tunnel.reason_at:
+        parts.append(f"at {_clock(tunnel.reason_at)}")
+    direction = _direction(tunnel)
+    if direction:
+        parts.append(direction)
+    if tunnel.retry_at:
+        wait = max(0, int(tunnel.retry_at - time.time()))
+        parts.append(f"retrying in {wait // 60} min" if wait >= 120 else f"retrying in {wait} s")
+    return ", ".join(p for p in parts if p)
+
+
+def missing_networks(peer: Peer, tunnel: TunnelState) -> list[str]:
+    """Configured networks that no installed CHILD_SA carries (the remote narrowed them)."""
+    return [n for n in peer.local_networks if n not in tunnel.local_ts] + \
+           [n for n in peer.remote_networks if n not in tunnel.remote_ts]
+
+
+def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
+       loaded: frozenset[str] | None = None, problem: str = "") -> PeerStatus:
+    """The peer's state. `loaded` is what charon holds (None: not known)."""
+    if not peer.enabled:
+        return PeerStatus("disabled")
+    if not_applied:
+        return PeerStatus("not-applied", not_applied)
+    if problem:
+        return PeerStatus("unknown", problem)
+    if loaded is not None and peer.name not in loaded:
+        return PeerStatus("not-loaded", "strongSwan does not have it")
+    if tunnel is None:
+        return PeerStatus("unknown")
+    if tunnel.state == "up":
+        missing = missing_networks(peer, tunnel)
+        if missing:
+            return PeerStatus("partial", "not in the tunnel: " + ", ".join(missing), tunnel.since)
+        return PeerStatus("up", since=tunnel.since)
+    if tunnel.state == "ike-up":
+        if tunnel.reason:
+            return PeerStatus("refused", _reason(tunnel), tunnel.since)
+        return PeerStatus("connecting", "IKE up, building the tunnel", tunnel.since)
+    if tunnel.state == "connecting":
+        parts = [f"attempt {tunnel.attempts}"] if tunnel.attempts else []
+        if tunnel.since:
+            parts.append(f"since {_clock(tunnel.since)}")
+        if tunnel.reason:  # charon is trying again: why the last attempt failed
+            parts.append(f"again, after: {_reason(tunnel)}")
+        return PeerStatus("connecting", ", ".join(parts), tunnel.since)
+    if tunnel.disconnected:
+        return PeerStatus("disconnected", "until Connect", tunnel.reason_at or tunnel.since)
+    if not tunnel.ever_up and (not tunnel.reason or any(s in tunnel.reason for s in _SILENT)):
+        return PeerStatus("waiting", _reason(tunnel) or "never reached it yet", tunnel.since)
+    return PeerStatus("down", _reason(tunnel), tunnel.reason_at or tunnel.since)
+
+
+def counts(statuses) -> list[tuple[str, str, int]]:
+    """(label, badge, how many) for each kind present, in KINDS order."""
+    found: dict[str, int] = {}
+    for status in statuses:
+        found[status.kind] = found.get(status.kind, 0) + 1
+    return [(KINDS[k][0], KINDS[k][1], found[k]) for k in KINDS if k in found]
