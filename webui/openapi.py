@@ -82,7 +82,8 @@ def document() -> dict:
         "enabled": {"type": "boolean"}, "state": {"type": "string"},
         "established_for": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
         "bytes_in": {"type": "integer"}, "bytes_out": {"type": "integer"},
-        "reason": {"type": "string"}, "not_applied": {"type": "string"}}}
+        "reason": {"type": "string"}, "not_applied": {"type": "string"},
+        "label": {"type": "string"}, "detail": {"type": "string"}}}
     schemas = {cls.__name__: _dataclass_schema(cls) for cls in RESULT_TYPES}
     schemas["Backup"] = {"type": "object", "required": ["format", "schema_version", "peers"],
                          "properties": {"format": {"type": "string"},
@@ -137,7 +138,9 @@ def document() -> dict:
         "/status": {"get": _op("Each peer's tunnel state", {"200": _json({
             "type": "object", "required": ["peers", "error"], "properties": {
                 "peers": {"type": "object", "additionalProperties": state},
-                "error": {"type": "string"}}}, "States by peer name.")})},
+                "error": {"type": "string"}, "version": {"type": "integer"},
+                "as_of": {"anyOf": [{"type": "number"}, {"type": "null"}]}}},
+            "States by peer name, from the monitor's snapshot.")})},
         "/ipsec/restart": {"post": _op("Restart IPsec and load every peer again", {"200": _json({
             "type": "object", "required": ["ok", "steps"], "properties": {
                 "ok": {"type": "boolean"}, "steps": {"type": "array", "items": _ref("Step")}}},

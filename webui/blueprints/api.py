@@ -212,26 +212,29 @@ def delete_peer(name):
 
 @bp.get("/status")
 def status():
-    """Each peer's tunnel state, as the status cells show it."""
+    """Each peer's state as the status cells show it, from the monitor's snapshot (never a wait
+    on charon); `as_of` says when charon last confirmed it, `error` why it is not current."""
+    from webui import status as peer_status
     a = applier()
-    peers = a.store.all()
-    try:
-        states, error = a.drivers.ipsec.tunnel_states(), ""
-    except DriverError as e:
-        states, error = {}, str(e)
+    snap = a.snapshot()
     result = {}
-    for peer in peers:
-        state = states.get(peer.name)
+    for peer in a.store.all():
+        tunnel = snap.tunnels.get(peer.name)
+        state = peer_status.of(peer, tunnel, a.not_applied.get(peer.name, ""),
+                               snap.loaded if snap.version else None, snap.problem)
         result[peer.name] = {
             "enabled": peer.enabled,
-            "state": ("disabled" if not peer.enabled else state.state if state else "unknown"),
-            "established_for": state.established_for if state else None,
-            "bytes_in": state.bytes_in if state else 0,
-            "bytes_out": state.bytes_out if state else 0,
-            "reason": state.reason if state else "",
+            "state": state.kind,
+            "label": state.label,
+            "detail": state.detail,
+            "established_for": tunnel.established_for if tunnel else None,
+            "bytes_in": tunnel.bytes_in if tunnel else 0,
+            "bytes_out": tunnel.bytes_out if tunnel else 0,
+            "reason": tunnel.reason if tunnel else "",
             "not_applied": a.not_applied.get(peer.name, ""),
         }
-    return jsonify(peers=result, error=error)
+    return jsonify(peers=result, error=snap.problem, as_of=snap.confirmed_at or None,
+                   version=snap.version)
 
 
 def tunnel_action(name: str, verb: str):
