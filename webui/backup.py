@@ -152,10 +152,18 @@ def read(raw: bytes) -> Backup:
     except UnicodeDecodeError:
         raise BackupError([Problem("the file", "it is not text (UTF-8 JSON): not a backup of "
                                    "this UI.")]) from None
+    except RecursionError:  # nested deeper than the parser goes: no backup of ours is
+        raise BackupError([Problem("the file", "it is not a backup of this UI (JSON nested far "
+                                   "too deep).")]) from None
     except ValueError as e:
-        # A backup ends with its closing brace: one that does not was cut short (a failed copy).
-        cut = "" if raw.rstrip().endswith(b"}") else " It ends too early: was the file cut short?"
-        raise BackupError([Problem("the file", f"it is not valid JSON ({e}).{cut}")]) from None
+        # A backup starts with "{" and ends with its closing brace: one that starts right and
+        # ends early was cut short (a failed copy); anything else is not a backup at all.
+        text = raw.strip()
+        if text.startswith(b"{") and not text.endswith(b"}"):
+            why = f"it is not valid JSON ({e}): it ends too early; was the file cut short?"
+        else:
+            why = "it is not JSON, so not a backup of this UI."
+        raise BackupError([Problem("the file", why)]) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BackupError([Problem("the file", "it is JSON but not a backup of this UI (no "
                                    f'"format": "{FORMAT}").')])
@@ -189,7 +197,7 @@ def read(raw: bytes) -> Backup:
         raise BackupError(problems)
     return Backup(tuple(records), created=str(doc.get("created", "")), host=str(doc.get("host", "")),
                   product_version=str(doc.get("product_version", "")),
-                  keys_included=doc.get("keys_included") is True)
+                  keys_included=any(r.get("psk") for r in records))
 
 
 def _check_record(index: int, record, kinds) -> list[Problem]:

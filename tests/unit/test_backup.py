@@ -203,9 +203,12 @@ BAD_FILES = {
     "cut short": lambda doc: backup.encode(doc)[:300],
     "10 MB": lambda doc: backup.encode(dict(doc, padding="x" * 10 * 1024 * 1024)),
     "empty": lambda doc: b"",
+    # Found by the fresh-eyes review: this was a 500 (RecursionError in the JSON parser).
+    "nested too deep": lambda doc: b"[" * 100000 + b"]" * 100000,
 }
 EXPECTED = {
-    "not JSON": "it is not valid JSON",
+    "not JSON": "it is not JSON, so not a backup of this UI",
+    "nested too deep": "JSON nested far too deep",
     "not a backup": "not a backup of this UI",
     "wrong schema": "&#34;peers&#34; is missing or not a list",
     "newer version": "made by a newer version of this UI (9.0.0",

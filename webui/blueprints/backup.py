@@ -101,6 +101,9 @@ def check():
     current_app.extensions["csrf"].protect()  # the global check, now under this limit
     form = RestoreForm()
     upload = form.file.data
+    if form.mode.data not in backup.MODES:
+        form.mode.errors = ["Choose Merge or Replace everything."]
+        return page(restore=form, status=422)
     if not upload or not getattr(upload, "filename", ""):
         form.file.errors = ["Choose a backup file."]
         return page(restore=form, status=422)
