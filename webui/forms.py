@@ -295,8 +295,8 @@ class PeerForm(FlaskForm):
         local = parse_ip(field.data)
         if not local:
             raise ValidationError("Enter an IPv4 or IPv6 address, e.g. 192.0.2.1.")
-        if unusable_address(local):
-            raise ValidationError(unusable_address(local))
+        if why := unusable_address(local):
+            raise ValidationError(why)
 
     def validate_remote_gateway(self, field):
         field.data = (field.data or "").strip()
@@ -308,8 +308,8 @@ class PeerForm(FlaskForm):
             _check_length(field.data, DNS_MAX)
         if gateway is None and not is_dns_name(field.data):
             raise ValidationError("Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com.")
-        if gateway and unusable_address(gateway):
-            raise ValidationError(unusable_address(gateway))
+        if gateway and (why := unusable_address(gateway)):
+            raise ValidationError(why)
         local = parse_ip(self.local_ip.data or "")
         if gateway and local and gateway.version != local.version:
             raise ValidationError(f"The local IP is IPv{local.version}; the gateway must be too.")

@@ -7,6 +7,7 @@ the OpenAPI document publishes is derived from the same form fields, so neither 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
@@ -25,11 +26,13 @@ READ_ONLY = {"psk_set": {"type": "boolean", "readOnly": True,
 _PEER_TYPES = {f.name: f.type for f in dataclass_fields(Peer)}
 
 
-def _unbound_fields() -> list[tuple[str, Any]]:
-    """The form's fields that are peer fields, in the form's order (the CSRF token is not one)."""
+@functools.cache
+def _unbound_fields() -> tuple[tuple[str, Any], ...]:
+    """The form's fields that are peer fields, in the form's order (the CSRF token is not one).
+    The form class does not change while the process runs: scanned once, not per API request."""
     found = [(name, getattr(PeerForm, name)) for name in dir(PeerForm) if name in _PEER_TYPES]
     unbound = [(name, field) for name, field in found if isinstance(field, UnboundField)]
-    return sorted(unbound, key=lambda item: item[1].creation_counter)
+    return tuple(sorted(unbound, key=lambda item: item[1].creation_counter))
 
 
 def _choices(unbound) -> list[str]:
