@@ -237,15 +237,14 @@ class Applier:
         away are applied when it is back."""
         with self._lock:
             self._write_swanctl_conf()
-        watching = watch and hasattr(self.drivers.ipsec, "watch")
-        if watching:
+        if watch:
             self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None,
                                      on_missing=self._charon_lost if reconcile else None,
                                      sync_period=sync_period, meant_up=self._meant_up,
                                      backoff=backoff, backoff_max=backoff_max)
         if reconcile:
             self._apply_firewall(verify=True)
-            if not watching:
+            if not watch:
                 self.reconcile()
 
     def _charon_connected(self) -> None:
@@ -272,11 +271,11 @@ class Applier:
 
     def history(self, name: str) -> list[tuple[float, str, str, str]]:
         """A peer's last state changes (time, from, to, reason), kept in memory by the monitor."""
-        return getattr(self.drivers.ipsec, "history", lambda name: [])(name)
+        return self.drivers.ipsec.history(name)
 
     def counters(self, name: str) -> list[tuple[float, int, int]]:
         """A peer's byte counters (time, in, out), sampled while pages poll, about an hour."""
-        return getattr(self.drivers.ipsec, "counters", lambda name: [])(name)
+        return self.drivers.ipsec.counters(name)
 
     def poll_key(self, snap) -> str:
         """What a status poll's answer depends on besides its page: the snapshot's version, what
@@ -289,14 +288,7 @@ class Applier:
 
     def snapshot(self):
         """Every tunnel's state as the monitor keeps it (webui/drivers/monitor.py)."""
-        ipsec = self.drivers.ipsec
-        if hasattr(ipsec, "snapshot"):
-            return ipsec.snapshot()
-        from webui.drivers import StateSnapshot
-        try:
-            return StateSnapshot(tunnels=ipsec.tunnel_states(), confirmed_at=time.time())
-        except DriverError as e:
-            return StateSnapshot(unanswered_since=time.time(), error=str(e))
+        return self.drivers.ipsec.snapshot()
 
 
 def _read_text(path: Path) -> str | None:

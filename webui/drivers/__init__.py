@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from webui.peers import Peer
 
@@ -170,9 +170,16 @@ class Step:
 
 
 class IPsecDriver(Protocol):
+    """What the service (webui/apply.py) asks of strongSwan. The fake (webui/drivers/fake.py) and
+    the real driver (webui/drivers/strongswan.py) both have exactly these public methods, with
+    these signatures: tests/unit/test_driver_contract.py checks it."""
+
     def status(self) -> IPsecStatus: ...
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]: ...
-    def apply(self, peer: Peer, previous_name: str | None = None) -> None: ...
+    def snapshot(self) -> StateSnapshot: ...
+    def history(self, name: str) -> list[tuple[float, str, str, str]]: ...
+    def counters(self, name: str) -> list[tuple[float, int, int]]: ...
+    def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None: ...
     def remove(self, name: str) -> None: ...
     def reconcile(self, peers: Sequence[Peer]) -> list[Step]: ...
     def restart(self, peers: Sequence[Peer]) -> list[Step]: ...
@@ -180,6 +187,11 @@ class IPsecDriver(Protocol):
     def disconnect(self, name: str) -> str: ...
     def rekey(self, name: str) -> str: ...
     def supported_algorithms(self) -> frozenset[str] | None: ...
+    def watch(self, wait: float = 2.0, on_connected: Callable[[], None] | None = None,
+              on_missing: Callable[[Iterable[str]], None] | None = None,
+              sync_period: float = 5.0, meant_up: Callable[[str, TunnelState], bool] | None = None,
+              backoff: float = 30.0, backoff_max: float = 600.0) -> bool: ...
+    def close(self) -> None: ...
 
 
 # --- Kernel --------------------------------------------------------------------------------------
@@ -252,7 +264,6 @@ class Drivers:
     ipsec: IPsecDriver
     kernel: KernelDriver
     firewall: FirewallDriver
-    fake: bool = False
 
 
 def make_drivers(config) -> Drivers:
@@ -261,7 +272,7 @@ def make_drivers(config) -> Drivers:
     if kind == "fake":
         from webui.drivers import fake
         return Drivers(ipsec=fake.FakeIPsec(fail=config.get("FAKE_FAIL", False)),
-                       kernel=fake.FakeKernel(), firewall=fake.FakeFirewall(), fake=True)
+                       kernel=fake.FakeKernel(), firewall=fake.FakeFirewall())
     if kind != "real":
         raise ValueError(f"WEBUI_DRIVER must be 'real' or 'fake', not {kind!r}")
     from webui.drivers import real

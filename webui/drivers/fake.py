@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 from webui.drivers import (Address, Connection, DaemonUnavailable, Interface, IPsecStatus, Route,
                            Routes, RoutingRule, StateSnapshot, Step, TunnelState)
@@ -39,9 +39,10 @@ class FakeIPsec:
                       for p in sorted(self.loaded.values(), key=lambda p: p.name))
         return IPsecStatus(connections=conns, sas=())
 
-    def tunnel_states(self, names=None) -> dict[str, TunnelState]:
+    def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
         self._check()
-        return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded}
+        return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded
+                if names is None or name in names}
 
     def snapshot(self) -> StateSnapshot:
         """As the monitor keeps it: a version that grows with every change to what is loaded."""
@@ -50,6 +51,12 @@ class FakeIPsec:
                                  error="strongSwan is not running (fake driver set to fail).")
         return StateSnapshot(version=2 + len(self.calls) + self.changes, tunnels=self.tunnel_states(),
                              loaded=frozenset(self.loaded), confirmed_at=time.time())
+
+    def history(self, name: str) -> list[tuple[float, str, str, str]]:
+        return []  # no monitor: tunnels never change state here
+
+    def counters(self, name: str) -> list[tuple[float, int, int]]:
+        return []
 
     def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
         self._check()
@@ -96,6 +103,19 @@ class FakeIPsec:
     def supported_algorithms(self) -> frozenset[str] | None:
         return self.supported
 
+    def watch(self, wait: float = 2.0, on_connected: Callable[[], None] | None = None,
+              on_missing: Callable[[Iterable[str]], None] | None = None,
+              sync_period: float = 5.0, meant_up: Callable[[str, TunnelState], bool] | None = None,
+              backoff: float = 30.0, backoff_max: float = 600.0) -> bool:
+        """There are no events to listen to: it "connects" once, at once, as a charon that was
+        up all along would (the service reconciles then), and never loses anything."""
+        if on_connected is not None:
+            on_connected()
+        return not self.fail
+
+    def close(self) -> None:
+        pass  # nothing runs in the background
+
 
 class FakeKernel:
     """Plays the kernel with a fixed, plainly fake router (documentation addresses)."""
@@ -127,5 +147,7 @@ class FakeFirewall:
     def __init__(self):
         self.peers: tuple[str, ...] = ()
 
-    def apply(self, peers: Sequence[Peer], verify: bool = False) -> None:
-        self.peers = tuple(p.name for p in peers)
+    def apply(self, peers: Sequence[Peer], verify: bool = False) -> bool:
+        names = tuple(p.name for p in peers)
+        changed, self.peers = names != self.peers, names
+        return changed
