@@ -87,8 +87,11 @@ class Credentials:
     @classmethod
     def for_password(cls, password: str, generation: int, must_change: bool) -> Credentials:
         salt = secrets.token_bytes(16)
+        # The cost is read here, not from the field defaults (fixed at import), so the file always
+        # records the cost its hash was made with.
         return cls(salt=salt, hash=scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P),
-                   generation=generation, must_change=must_change)
+                   n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, generation=generation,
+                   must_change=must_change)
 
     def matches(self, password: str) -> bool:
         return hmac.compare_digest(scrypt(password, self.salt, self.n, self.r, self.p), self.hash)

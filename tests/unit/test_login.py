@@ -36,6 +36,7 @@ def wrong(browser, password="wrong-password-123", user="admin"):
 
 # --- The password file ---------------------------------------------------------------------------
 
+@pytest.mark.production_scrypt
 def test_password_file_holds_a_salted_scrypt_hash_only(tmp_path):
     first = PasswordFile(tmp_path / "a.json").set(NEW_PASSWORD)
     second = PasswordFile(tmp_path / "b.json").set(NEW_PASSWORD)
@@ -316,6 +317,7 @@ def test_failures_are_forgotten_after_quiet():
     assert throttle.admit("a") == 0
 
 
+@pytest.mark.production_scrypt
 def test_production_hash_cost_is_slow_enough_to_matter(tmp_path):
     started = time.perf_counter()
     PasswordFile(tmp_path / PASSWORD_FILE).set(NEW_PASSWORD)
