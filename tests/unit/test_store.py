@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
-import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -96,39 +95,46 @@ def test_twenty_threads_adding_at_once_lose_none(tmp_path):
     assert len(PeerStore(tmp_path / "peers.json").all()) == 100
 
 
-WRITER = textwrap.dedent("""
-    import sys
-    from webui.store import PeerStore
-    from webui.peers import Peer
-    store = PeerStore(sys.argv[1])
-    first = int(sys.argv[2])
+def write_until_killed(path: str, first: int, progress) -> None:
+    """The writer that is killed: adds peers (deleting every third) and reports each one done."""
+    store = PeerStore(path)
     for i in range(first, first + 100000):
         store.add(Peer(name=f"p{i}", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
                        local_networks=("198.51.100.0/24",), remote_networks=(f"10.{i // 256 % 256}.{i % 256}.0/24",),
                        psk="crash-test-secret"))
         if i % 3 == 0:
             store.delete(f"p{i}")
-        print(i, flush=True)
-""")
+        progress.send(i)
 
 
 def test_sigkill_at_random_moments_never_tears_the_file(tmp_path):
-    """Kill a writer many times mid-stream: the file always parses and holds every acknowledged peer."""
+    """Kill a writer many times mid-stream: the file always parses and holds every acknowledged peer.
+    Each writer is its own process, forked from one that imported the store once (a new
+    interpreter per writer was most of this test's time)."""
     path = tmp_path / "peers.json"
     rng = random.Random(1234)
     acknowledged: set[int] = set()
     deleted: set[int] = set()
     next_index = 0
+    processes = multiprocessing.get_context("forkserver")
+    processes.set_forkserver_preload([__name__])
     for _ in range(25):
-        child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(next_index)], cwd=ROOT,
-                                 stdout=subprocess.PIPE, text=True)
-        first = child.stdout.readline()  # it is writing now
-        assert first, "writer died before its first write"
+        ours, theirs = processes.Pipe(duplex=False)
+        child = processes.Process(target=write_until_killed, args=(str(path), next_index, theirs))
+        child.start()
+        theirs.close()
+        assert ours.poll(30), "writer died before its first write"
+        done = [ours.recv()]  # it is writing now
         time.sleep(rng.uniform(0.0, 0.08))
-        child.send_signal(signal.SIGKILL)
-        rest, _ = child.communicate()
-        for line in [first] + rest.splitlines():
-            i = int(line)
+        child.kill()
+        child.join()
+        while True:  # every peer it reported before it died
+            try:
+                done.append(ours.recv())
+            except EOFError:
+                break
+        ours.close()
+        for i in done:
             (deleted if i % 3 == 0 else acknowledged).add(i)
         doc = json.loads(path.read_bytes())  # must parse after every kill
         names = {p["name"] for p in doc["peers"].values()}
@@ -315,3 +321,66 @@ def test_a_version_1_store_without_peers_opens_empty(tmp_path, caplog):
         "peers.json.v1)"]
     store.add(peer(1))
     assert PeerStore(path).all() == [peer(1)]
+
+
+# --- A restore: every peer replaced at once; a file replaced by another writer ------------------
+
+def test_a_restore_leaves_exactly_the_restored_peers_and_the_store_keeps_working(tmp_path, caplog):
+    path = tmp_path / "peers.json"
+    store = PeerStore(path)
+    for i in (1, 2, 3, 4):
+        store.add(peer(i))
+    restored = [peer(7), peer(2, remote_gateway="moved.example"), peer(5, name="Alpha")]
+    store.replace_all(restored)
+    expected = [peer(5, name="Alpha"), peer(2, remote_gateway="moved.example"), peer(7)]
+    assert store.all() == expected
+    assert store.get("p1") is None and store.get("p7") == peer(7)
+    assert PeerStore(path).all() == expected
+    assert ["peers replaced: 3 stored"] == [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("peers replaced")]
+    # Later changes count on from what is stored: a new peer overwrites none of the restored.
+    store.add(peer(8))
+    store.replace("p7", peer(7, name="p9"))
+    store.delete("p2")
+    after = [peer(5, name="Alpha"), peer(8), peer(7, name="p9")]
+    assert store.all() == after and PeerStore(path).all() == after
+    assert len(json.loads(path.read_text())["peers"]) == 3
+
+
+def test_a_restore_with_two_peers_of_one_name_changes_nothing(tmp_path):
+    path = tmp_path / "peers.json"
+    store = PeerStore(path)
+    store.add(peer(1))
+    before = path.read_bytes()
+    with pytest.raises(DuplicatePeer, match=r"^The peers to store have duplicate names\.$"):
+        store.replace_all([peer(2), peer(3), peer(2, remote_gateway="other.example")])
+    assert path.read_bytes() == before and store.all() == [peer(1)]
+    store.replace_all([])
+    assert store.all() == [] and PeerStore(path).all() == []
+
+
+def test_a_file_replaced_by_another_writer_is_read_again_before_the_next_read_or_change(
+        tmp_path, caplog):
+    """`run.py restore` beside a running server: the server must not answer from, or save over,
+    what it held before."""
+    path = tmp_path / "peers.json"
+    server = PeerStore(path)
+    server.add(peer(1))
+    assert server.all() == [peer(1)]
+    PeerStore(path).replace_all([peer(2), peer(3)])  # another process's restore
+    assert server.get("p1") is None and server.get("p2") == peer(2)
+    assert [f"{path} changed on disk; reading it again"] == [
+        r.getMessage() for r in caplog.records if "changed on disk" in r.getMessage()]
+    for outside, change in ((12, lambda: server.add(peer(4))),
+                            (13, lambda: server.replace("p3", peer(3, enabled=False))),
+                            (14, lambda: server.delete("p2"))):
+        PeerStore(path).add(peer(outside))  # yet another write from outside
+        change()
+    names = sorted(p.name for p in PeerStore(path).all())
+    assert names == sorted(p.name for p in server.all()) == ["p12", "p13", "p14", "p3", "p4"]
+    assert PeerStore(path).get("p3").enabled is False
+    # Its own writes are not taken for someone else's: no reading again after them.
+    caplog.clear()
+    server.add(peer(20))
+    server.all()
+    assert not [r for r in caplog.records if "changed on disk" in r.getMessage()]
