@@ -52,7 +52,7 @@ def attempt(lab, peer: Peer, remote: Peer | None | bool = None, remote_psk: str 
         with strongswan.session(lab.router_vici, 20) as vs:
             for event in strongswan.events(vs, "initiate", "control-log",
                                            {"child": peer.name, "ike": peer.name, "timeout": 15000}):
-                router_lines.append(vm._text(event.get("msg")))
+                router_lines.append(vm.text(event.get("msg")))
     except DriverError:
         pass  # the failure is the point
     time.sleep(0.2)  # the remote's file log is flushed per line; let its last lines land

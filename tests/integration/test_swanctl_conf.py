@@ -9,7 +9,7 @@ import dataclasses
 from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer, cell
 from webui.drivers import strongswan, swanctl_conf
-from webui.drivers.vici_messages import _text as text
+from webui.drivers.vici_messages import text
 from webui.lab import REMOTE_LAN, ROUTER_LAN
 from webui.peers import Peer
 

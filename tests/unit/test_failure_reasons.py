@@ -6,7 +6,7 @@ import pytest
 
 from webui.drivers import TunnelState
 from webui.drivers import vici_messages as vm
-from webui.drivers.strongswan import Failures
+from webui.drivers.failure_reasons import Failures
 
 AUTH = "authentication failed"
 PROPOSAL = "no matching proposal (the two sides' algorithms differ)"

@@ -1,9 +1,15 @@
-"""The fast VICI decoder gives what the vici package's own decoder gives, and refuses what it refuses."""
+"""The VICI wire: the fast decoder gives what the vici package's own decoder gives, and refuses what it
+refuses; the transport reads whole packets within one timeout and never loses its framing."""
+import socket
+import struct
+import threading
+import time
+
 import pytest
 from vici.exception import DeserializationException
 from vici.protocol import FiniteStream, Message
 
-from webui.drivers.vici_wire import decode, event_message
+from webui.drivers.vici_wire import CMD_RESPONSE, Transport, decode, event_message
 
 MESSAGES = [
     {},
@@ -51,3 +57,58 @@ def test_event_message_skips_the_event_name():
     for short in (b"\x07", b"\x07\x07list"):
         with pytest.raises(DeserializationException):
             event_message(short)
+
+
+def framed(message: dict) -> tuple[bytes, bytes]:
+    packet = bytes([CMD_RESPONSE]) + Message.serialize(message)
+    return packet, struct.pack("!I", len(packet)) + packet
+
+
+@pytest.fixture
+def pair():
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    yield client, server
+    client.close()
+    server.close()
+
+
+def test_a_read_timing_out_mid_packet_does_not_desynchronise_the_stream(pair):
+    client, server = pair
+    transport = Transport(client, timeout=0.2)
+    first, first_bytes = framed({"first": "answer", "padding": "x" * 100})
+    second, second_bytes = framed({"second": "answer"})
+    server.sendall(first_bytes[:2])  # half of the length
+    with pytest.raises(socket.timeout):
+        transport.receive()
+    server.sendall(first_bytes[2:30])  # the rest of the length and part of the packet
+    with pytest.raises(socket.timeout):
+        transport.receive()
+    server.sendall(first_bytes[30:] + second_bytes)
+    assert transport.receive() == first
+    assert transport.receive() == second
+    assert decode(second[1:]) == {"second": b"answer"}
+
+
+def test_the_timeout_covers_the_whole_packet_not_each_read(pair):
+    """A charon trickling a byte every 50 ms never outlasts one recv timeout, but does the
+    packet's: the read gives up after the timeout, not after the whole trickle."""
+    client, server = pair
+    _, data = framed({"slow": "y" * 60})
+    stop = threading.Event()
+
+    def trickle():
+        for i in range(len(data)):
+            if stop.wait(0.05):
+                return
+            server.sendall(data[i:i + 1])
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(socket.timeout):
+            Transport(client, timeout=0.4).receive()
+        assert time.monotonic() - started < 1.5
+    finally:
+        stop.set()
+        thread.join()

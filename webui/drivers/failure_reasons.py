@@ -14,6 +14,8 @@ answers for its peers as often as it initiates.
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 _NOT_RESPONDING = "the remote gateway is not responding"
 _KEYS_DIFFER = "authentication failed (the pre-shared keys differ)"
@@ -108,3 +110,35 @@ def failure_reason(message: str) -> str | None:
         if match:
             return reason.format(**match.groupdict())
     return None
+
+
+FAILURE_TTL = 15 * 60  # a failure older than this says little about the tunnel now
+
+
+class Failures:
+    """The last negotiation failure per connection, forgotten after FAILURE_TTL or when it is up."""
+
+    def __init__(self, ttl: float = FAILURE_TTL):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._by_name: dict[str, tuple[str, float]] = {}
+
+    def record(self, name: str, reason: str) -> None:
+        with self._lock:
+            self._by_name[name] = (reason, time.monotonic())
+
+    def clear(self, name: str) -> None:
+        with self._lock:
+            self._by_name.pop(name, None)
+
+    def current(self) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            self._by_name = {n: (r, t) for n, (r, t) in self._by_name.items() if now - t < self.ttl}
+            return {n: r for n, (r, _) in self._by_name.items()}
+
+    def note_log(self, name: str, message: str) -> str | None:
+        reason = failure_reason(message)
+        if name and reason:
+            self.record(name, reason)
+        return reason

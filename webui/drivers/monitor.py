@@ -133,7 +133,7 @@ class Monitor(threading.Thread):
                  backoff: float = 30.0, backoff_max: float = 600.0):
         super().__init__(name="vici-monitor", daemon=True)
         self.socket_path = socket_path
-        self.session = session  # strongswan.session: the one place VICI errors are translated
+        self.session = session  # vici_wire.session: the one place VICI errors are translated
         self.query_timeout = query_timeout
         self.sync_period = sync_period
         self.reason_of = reason_of or (lambda name, message: vm.failure_reason(message))
@@ -297,20 +297,18 @@ class Monitor(threading.Thread):
 
     # --- talking to charon -----------------------------------------------------------------------
     def _list_sas(self, name: str | None = None) -> dict[str, tuple[IkeSA, ...]]:
-        from webui.drivers.strongswan import events
         query = {"noblock": "yes"} | ({"ike": name} if name else {})
         with self.session(self.socket_path, self.query_timeout) as vs:
             found: dict[str, list[IkeSA]] = {}
-            for event in events(vs, "list-sas", "list-sa", query):
+            for event in vs.events("list-sas", "list-sa", query):
                 for key, sa in event.items():
-                    sa_name = vm._text(key)
+                    sa_name = vm.text(key)
                     found.setdefault(sa_name, []).append(vm.parse_ike_sa(sa_name, sa))
         return {n: tuple(sas) for n, sas in found.items()}
 
     def _get_conns(self) -> frozenset[str]:
-        from webui.drivers.strongswan import request
         with self.session(self.socket_path, self.query_timeout) as vs:
-            return frozenset(vm._text(n) for n in request(vs, "get-conns").get("conns", []))
+            return frozenset(vm.text(n) for n in vs.request("get-conns").get("conns", []))
 
     def sync(self) -> None:
         """A full list-sas and get-conns: the snapshot as charon has it now."""
@@ -377,10 +375,9 @@ class Monitor(threading.Thread):
             self.listening.clear()
 
     def _listen(self) -> None:
-        from webui.drivers.strongswan import _register
         with self.session(self.socket_path, self.query_timeout) as vs:
             for event in EVENTS:
-                _register(vs, event, True)
+                vs.register(event)
             # Registered: from here on no event is missed, whatever the listing below takes.
             self.listening.set()
             self.sync()
@@ -484,14 +481,14 @@ class Monitor(threading.Thread):
             self._log_line(message)
             return
         for key in message:
-            name = vm._text(key)
+            name = vm.text(key)
             if name != "up":
                 self._dirty.add(name)
 
     def _log_line(self, event: dict) -> None:
-        text = vm._text(event.get("msg"))
-        name = vm._text(event.get("ikesa-name"))
-        uid = vm._text(event.get("ikesa-uniqueid"))
+        text = vm.text(event.get("msg"))
+        name = vm.text(event.get("ikesa-name"))
+        uid = vm.text(event.get("ikesa-uniqueid"))
         if _WE_INITIATE.match(text):
             self._initiated[uid] = "we"
             if name:

@@ -1,8 +1,9 @@
-"""The strongSwan driver: talks to charon over VICI, one short-lived session per call.
+"""The strongSwan driver: what the IPsec page asks of charon, one short-lived VICI session per call.
 
-Every call opens the socket with a timeout, consumes whatever it streams, and closes it in `finally`;
-errors from the `vici` package become DaemonUnavailable (nobody answered) or CommandFailed (charon
-answered and refused). Messages are built and answers parsed in `vici_messages`, which is pure.
+The bytes go over the socket in `vici_wire` (sessions with a timeout, closed on exit, every
+failure a DaemonUnavailable or, when charon answered and refused, a CommandFailed); messages are
+built and answers parsed in `vici_messages`, which is pure; why a tunnel failed is kept by
+`failure_reasons.Failures`. The tunnel-state monitor is `monitor.py`.
 """
 from __future__ import annotations
 
@@ -14,170 +15,26 @@ import json
 import logging
 import os
 import secrets
-import socket
-import struct
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import vici
-import vici.exception
-import vici.protocol
-from vici.protocol import Packet
+from typing import Sequence
 
 from webui import capabilities
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
                            StateSnapshot, Step, TunnelState, child_env)
 from webui.drivers import vici_messages as vm
-from webui.drivers.vici_wire import decode, event_message
+from webui.drivers.failure_reasons import Failures
+# `stream` is not used here: tests and the lab reach the wire as strongswan.stream too.
+from webui.drivers.vici_wire import (DEFAULT_TIMEOUT, call, events, request, session, stream,  # noqa: F401
+                                     streamed)
 from webui.peers import Peer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/var/run/charon.vici"
-DEFAULT_TIMEOUT = 5.0
-
-
-class _TimedTransport(vici.protocol.Transport):
-    """The vici transport, but the socket timeout holds for every read.
-
-    The package drops the timeout after the first byte of a read, so a daemon that stalls in the
-    middle of an answer would hang a web server thread forever.
-    """
-
-    def _recvall(self, count, timeout=vici.protocol.RECV_TIMEOUT_DEFAULT):
-        data = b""
-        while len(data) < count:
-            chunk = self.socket.recv(count - len(data))
-            if not chunk:
-                raise ConnectionResetError("charon closed the VICI connection")
-            data += chunk
-        return data
-
-
-def not_running(path: str | Path) -> DaemonUnavailable:
-    return DaemonUnavailable(f"strongSwan is not running (no VICI socket at {path}).")
-
-
-@contextlib.contextmanager
-def session(path: str | Path, timeout: float = DEFAULT_TIMEOUT, sock: socket.socket | None = None):
-    """A vici.Session on a fresh socket (or `sock`, already connected), translating transport
-    failures; the socket is closed on exit."""
-    connected = sock is not None
-    sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        if not connected:
-            _connect(sock, path, timeout)
-        vici_session = vici.Session(sock)
-        vici_session.transport = _TimedTransport(sock)
-        try:
-            yield vici_session
-        except socket.timeout:
-            raise DaemonUnavailable(f"strongSwan did not answer within {timeout:g} s "
-                                    f"(VICI socket {path}).") from None
-        except (ConnectionError, struct.error,
-                vici.exception.DeserializationException, vici.exception.SessionException) as err:
-            raise DaemonUnavailable(f"The connection to strongSwan broke ({path}): {err}") from None
-        except OSError as err:
-            if err.errno is None:  # the package's own socket.error('Connection closed')
-                raise DaemonUnavailable(f"strongSwan closed the VICI connection ({path}).") \
-                    from None
-            # Any other socket error in the middle of a conversation is charon going away.
-            raise DaemonUnavailable(f"The connection to strongSwan broke ({path}): "
-                                    f"{err.strerror or err}") from None
-    finally:
-        sock.close()
-
-
-def _connect(sock: socket.socket, path, timeout: float) -> None:
-    """Connect, every failure a DaemonUnavailable that says what the administrator can do."""
-    try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
-        raise not_running(path) from None
-    except BlockingIOError:
-        # With a timeout the socket is non-blocking underneath: a Unix socket whose listen backlog
-        # is full (charon stopped accepting: hung, or stopped with SIGSTOP) fails at once, EAGAIN.
-        raise DaemonUnavailable(f"strongSwan is not accepting VICI connections ({path}): it is "
-                                f"hung or overloaded.") from None
-    except socket.timeout:
-        raise DaemonUnavailable(f"strongSwan did not accept a VICI connection within "
-                                f"{timeout:g} s ({path}).") from None
-    except PermissionError:
-        raise DaemonUnavailable(f"This UI may not use strongSwan's VICI socket {path} (permission "
-                                f"denied: see the README on the vici group).") from None
-    except OSError as err:
-        raise DaemonUnavailable(f"strongSwan's VICI socket {path} cannot be reached: "
-                                f"{err.strerror or err}") from None
-
-
-def command_error(err: vici.exception.CommandException) -> str:
-    """charon's refusal without the package's "Command failed: " prefix."""
-    text = str(err)
-    return text.split(": ", 1)[1] if text.startswith("Command failed: ") else text
-
-
-def request(vs, command: str, message: dict | None = None, field: str | None = None) -> dict:
-    """One non-streamed command on an open session; charon's refusal -> CommandFailed."""
-    try:
-        return vs.request(command, message)
-    except vici.exception.CommandException as err:
-        raise CommandFailed(f"strongSwan refused {command}: {command_error(err)}",
-                            field=field) from None
-
-
-def _register(vs, event: str, register: bool) -> None:
-    packet = (Packet.register_event if register else Packet.unregister_event)(event)
-    vs.transport.send(packet)
-    answer = vs.transport.receive()
-    if answer[:1] != bytes([Packet.EVENT_CONFIRM]):
-        raise vici.exception.SessionException(f"charon did not confirm the {event!r} event")
-
-
-def events(vs, command: str, event: str, message: dict | None = None) -> Iterator[dict]:
-    """One streamed command on an open session: its events, each decoded as it arrives.
-
-    The protocol is the package's `streamed_request` (register, request, events, response,
-    unregister); the decoding is `vici_wire`'s, about 3x faster, and nothing is held but the event
-    in hand, so a list-sas of a thousand SAs is summarised without ever being in memory whole.
-    Consume it inside the session, as `streamed` does.
-    """
-    request_packet = Packet.request(command, None if message is None
-                                    else vici.protocol.Message.serialize(message))
-    _register(vs, event, True)
-    vs.transport.send(request_packet)
-    while (packet := vs.transport.receive())[:1] == bytes([Packet.EVENT]):
-        yield event_message(packet)
-    if packet[:1] != bytes([Packet.CMD_RESPONSE]):
-        raise vici.exception.SessionException(f"unexpected VICI packet type {packet[:1]!r}")
-    _register(vs, event, False)
-    answer = decode(packet[1:])
-    if answer.get("success", b"yes") != b"yes":
-        errmsg = answer.get("errmsg", b"").decode("utf-8", "replace")
-        raise CommandFailed(f"strongSwan refused {command}: {errmsg}")
-
-
-def streamed(vs, command: str, event: str, message: dict | None = None) -> list[dict]:
-    """One streamed command on an open session, its events collected."""
-    return list(events(vs, command, event, message))
-
-
-def call(path, command: str, message: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
-         field: str | None = None) -> dict:
-    """One non-streamed command on its own session."""
-    with session(path, timeout) as vs:
-        return request(vs, command, message, field)
-
-
-def stream(path, command: str, event: str, message: dict | None = None,
-           timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
-    """One streamed command on its own session."""
-    with session(path, timeout) as vs:
-        return streamed(vs, command, event, message)
 
 
 BUSY = "strongSwan is busy or not answering"
@@ -217,7 +74,6 @@ STATE_FILE = "ipsec-loaded.json"
 TERMINATE_WAIT_MS = 2000
 # A VICI value carries a 16-bit length: anything longer cannot even be encoded.
 VICI_MAX_VALUE = 65535
-FAILURE_TTL = 15 * 60  # a failure older than this says little about the tunnel now
 
 # charon's "invalid value for: <key>" names the message key; the form wants the peer field.
 _FIELDS = {"esp_proposals": "esp_encryption", "proposals": "ike_encryption",
@@ -249,35 +105,6 @@ def default_restart_command() -> list[str] | None:
     if Path("/etc/openwrt_release").exists():
         return ["/etc/init.d/swanctl", "restart"]
     return None
-
-
-class Failures:
-    """The last negotiation failure per connection, forgotten after FAILURE_TTL or when it is up."""
-
-    def __init__(self, ttl: float = FAILURE_TTL):
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._by_name: dict[str, tuple[str, float]] = {}
-
-    def record(self, name: str, reason: str) -> None:
-        with self._lock:
-            self._by_name[name] = (reason, time.monotonic())
-
-    def clear(self, name: str) -> None:
-        with self._lock:
-            self._by_name.pop(name, None)
-
-    def current(self) -> dict[str, str]:
-        now = time.monotonic()
-        with self._lock:
-            self._by_name = {n: (r, t) for n, (r, t) in self._by_name.items() if now - t < self.ttl}
-            return {n: r for n, (r, _) in self._by_name.items()}
-
-    def note_log(self, name: str, message: str) -> str | None:
-        reason = vm.failure_reason(message)
-        if name and reason:
-            self.record(name, reason)
-        return reason
 
 
 class ViciDriver:
@@ -437,7 +264,7 @@ class ViciDriver:
 
     @staticmethod
     def _loaded(vs) -> set[str]:
-        return {vm._text(n) for n in request(vs, "get-conns").get("conns", [])}
+        return {vm.text(n) for n in request(vs, "get-conns").get("conns", [])}
 
     def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
         self._messages(peer)  # refuse an impossible proposal before touching charon
@@ -502,8 +329,8 @@ class ViciDriver:
         """Keys an older version loaded under another id: left in charon, an old key would sit
         beside the new one for the same IDs, and charon might pick it."""
         for key_id in request(vs, "get-shared").get("keys", []):
-            if vm._text(key_id).startswith(vm.LEGACY_SHARED_ID_PREFIX):
-                request(vs, "unload-shared", {"id": vm._text(key_id)})
+            if vm.text(key_id).startswith(vm.LEGACY_SHARED_ID_PREFIX):
+                request(vs, "unload-shared", {"id": vm.text(key_id)})
 
     def restart(self, peers: Sequence[Peer]) -> list[Step]:
         """Restart strongSwan with the configured command, wait for VICI, then reconcile."""
@@ -587,7 +414,7 @@ class ViciDriver:
                     message = {"child": child, "ike": name,
                                "timeout": int(self.connect_timeout * 1000)}
                     for event in events(vs, "initiate", "control-log", message):
-                        reason = self.failures.note_log(name, vm._text(event.get("msg"))) or reason
+                        reason = self.failures.note_log(name, vm.text(event.get("msg"))) or reason
             except CommandFailed as err:
                 reason = reason or str(err).removeprefix("strongSwan refused initiate: ")
                 self.failures.record(name, reason)

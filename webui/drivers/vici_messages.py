@@ -228,7 +228,8 @@ def mirror(peer: Peer, psk: str | None = None) -> Peer:
 # --- Parsers -------------------------------------------------------------------------------------
 
 
-def _text(value) -> str:
+def text(value) -> str:
+    """A value of a decoded answer (bytes, or None when absent) as text."""
     if value is None:
         return ""
     if isinstance(value, bytes):
@@ -238,33 +239,33 @@ def _text(value) -> str:
 
 def _int(value) -> int | None:
     try:
-        return int(_text(value))
+        return int(text(value))
     except ValueError:
         return None
 
 
 def _texts(values) -> tuple[str, ...]:
-    return tuple(_text(v) for v in values or ())
+    return tuple(text(v) for v in values or ())
 
 
 def _algorithm(sa: Mapping, name: str) -> str:
     """'AES_GCM_16' + keysize '256' -> 'AES_GCM_16-256', as swanctl shows it."""
-    alg = _text(sa.get(f"{name}-alg"))
-    size = _text(sa.get(f"{name}-keysize"))
+    alg = text(sa.get(f"{name}-alg"))
+    size = text(sa.get(f"{name}-keysize"))
     return f"{alg}-{size}" if alg and size else alg
 
 
 def parse_child(name: str, child: Mapping) -> ChildSA:
     # The key of a child-sas entry is "<name>-<uniqueid>" in recent charons; `name` holds the config's.
     return ChildSA(
-        name=_text(child.get("name")) or name,
-        state=_text(child.get("state")),
-        mode=_text(child.get("mode")),
-        protocol=_text(child.get("protocol")),
-        encap=_text(child.get("encap")) == "yes",
+        name=text(child.get("name")) or name,
+        state=text(child.get("state")),
+        mode=text(child.get("mode")),
+        protocol=text(child.get("protocol")),
+        encap=text(child.get("encap")) == "yes",
         encryption=_algorithm(child, "encr"),
         integrity=_algorithm(child, "integ"),
-        dh_group=_text(child.get("dh-group")),
+        dh_group=text(child.get("dh-group")),
         local_ts=_texts(child.get("local-ts")),
         remote_ts=_texts(child.get("remote-ts")),
         bytes_in=_int(child.get("bytes-in")) or 0,
@@ -274,41 +275,41 @@ def parse_child(name: str, child: Mapping) -> ChildSA:
         installed_for=_int(child.get("install-time")),
         rekey_in=_int(child.get("rekey-time")),
         life_in=_int(child.get("life-time")),
-        spi_in=_text(child.get("spi-in")),
-        spi_out=_text(child.get("spi-out")),
+        spi_in=text(child.get("spi-in")),
+        spi_out=text(child.get("spi-out")),
     )
 
 
 def parse_ike_sa(name: str, sa: Mapping) -> IkeSA:
-    children = tuple(parse_child(_text(key), child)
+    children = tuple(parse_child(text(key), child)
                      for key, child in (sa.get("child-sas") or {}).items())
     return IkeSA(
         name=name,
         unique_id=_int(sa.get("uniqueid")) or 0,
-        state=_text(sa.get("state")),
+        state=text(sa.get("state")),
         version=_int(sa.get("version")) or 0,
-        local_host=_text(sa.get("local-host")),
-        remote_host=_text(sa.get("remote-host")),
-        local_id=_text(sa.get("local-id")),
-        remote_id=_text(sa.get("remote-id")),
-        initiator=_text(sa.get("initiator")) == "yes",
+        local_host=text(sa.get("local-host")),
+        remote_host=text(sa.get("remote-host")),
+        local_id=text(sa.get("local-id")),
+        remote_id=text(sa.get("remote-id")),
+        initiator=text(sa.get("initiator")) == "yes",
         encryption=_algorithm(sa, "encr"),
         integrity=_algorithm(sa, "integ"),
-        prf=_text(sa.get("prf-alg")),
-        dh_group=_text(sa.get("dh-group")),
+        prf=text(sa.get("prf-alg")),
+        dh_group=text(sa.get("dh-group")),
         established_for=_int(sa.get("established")),
         rekey_in=_int(sa.get("rekey-time")),
         reauth_in=_int(sa.get("reauth-time")),
         children=children,
-        nat_local=_text(sa.get("nat-local")) == "yes",
-        nat_remote=_text(sa.get("nat-remote")) == "yes",
-        nat_forced=_text(sa.get("nat-fake")) == "yes",
+        nat_local=text(sa.get("nat-local")) == "yes",
+        nat_remote=text(sa.get("nat-remote")) == "yes",
+        nat_forced=text(sa.get("nat-fake")) == "yes",
     )
 
 
 def parse_sas(events: Iterable[Mapping]) -> tuple[IkeSA, ...]:
     """`list-sas` events ({name: sa} each) -> IKE SAs, in the order charon streamed them."""
-    return tuple(parse_ike_sa(_text(name), sa) for event in events for name, sa in event.items())
+    return tuple(parse_ike_sa(text(name), sa) for event in events for name, sa in event.items())
 
 
 _VERSIONS = {"IKEv1": "IKEv1", "IKEv2": "IKEv2", "0": "IKEv1/2"}
@@ -320,13 +321,13 @@ def parse_conns(events: Iterable[Mapping], managed: Iterable[str] = ()) -> tuple
     conns = []
     for event in events:
         for key, conn in event.items():
-            name = _text(key)
-            version = _text(conn.get("version"))
+            name = text(key)
+            version = text(conn.get("version"))
             conns.append(Connection(
                 name=name, version=_VERSIONS.get(version, version),
                 local_addrs=_texts(conn.get("local_addrs")),
                 remote_addrs=_texts(conn.get("remote_addrs")),
-                children=tuple(_text(c) for c in (conn.get("children") or {})),
+                children=tuple(text(c) for c in (conn.get("children") or {})),
                 managed=name in managed))
     return tuple(conns)
 
@@ -355,7 +356,7 @@ _IMPLEMENTED_BY = {
 
 def parse_algorithms(answer: Mapping) -> frozenset[str]:
     """`get-algorithms` -> the catalogue keywords charon can honour."""
-    loaded = {_text(kind): {_text(name) for name in (algs or {})} for kind, algs in answer.items()}
+    loaded = {text(kind): {text(name) for name in (algs or {})} for kind, algs in answer.items()}
     loaded.setdefault("dh", set()).update(loaded.get("ke", ()))  # strongSwan 6 says "ke"
     supported = {kw for kw, (kind, name) in _IMPLEMENTED_BY.items() if name in loaded.get(kind, ())}
     return frozenset(supported | {"none"})
@@ -377,12 +378,12 @@ def tunnel_states(events: Iterable[Mapping], loaded: Iterable[str],
     up: dict[str, tuple[int, int, int]] = {}  # name -> (established for, bytes in, bytes out)
     for event in events:
         for key, sa in event.items():
-            name = _text(key)
+            name = text(key)
             seen.add(name)
-            if _text(sa.get("state")) not in _UP_IKE:
+            if text(sa.get("state")) not in _UP_IKE:
                 continue
             for child in (sa.get("child-sas") or {}).values():
-                if _text(child.get("state")) in _UP_CHILD:
+                if text(child.get("state")) in _UP_CHILD:
                     established, bytes_in, bytes_out = up.get(name, (0, 0, 0))
                     up[name] = (max(established, _int(sa.get("established")) or 0),
                                 bytes_in + (_int(child.get("bytes-in")) or 0),
