@@ -9,7 +9,7 @@
 Options override the settings (WEBUI_HOST, WEBUI_PORT, WEBUI_THREADS, or config.py in the data
 directory). With no strongSwan configured (neither VICI_SOCKET nor DRIVER set, by the environment
 or config.py) and when run as root on a machine with strongSwan installed, it first brings up the
-project's two-site lab (webui/lab.py) and points the UI at the lab router's charon, so a newcomer
+project's two-site lab (tests/lab.py) and points the UI at the lab router's charon, so a newcomer
 sees real tunnels. Ctrl-C takes it down.
 """
 from __future__ import annotations
@@ -43,7 +43,10 @@ def want_lab(choice: bool | None, given: set[str]) -> bool:
         return choice
     if given & {"VICI_SOCKET", "DRIVER"}:
         return False
-    from webui import lab
+    try:
+        from tests import lab
+    except ImportError:  # an installed router: the lab is the checkout's, not installed with it
+        return False
     return lab.available()
 
 
@@ -65,11 +68,11 @@ def tune_malloc() -> None:
     - A fixed mmap threshold. A sign-in runs scrypt, which allocates 16 MiB. glibc serves a buffer
       that large by mmap and returns it on free, but each such free also raises its mmap threshold
       to that size (its dynamic threshold), so the next sign-in's 16 MiB comes from the heap and
-      stays resident after it: +18 MB for the life of the server.
+      stays resident after it, for the life of the server.
     - At most two malloc arenas. glibc gives threads their own arenas (up to 8 per core), and each
       keeps its own free memory: with waitress's four threads, the status pane of a thousand
-      tunnels left about 2.5 MB more resident (benchmark lab, charon with 1000 peers: 51.0 ->
-      48.9 MB after the exercise). The GIL already serialises the threads' allocations.
+      tunnels left megabytes more resident. The GIL already serialises the threads' allocations.
+    What each saved, measured: docs/PERFORMANCE.md, "Measured by hand".
     musl (OpenWrt) has no mallopt and neither behaviour: nothing to do there.
     """
     import ctypes
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
     test_config = {"BOUND_HOST": host}
     running_lab = None
     if want_lab(args.lab, given):
-        from webui import lab
+        from tests import lab
         running_lab = lab.Lab(args.lab_prefix, f"lab-run/{args.lab_prefix}").start()
         test_config.update(lab.ui_config(running_lab))
         log.info("two-site lab is up: the UI manages netns %s; the remote site is %s",

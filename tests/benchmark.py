@@ -6,7 +6,7 @@ Every measured server is its own process (waitress, the thread count run.py uses
 memory is the server's alone; this process is the load generator, over loopback HTTP, one request at a
 time on one keep-alive connection (sequential requests give honest per-request latency; they say
 nothing about throughput under concurrency). As root on a machine with strongSwan the lab's real
-charon (webui/lab.py, prefix `wuibench`) is measured beside the fake driver. Everything started here
+charon (tests/lab.py, prefix `wuibench`) is measured beside the fake driver. Everything started here
 (servers, the lab, temporary data directories) is stopped and removed on the way out, failures too.
 
     python -m tests.benchmark floor --port N --pyroute2 full|decoders   (the floor server; internal)
@@ -274,7 +274,7 @@ def bench_peer(i: int, mirrored: bool):
     """Peer i. The first MIRRORED point at the lab's remote (which answers them: SAs come up); the
     rest at gateways in 198.18.0.0/15 that no route reaches, so charon tries each once and lists it
     down, as a router with many configured but unreachable sites would."""
-    from webui import lab
+    from tests import lab
     from webui.peers import Peer
     common = dict(name=f"site-{i:04d}", local_ip=lab.ROUTER_WAN,
                   local_networks=("198.51.100.0/24",),
@@ -469,12 +469,12 @@ def app_env(data_dir: Path, extra: dict) -> dict:
 
 
 def lab_env(lab) -> dict:
-    from webui.lab import ui_config
+    from tests.lab import ui_config
     return {f"WEBUI_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in ui_config(lab).items()}
 
 
 def run(args) -> list[Result]:
-    from webui import lab as lab_module
+    from tests import lab as lab_module
     work = Path(tempfile.mkdtemp(prefix="wuibench-"))
     results: list[Result] = []
     the_lab = None
@@ -718,6 +718,25 @@ def budget_table(results: list[Result]) -> list[str]:
     return lines
 
 
+# docs/PERFORMANCE.md from this heading on is written by hand (measurements of single design
+# choices the benchmark does not make); a run keeps it as it is.
+BY_HAND = "## Measured by hand"
+
+
+def by_hand(path: Path) -> str:
+    """The hand-written part of the report at `path`, "" when there is none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ""
+    at = text.find(BY_HAND)
+    if at < 0:
+        return ""
+    kept = text[at:]
+    took = kept.rfind("\nThe whole benchmark took")
+    return "\n" + (kept[:took] if took >= 0 else kept).rstrip("\n") + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("command", nargs="?", default="run", choices=("run", "floor"))
@@ -734,7 +753,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     info = machine()
     results = run(args)
-    text = report(results, info, args)
+    text = report(results, info, args) + by_hand(Path(args.out))
     text += f"\nThe whole benchmark took {time.monotonic() - started:.0f} s.\n"
     print(text)
     if not args.quick:

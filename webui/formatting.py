@@ -58,8 +58,8 @@ _PLACEHOLDER = "PLACEHOLDERxq7"
 def fast_url_for(app: Flask):
     """`url_for` for templates: the same URLs, but a per-peer link costs a string replace.
 
-    The peer table has eight links per peer; werkzeug's URL building, ~20 us each on a router CPU,
-    was most of the time of the page with 1000 peers. A rule with one variable is built once per
+    The peer table has several links per peer, and werkzeug's URL building is a large share of
+    rendering a page of them (docs/PERFORMANCE.md, "Measured by hand"). A rule with one variable is built once per
     endpoint (and script root) with a placeholder, then filled in; anything else, and any value
     with a character URL building would quote, goes to the real url_for."""
     patterns: dict[tuple[str, str, str], tuple[str, str] | None] = {}

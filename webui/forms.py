@@ -1,4 +1,5 @@
-"""Where a peer is validated: the peer form, its field rules, and the checks against other peers.
+"""Where a peer is validated: the peer form, its field rules, and the checks against other peers;
+and the UI's other forms (signing in, changing the admin password).
 
 The server is the authority on every rule; the HTML attributes (`required`, `pattern`, `maxlength`)
 only mirror what they can. Every message here is shown next to its field.
@@ -11,13 +12,14 @@ import re
 from typing import Sequence
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, IntegerField, PasswordField, RadioField, SelectChoice,
-                     SelectField, SelectMultipleField, StringField, TextAreaField)
-from wtforms.validators import (InputRequired, NumberRange, Optional, StopValidation,
+from wtforms import (BooleanField, HiddenField, IntegerField, PasswordField, RadioField,
+                     SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import (EqualTo, InputRequired, NumberRange, Optional, StopValidation,
                                 ValidationError)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from webui import capabilities
+from webui.auth import password_problem
 from webui.peers import (ADVANCED_DEFAULTS, AEAD, ANY_GATEWAY, CHILD_REKEY_DEFAULT,
                          CHILD_REKEY_MAX, CHILD_REKEY_MIN, DEFAULT_FIREWALL, DH_GROUPS, DPD_ACTIONS,
                          DPD_MAX, ENCRYPTION, ESP_DH_GROUPS, FIREWALL_CHOICES, FRAGMENTATION,
@@ -614,3 +616,25 @@ def _check_integrity(ciphers: Sequence[str], integrity: Sequence[str]) -> None:
         raise ValidationError("AES-GCM and ChaCha20-Poly1305 include integrity; clear these "
                               "(they would be ignored).")
 
+
+# --- Signing in ----------------------------------------------------------------------------------
+# The rules themselves (length, strength, the throttle) are webui/auth.py's.
+
+
+class LoginForm(FlaskForm):
+    user = StringField("User name", default="admin")
+    password = PasswordField("Password")
+    next = HiddenField()
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", [InputRequired()])
+    new = PasswordField("New password", [InputRequired()])
+    confirm = PasswordField("New password again", [InputRequired(), EqualTo("new", "The two entries differ.")])
+
+    def validate_new(self, field):
+        problem = password_problem(field.data or "")
+        if problem:
+            raise ValidationError(problem)
+        if field.data == self.current.data:
+            raise ValidationError("Choose a password different from the current one.")

@@ -1,4 +1,4 @@
-"""Integration fixtures: a real two-site lab (webui.lab) with real charons, shared by every
+"""Integration fixtures: a real two-site lab (tests.lab) with real charons, shared by every
 integration test, the driver's and the app's.
 
 Needs root (network namespaces, charon). Not root: every test here is skipped with a loud reason;
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from webui.lab import Lab
+from tests.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: needs root and real charons (webui.lab)")
+    config.addinivalue_line("markers", "integration: needs root and real charons (tests.lab)")
     config.addinivalue_line("markers", "browser: needs a real browser (playwright)")
 
 
@@ -104,7 +104,7 @@ import urllib.request  # noqa: E402
 from waitress.server import create_server  # noqa: E402
 
 from tests.conftest import ADMIN_PASSWORD, LEAKS  # noqa: E402
-from webui import lab as lab_module  # noqa: E402
+from tests import lab as lab_module  # noqa: E402
 
 FIREWALL_TABLE = "webui_ipsec"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import LEAKS
 from tests.integration.test_api import Client, ike_sas
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.peers import Peer
 
 ROOT = Path(__file__).resolve().parents[2]

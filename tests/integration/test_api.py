@@ -11,7 +11,7 @@ from tests.conftest import LEAKS
 from tests.integration.conftest import wait_for
 from webui.drivers import strongswan
 from webui.drivers import vici_messages as vm
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.peers import Peer
 
 PSK = "api-lab-correct-horse-battery-staple"

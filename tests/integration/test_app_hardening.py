@@ -9,7 +9,7 @@ from dataclasses import replace
 from tests.integration.conftest import FIREWALL_TABLE, peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer, cell, router_conns
 from webui.drivers import CommandFailed, strongswan, vici_messages
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.store import PeerStore
 
 OLD_KEY = "the-old-key-that-leaked-1"
@@ -130,7 +130,7 @@ from waitress.server import create_server  # noqa: E402
 
 from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 from webui import serving  # noqa: E402
-from webui.lab import ROUTER_WAN  # noqa: E402
+from tests.lab import ROUTER_WAN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

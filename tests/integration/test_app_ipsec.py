@@ -10,7 +10,7 @@ import pytest
 from tests.integration.conftest import peer_form, wait_for
 from webui.drivers import strongswan
 from webui.peers import ALGORITHMS, Peer
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 
 
 def as_peer(form: dict) -> Peer:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.conftest import FIREWALL_TABLE, peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, cell
-from webui.lab import LANHOST, REMOTE_LAN
+from tests.lab import LANHOST, REMOTE_LAN
 
 MAIN_FIREWALL = """
 table inet main_fw {

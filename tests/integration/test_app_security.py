@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tests.integration.conftest import wait_for
 from webui.drivers import strongswan, vici_messages
-from webui.lab import REMOTE_WAN, ROUTER_WAN
+from tests.lab import REMOTE_WAN, ROUTER_WAN
 from webui.peers import Peer
 
 PAYLOAD = "<img src=x onerror=alert(1)>"

@@ -14,7 +14,7 @@ from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, cell, router_conns
 from tests.integration.test_swanctl_conf import (EXTRA_HOST, EXTRA_NET, drop_extra_network,
                                                  extra_network)
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 
 
 def multipart(fields: dict, file: bytes) -> tuple[bytes, str]:

@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 from tests.conftest import ADMIN_PASSWORD, LEAKS
 from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.peers import PRESETS, WEAK
 
 pytestmark = pytest.mark.browser

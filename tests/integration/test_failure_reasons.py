@@ -16,7 +16,7 @@ from tests.integration.test_app_ipsec import as_peer, cell
 from webui.drivers import DriverError, strongswan
 from webui.drivers import vici_messages as vm
 from webui.drivers.failure_reasons import REASONS, failure_reason
-from webui.lab import MINIMAL_PLUGINS
+from tests.lab import MINIMAL_PLUGINS
 from webui.peers import Peer
 
 PEER = Peer(name="reason", local_ip="192.0.2.1", remote_gateway="192.0.2.2",

@@ -8,7 +8,7 @@ import pytest
 from tests.integration.wuinet import PREFIX, delete_namespaces, make_namespaces, needs_root, ping, run
 from webui.drivers import CommandFailed
 from webui.drivers import nft_rules
-from webui.drivers.firewall import NftFirewall
+from webui.drivers.firewall import NftFirewall, clean_error
 from webui.peers import Peer
 
 pytestmark = needs_root
@@ -21,6 +21,19 @@ table inet mainfw {
     chain input { type filter hook input priority filter; policy accept; ip saddr @trusted accept; }
 }
 """
+
+
+class ListedFirewall(NftFirewall):
+    """The driver, and the table as nft prints it for a person: what these tests read back."""
+
+    def describe(self) -> tuple[str, ...]:
+        """The table's rules as nft prints them, one line each; () when absent."""
+        result = self._run(["list", "table", nft_rules.FAMILY, nft_rules.TABLE])
+        if result.returncode != 0:
+            if "No such file or directory" in result.stderr:
+                return ()
+            raise CommandFailed(f"Cannot list the firewall table: {clean_error(result.stderr)}")
+        return tuple(line.strip() for line in result.stdout.splitlines() if line.strip())
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +56,7 @@ def site():
         run("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ROUTER)
         run("nft", "-f", "-", ns=ROUTER, stdin=MAIN_FIREWALL)
         assert ping(REMOTE, "198.51.100.10"), "the lab itself does not forward"
-        yield NftFirewall(netns=ROUTER, lan=("lan0",), wan=("wan0",))
+        yield ListedFirewall(netns=ROUTER, lan=("lan0",), wan=("wan0",))
     finally:
         delete_namespaces([REMOTE, ROUTER, LAN])
 

@@ -16,7 +16,7 @@ from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer, cell
 from webui.drivers import strongswan
 from webui.drivers import vici_messages as vm
-from webui.lab import (LANHOST, LANHOST6, REMOTE_LAN, REMOTE_LAN6, REMOTE_WAN6, ROUTER_LAN,
+from tests.lab import (LANHOST, LANHOST6, REMOTE_LAN, REMOTE_LAN6, REMOTE_WAN6, ROUTER_LAN,
                        ROUTER_LAN6, ROUTER_WAN6)
 from webui.peers import Peer
 

@@ -7,7 +7,7 @@ from tests.integration.conftest import wait_for
 from tests.integration.test_app_ipsec import add_peer, cell, router_conns
 from tests.integration.conftest import peer_form
 from webui.drivers import strongswan, vici_messages
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 
 
 def router_sas(lab) -> list[tuple[str, int, str, tuple]]:

@@ -1,5 +1,5 @@
 """Issue 10: the UI on a small router's strongSwan build. The lab router's real charon restarted with
-only the plugins of such a build (webui.lab.MINIMAL_PLUGINS: no openssl, so no ECP, Curve25519 or
+only the plugins of such a build (tests.lab.MINIMAL_PLUGINS: no openssl, so no ECP, Curve25519 or
 AES-GCM), against the lab's full remote site. Nothing here is faked."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.integration.conftest import peer_form, preflight, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer, cell
 from tests.unit.test_capabilities import BUILDS, FULL_BUILD, MINIMAL_BUILD, checked
 from webui import capabilities
-from webui.lab import MINIMAL_PLUGINS, REMOTE_LAN, ROUTER_LAN, prepare_demo, router_algorithms
+from tests.lab import MINIMAL_PLUGINS, REMOTE_LAN, ROUTER_LAN, prepare_demo, router_algorithms
 from webui.store import PeerStore
 
 

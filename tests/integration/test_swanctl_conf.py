@@ -10,7 +10,7 @@ from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, as_peer, cell
 from webui.drivers import strongswan, swanctl_conf
 from webui.drivers.vici_messages import text
-from webui.lab import REMOTE_LAN, ROUTER_LAN
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.peers import Peer
 
 EXTRA_NET, EXTRA_HOST = "10.88.0.0/24", "10.88.0.1"

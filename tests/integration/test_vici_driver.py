@@ -7,7 +7,7 @@ import pytest
 from tests.integration.conftest import wait_for
 from webui.drivers import CommandFailed, DaemonUnavailable
 from webui.drivers import strongswan
-from webui.lab import LANHOST, REMOTE_LAN, REMOTE_WAN, ROUTER_LAN, ROUTER_WAN
+from tests.lab import LANHOST, REMOTE_LAN, REMOTE_WAN, ROUTER_LAN, ROUTER_WAN
 from webui.peers import Peer
 
 

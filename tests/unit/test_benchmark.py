@@ -1,7 +1,7 @@
 """The benchmark's pure helpers (the benchmark itself is not a test: `./dev bench`)."""
 import pytest
 
-from tests.benchmark import cacheable, page_assets, percentile
+from tests.benchmark import BY_HAND, by_hand, cacheable, page_assets, percentile
 
 
 @pytest.mark.parametrize("p, expected", [(50, 5), (95, 10), (100, 10), (1, 1), (0, 1)])
@@ -32,3 +32,13 @@ def test_page_assets_are_what_a_browser_fetches_once_each_in_order():
     ("no-cache, max-age=600", False), ("", False)])
 def test_cacheable_means_reused_without_asking(value, expected):
     assert cacheable({"cache-control": value}) is expected
+
+
+def test_a_run_keeps_the_hand_written_part_of_the_report(tmp_path):
+    report = tmp_path / "PERFORMANCE.md"
+    assert by_hand(report) == ""
+    report.write_text("# Performance\n\n| table |\n")
+    assert by_hand(report) == ""
+    report.write_text(f"# Performance\n\n| old table |\n\n{BY_HAND}\n\nnft: 55 ms\n\n"
+                      "The whole benchmark took 59 s.\n")
+    assert by_hand(report) == f"\n{BY_HAND}\n\nnft: 55 ms\n"

@@ -17,7 +17,7 @@ from webui.peers import ALGORITHMS, PRESETS, Peer
 
 # `parse_algorithms(get-algorithms)` of Debian 12's charon with libstrongswan-standard-plugins.
 FULL_BUILD = frozenset(ALGORITHMS)
-# ... and of the same charon with only the small router's plugins (webui.lab.MINIMAL_PLUGINS).
+# ... and of the same charon with only the small router's plugins (tests.lab.MINIMAL_PLUGINS).
 MINIMAL_BUILD = frozenset({"aes256", "aes128", "sha256", "sha384", "sha512", "sha1", "modp4096",
                            "modp3072", "modp2048", "modp1024", "none"})
 BUILDS = {"full": FULL_BUILD, "minimal": MINIMAL_BUILD}

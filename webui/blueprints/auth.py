@@ -2,36 +2,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import EqualTo, InputRequired, ValidationError
 
-from webui.auth import (MIN_PASSWORD_LENGTH, USER, auth, check_password, local_path,
-                         password_problem)
+from webui.auth import MIN_PASSWORD_LENGTH, USER, auth, check_password, local_path
+from webui.forms import ChangePasswordForm, LoginForm
 from webui.htmx import redirect_303, wants_fragment
 
 bp = Blueprint("auth", __name__)
 
 WRONG = "Wrong user name or password."
-
-
-class LoginForm(FlaskForm):
-    user = StringField("User name", default="admin")
-    password = PasswordField("Password")
-    next = HiddenField()
-
-
-class ChangePasswordForm(FlaskForm):
-    current = PasswordField("Current password", [InputRequired()])
-    new = PasswordField("New password", [InputRequired()])
-    confirm = PasswordField("New password again", [InputRequired(), EqualTo("new", "The two entries differ.")])
-
-    def validate_new(self, field):
-        problem = password_problem(field.data or "")
-        if problem:
-            raise ValidationError(problem)
-        if field.data == self.current.data:
-            raise ValidationError("Choose a password different from the current one.")
 
 
 # The part of a page an htmx submit swaps: the change-password form alone.

@@ -67,8 +67,8 @@ class NftFirewall:
     def apply(self, peers: Sequence[Peer], verify: bool = False) -> bool:
         """Make the table match `peers`; False when it already did and nothing was touched.
 
-        Listing the table to compare costs as much as loading it (~0.4 s each with 1000 peers on
-        this machine), so the digest of what this process last loaded stands in for it: the same
+        Listing the table to compare costs as much as loading it (docs/PERFORMANCE.md, "Measured
+        by hand"), so the digest of what this process last loaded stands in for it: the same
         rules again are skipped, different ones are loaded straight away. `verify` (start-up,
         reconcile) lists and compares whatever the digest says, which also repairs a hand edit."""
         ruleset = nft_rules.build_ruleset(peers, self.zones)
@@ -100,15 +100,6 @@ class NftFirewall:
                 return None
             raise CommandFailed(f"Cannot list the firewall table: {clean_error(result.stderr)}")
         return json.loads(result.stdout)
-
-    def describe(self) -> tuple[str, ...]:
-        """The table's rules as nft prints them, one line each, for the UI; () when absent."""
-        result = self._run(["list", "table", nft_rules.FAMILY, nft_rules.TABLE])
-        if result.returncode != 0:
-            if "No such file or directory" in result.stderr:
-                return ()
-            raise CommandFailed(f"Cannot list the firewall table: {clean_error(result.stderr)}")
-        return tuple(line.strip() for line in result.stdout.splitlines() if line.strip())
 
     def _unchanged(self, ruleset: dict) -> bool:
         # The fingerprint (in the last rule's comment) covers every expression; the chain and

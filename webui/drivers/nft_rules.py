@@ -64,8 +64,8 @@ def _networks(texts: Sequence[str], version: int) -> list[tuple[int, str, int]]:
 
 
 # Peers' networks live in sets, not in a rule per peer: the table keeps a fixed handful of rules,
-# and loading 1000 peers' elements takes nft ~55 ms where a rule each took ~250 ms (measured in the
-# lab). Each element carries "peer <name>: <choice>" as its comment, so `nft list table` still
+# and nft loads a set's elements several times faster than as many rules (docs/PERFORMANCE.md,
+# "Measured by hand"). Each element carries "peer <name>: <choice>" as its comment, so `nft list table` still
 # says whose it is. Interval sets refuse overlapping elements, which the peer validation already
 # rules out (no two peers' remote networks overlap, nor the networks within one side of a peer).
 SET_KINDS = ("lan", "wan", "input")

@@ -479,9 +479,9 @@ class ViciDriver:
 
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
         """Every connection's state from ONE list-sas (plus get-conns) on one session; with
-        `names` (one peer's Connect, say), a list-sas filtered to each name instead. Filtered
-        calls cost about 2 ms each in charon, so a page of 100 rows still asks for everything
-        (measured with 1000 SAs: one list-sas 94 ms, 100 filtered ones 212 ms)."""
+        `names` (one peer's Connect, say), a list-sas filtered to each name instead. Each filtered
+        call costs charon about as much as a whole listing's share of many SAs, so a page of 100
+        rows still asks for everything (docs/PERFORMANCE.md, "Measured by hand")."""
         queries = [{"noblock": "yes"}] if names is None else [{"noblock": "yes", "ike": name}
                                                              for name in names]
         with self._session() as vs:

@@ -8,7 +8,7 @@ Used by the integration tests (tests/integration/conftest.py) and by hand, as ro
     ./dev lab restart-router [--prefix ...] [--workdir ...]          # what "Restart IPsec" runs
     add `--minimal` to `up` or `restart-router` for a small router's strongSwan (MINIMAL_PLUGINS)
 
-(`./dev lab ARGS` is `.venv/bin/python -m webui.lab ARGS`.) `up` prints the WEBUI_* settings that
+(`./dev lab ARGS` is `.venv/bin/python -m tests.lab ARGS`.) `up` prints the WEBUI_* settings that
 point the UI at the lab router (socket, restart command, namespace, LAN, WAN and tunnel interfaces)
 as shell assignments; watch a charon with `swanctl --log --uri unix://$PWD/lab-run/wuilab/router.vici`.
 
@@ -120,10 +120,6 @@ class Lab:
     def remote_netns(self) -> str:
         return self.netns("remote")
 
-    @property
-    def lanhost_netns(self) -> str:
-        return self.netns("lanhost")
-
     def vici(self, site: str) -> Path:
         return self.workdir / f"{site}.vici"
 
@@ -141,7 +137,7 @@ class Lab:
     @property
     def restart_command(self) -> list[str]:
         """What a ViciDriver runs for "Restart IPsec" so the lab router's charon really restarts."""
-        return [sys.executable, "-m", "webui.lab", "restart-router",
+        return [sys.executable, "-m", "tests.lab", "restart-router",
                 "--prefix", self.prefix, "--workdir", str(self.workdir)]
 
     # --- life cycle ------------------------------------------------------------------------------
