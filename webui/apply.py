@@ -48,12 +48,9 @@ def usable(peers) -> tuple[list[Peer], dict[str, str]]:
     return good, bad
 
 
-class Refused(Exception):
-    """strongSwan refused the peer; `field` names the form field to show the message at."""
-
-    def __init__(self, message: str, field: str | None):
-        super().__init__(message)
-        self.field = field
+# strongSwan (or a proposal rule it enforces) refused a peer: the driver's own exception, which
+# carries the field to show it at and the reason in charon's words, reaches the view unchanged.
+Refused = CommandFailed
 
 
 class Applier:
@@ -136,8 +133,8 @@ class Applier:
                 self.drivers.ipsec.apply(peer, previous_name, renew=True)
             else:
                 self.drivers.ipsec.apply(peer, previous_name)
-        except CommandFailed as e:
-            raise Refused(str(e), e.field) from e
+        except Refused:
+            raise  # the caller undoes the save and shows why at the field
         except DriverError as e:
             self.not_applied[peer.name] = str(e)
             log.warning("peer %s saved but not applied: %s", peer.name, e)

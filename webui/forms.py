@@ -20,11 +20,11 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from webui import capabilities
 from webui.auth import password_problem
-from webui.peers import (ADVANCED_DEFAULTS, AEAD, ANY_GATEWAY, CHILD_REKEY_DEFAULT,
-                         CHILD_REKEY_MAX, CHILD_REKEY_MIN, DEFAULT_FIREWALL, DH_GROUPS, DPD_ACTIONS,
-                         DPD_MAX, ENCRYPTION, ESP_DH_GROUPS, FIREWALL_CHOICES, FRAGMENTATION,
+from webui.peers import (ADVANCED_DEFAULTS, ANY_GATEWAY, CHILD_REKEY_DEFAULT, CHILD_REKEY_MAX,
+                         CHILD_REKEY_MIN, DEFAULT_FIREWALL, DH_GROUPS, DPD_ACTIONS, DPD_MAX,
+                         ENCRYPTION, ESP_DH_GROUPS, FIREWALL_CHOICES, FRAGMENTATION,
                          IKE_REKEY_DEFAULT, IKE_REKEY_MAX, IKE_REKEY_MIN, INTEGRITY, PRESETS,
-                         START_ACTIONS, Peer)
+                         PROPOSAL_FIELDS, START_ACTIONS, Peer, proposal_problems)
 
 # The "-" is escaped: browsers compile the HTML pattern attribute with the `v` flag, where a bare
 # "-" at the end of a class is a syntax error (and the whole attribute is then ignored).
@@ -332,32 +332,19 @@ class PeerForm(FlaskForm):
                     raise ValidationError(f"{remote} overlaps the local network {own}; "
                                           "the two sides must be distinct.")
 
-    def validate_ike_encryption(self, field):
-        if not field.data:
-            raise ValidationError("Choose at least one encryption algorithm.")
-        if self.ike_version.data == "1" and AEAD.intersection(field.data):
-            raise ValidationError("IKEv1 cannot use AES-GCM or ChaCha20-Poly1305 for IKE; "
-                                  "choose AES-CBC (ESP may still use them).")
+    def _check_proposal(self, field):
+        """The proposal rules (webui/peers.py, the builders' own) for this one field."""
+        problem = proposal_problems(1 if self.ike_version.data == "1" else 2,
+                                    {name: self[name].data for name in PROPOSAL_FIELDS},
+                                    strict=True).get(field.name)
+        if problem:
+            raise ValidationError(problem)
 
-    def validate_esp_encryption(self, field):
-        if not field.data:
-            raise ValidationError("Choose at least one encryption algorithm.")
-
-    def validate_ike_integrity(self, field):
-        _check_integrity(self.ike_encryption.data or [], field.data or [])
-
-    def validate_esp_integrity(self, field):
-        _check_integrity(self.esp_encryption.data or [], field.data or [])
-
-    def validate_ike_dh_groups(self, field):
-        if not field.data:
-            raise ValidationError("Choose at least one DH group.")
-
-    def validate_esp_dh_groups(self, field):
-        if not field.data:
-            raise ValidationError("Choose at least one DH group, or None for no PFS.")
-        # None beside DH groups is allowed: PFS is offered first and a peer without PFS is still
-        # accepted (the "compatible" preset relies on it; see esp_proposals).
+    # None beside DH groups is allowed: PFS is offered first and a peer without PFS is still
+    # accepted (the "compatible" preset relies on it; see esp_proposals).
+    validate_ike_encryption = validate_esp_encryption = _check_proposal
+    validate_ike_integrity = validate_esp_integrity = _check_proposal
+    validate_ike_dh_groups = validate_esp_dh_groups = _check_proposal
 
     def validate_psk(self, field):
         psk = field.data or ""
@@ -606,15 +593,6 @@ def _check_routable(networks) -> None:
         if net.is_loopback or net.is_multicast:
             kind = "loopback" if net.is_loopback else "multicast"
             raise ValidationError(f"{net} is a {kind} network; it cannot be sent through a tunnel.")
-
-
-def _check_integrity(ciphers: Sequence[str], integrity: Sequence[str]) -> None:
-    needs = [c for c in ciphers if c not in AEAD]
-    if needs and not integrity:
-        raise ValidationError("AES-CBC and 3DES need an integrity algorithm; choose at least one.")
-    if not needs and integrity:
-        raise ValidationError("AES-GCM and ChaCha20-Poly1305 include integrity; clear these "
-                              "(they would be ignored).")
 
 
 # --- Signing in ----------------------------------------------------------------------------------

@@ -73,6 +73,41 @@ PRESETS = {
     },
 }
 
+# --- Proposal rules ------------------------------------------------------------------------------
+# What makes the six algorithm choices into proposals charon accepts. The one copy: the form shows
+# these words next to the field (webui/forms.py), and the builders refuse a peer that breaks them
+# with the same words (webui/drivers/vici_messages.py), so a stored peer checked at load time reads
+# as the form would have put it.
+
+PROPOSAL_FIELDS = ("ike_encryption", "ike_dh_groups", "ike_integrity",
+                   "esp_encryption", "esp_dh_groups", "esp_integrity")
+
+
+def proposal_problems(ike_version: int, choices, strict: bool = False) -> dict[str, str]:
+    """Why these choices ({field: keywords} for PROPOSAL_FIELDS) make no proposal, by field, in
+    PROPOSAL_FIELDS order; {} when they do. `strict` (the form) also refuses integrity chosen
+    where every cipher is AEAD: charon does without it, but it is not what the admin meant."""
+    problems = {}
+    for side in ("ike", "esp"):
+        ciphers = choices[f"{side}_encryption"] or ()
+        integrity = choices[f"{side}_integrity"] or ()
+        if not ciphers:
+            problems[f"{side}_encryption"] = "Choose at least one encryption algorithm."
+        elif side == "ike" and ike_version == 1 and AEAD.intersection(ciphers):
+            problems["ike_encryption"] = ("IKEv1 cannot use AES-GCM or ChaCha20-Poly1305 for IKE; "
+                                          "choose AES-CBC (ESP may still use them).")
+        if not choices[f"{side}_dh_groups"]:
+            problems[f"{side}_dh_groups"] = ("Choose at least one DH group." if side == "ike" else
+                                             "Choose at least one DH group, or None for no PFS.")
+        if not integrity and any(c not in AEAD for c in ciphers):
+            problems[f"{side}_integrity"] = ("AES-CBC and 3DES need an integrity algorithm; "
+                                             "choose at least one.")
+        elif strict and integrity and all(c in AEAD for c in ciphers):
+            problems[f"{side}_integrity"] = ("AES-GCM and ChaCha20-Poly1305 include integrity; "
+                                             "clear these (they would be ignored).")
+    return problems
+
+
 # Directions traffic leaving the tunnel may take; the firewall driver turns them into rules.
 FIREWALL_CHOICES = (
     ("forward_lan", "Forward to LAN"),

@@ -236,16 +236,17 @@ def _peer(**changes):
 
 
 @pytest.mark.parametrize("changes, field, message", [
-    (dict(ike_encryption=()), "ike_encryption", "Choose at least one IKE encryption algorithm."),
-    (dict(ike_dh_groups=()), "ike_dh_groups", "Choose at least one IKE DH group."),
+    # The form's words (tests/unit/test_messages.py): one rule set, webui/peers.py's.
+    (dict(ike_encryption=()), "ike_encryption", "Choose at least one encryption algorithm."),
+    (dict(ike_dh_groups=()), "ike_dh_groups", "Choose at least one DH group."),
     (dict(ike_version=1, ike_encryption=("aes256gcm16",)), "ike_encryption",
-     "IKEv1 cannot use AEAD ciphers (GCM, ChaCha20-Poly1305) for IKE."),
+     "IKEv1 cannot use AES-GCM or ChaCha20-Poly1305 for IKE; choose AES-CBC (ESP may still use them)."),
     (dict(ike_encryption=("aes256",), ike_integrity=()), "ike_integrity",
-     "CBC ciphers need an integrity algorithm."),
-    (dict(esp_encryption=()), "esp_encryption", "Choose at least one ESP encryption algorithm."),
-    (dict(esp_dh_groups=()), "esp_dh_groups", "Choose DH groups for ESP, or None (no PFS)."),
+     "AES-CBC and 3DES need an integrity algorithm; choose at least one."),
+    (dict(esp_encryption=()), "esp_encryption", "Choose at least one encryption algorithm."),
+    (dict(esp_dh_groups=()), "esp_dh_groups", "Choose at least one DH group, or None for no PFS."),
     (dict(esp_encryption=("aes128",), esp_integrity=()), "esp_integrity",
-     "CBC ciphers need an integrity algorithm."),
+     "AES-CBC and 3DES need an integrity algorithm; choose at least one."),
 ])
 def test_the_builder_names_the_field_and_says_why(changes, field, message):
     with pytest.raises(vm.InvalidProposal) as refused:

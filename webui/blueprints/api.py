@@ -190,7 +190,7 @@ def save(record: dict, old, created_status: int):
         else:
             a.update(old, peer)
     except Refused as e:
-        return jsonify(errors={e.field or "name": [f"strongSwan refused this: {e}"]}), 422
+        return jsonify(errors={e.field or "name": [f"strongSwan refused this: {e.reason}"]}), 422
     except StoreError as e:
         return problem(409, str(e))
     changed("created" if old is None else "changed", peer.name)

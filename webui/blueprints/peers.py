@@ -70,7 +70,7 @@ def save(form, action, done: str):
     try:
         action(peer)
     except Refused as e:
-        getattr(form, e.field or "name").errors.append(f"strongSwan refused this: {e}")
+        getattr(form, e.field or "name").errors.append(f"strongSwan refused this: {e.reason}")
         return form_response(form, 422)
     except StoreError as e:
         form.name.errors.append(str(e))

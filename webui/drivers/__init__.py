@@ -25,11 +25,15 @@ class DaemonUnavailable(DriverError):
 
 
 class CommandFailed(DriverError):
-    """The daemon or tool answered and refused; `field` names the peer field at fault, if known."""
+    """The daemon or tool answered and refused, or a rule it enforces refused first (an impossible
+    proposal, webui/peers.py). `field` names the peer field at fault, if known; `reason` is the
+    refusal in charon's (or the rule's) own words, kept as data so that whoever shows it next to
+    the field needs to strip nothing. The message says the same for a log or a step."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, reason: str | None = None):
         super().__init__(message)
         self.field = field
+        self.reason = message if reason is None else reason
 
 
 def child_env() -> dict[str, str]:

@@ -181,10 +181,9 @@ class ViciDriver:
     # --- loading ---------------------------------------------------------------------------------
     @staticmethod
     def _messages(peer: Peer) -> tuple[dict, dict]:
-        try:
-            messages = vm.load_shared(peer), vm.load_conn(peer)
-        except vm.InvalidProposal as err:
-            raise CommandFailed(str(err), field=err.field) from None
+        """load-shared and load-conn for the peer, built once per load (InvalidProposal, a
+        CommandFailed, when its algorithms make no proposal)."""
+        messages = vm.load_shared(peer), vm.load_conn(peer)
         for message in messages:
             _check_sizes(message)
         return messages
@@ -211,9 +210,8 @@ class ViciDriver:
         try:
             request(vs, "load-conn", conn)
         except CommandFailed as err:
-            raise CommandFailed(f"strongSwan refused peer {peer.name}: "
-                                f"{str(err).split(': ', 1)[-1]}",
-                                field=field_at_fault(str(err))) from None
+            raise CommandFailed(f"strongSwan refused peer {peer.name}: {err.reason}",
+                                field=field_at_fault(err.reason), reason=err.reason) from None
         self._managed = self._managed | {peer.name}
         self._digests[peer.name] = digest
         if self._monitor is not None:
@@ -267,7 +265,7 @@ class ViciDriver:
         return {vm.text(n) for n in request(vs, "get-conns").get("conns", [])}
 
     def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
-        self._messages(peer)  # refuse an impossible proposal before touching charon
+        vm.check_proposals(peer)  # refuse an impossible proposal before touching charon
         supported = self.supported_algorithms()
         with self._changing(), self._session() as vs:
             try:
@@ -416,7 +414,7 @@ class ViciDriver:
                     for event in events(vs, "initiate", "control-log", message):
                         reason = self.failures.note_log(name, vm.text(event.get("msg"))) or reason
             except CommandFailed as err:
-                reason = reason or str(err).removeprefix("strongSwan refused initiate: ")
+                reason = reason or err.reason
                 self.failures.record(name, reason)
                 if self._monitor is not None:
                     self._monitor.note_reason(name, reason, "we")
@@ -452,7 +450,7 @@ class ViciDriver:
                 except CommandFailed as err:
                     if "no matching SAs" in str(err):
                         return f"{name} was not connected."
-                    return f"{name} could not be disconnected: {str(err).split(': ', 1)[-1]}"
+                    return f"{name} could not be disconnected: {err.reason}"
         finally:
             if self._monitor is not None:
                 self._monitor.refresh(name)
@@ -467,7 +465,7 @@ class ViciDriver:
             except CommandFailed as err:
                 if "no matching" in str(err) or "not found" in str(err):
                     return f"{name} is not connected."
-                return f"{name} could not be rekeyed: {str(err).split(': ', 1)[-1]}"
+                return f"{name} could not be rekeyed: {err.reason}"
             conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
             for child in next((c.children for c in conns if c.name == name), ()) or (name,):
                 try:

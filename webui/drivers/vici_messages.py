@@ -43,17 +43,18 @@ Decisions the builders encode (the swanctl.conf(5) names in brackets):
 - Proposals: strongSwan cannot mix AEAD (aes*gcm16, chacha20poly1305) and classic ciphers in one
   proposal, so each kind gets its own, in the order the administrator chose. An IKE AEAD proposal has
   no integrity algorithm but still needs a PRF: it takes prf<hash> from the chosen IKE integrity
-  algorithms, or prfsha256 when none are chosen. IKEv1 has no AEAD for the IKE SA: refused here, with
-  the field named. ESP DH group "none" means no PFS: a proposal without any DH group, offered after
-  the PFS ones when both are chosen.
+  algorithms, or prfsha256 when none are chosen. A peer whose choices make no proposal (IKEv1 with
+  AEAD for IKE, CBC without integrity, nothing chosen) is refused by webui/peers.py's rules, the
+  form's own, with the field named. ESP DH group "none" means no PFS: a proposal without any DH
+  group, offered after the PFS ones when both are chosen.
 """
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from webui.drivers import ChildSA, Connection, IkeSA, TunnelState
+from webui.drivers import ChildSA, CommandFailed, Connection, IkeSA, TunnelState
 from webui.drivers.failure_reasons import failure_reason  # noqa: F401 - the driver's name for it
-from webui.peers import AEAD, Peer
+from webui.peers import AEAD, PROPOSAL_FIELDS, Peer, proposal_problems
 
 CLOSE_ACTION = "none"
 REAUTH_TIME = "6h"
@@ -63,12 +64,22 @@ SHARED_ID_PREFIX = "ike-webui-"
 LEGACY_SHARED_ID_PREFIX = "webui-psk-"  # before swanctl.conf: unloaded by the reconcile
 
 
-class InvalidProposal(ValueError):
-    """The peer's algorithms cannot make a proposal; `field` names the peer field at fault."""
+class InvalidProposal(CommandFailed):
+    """The peer's algorithms cannot make a proposal (webui/peers.py's rules, the form's words);
+    `field` names the peer field at fault. Refused before charon is asked."""
 
     def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
+
+
+def check_proposals(peer: Peer, sides: tuple[str, ...] = ("esp", "ike")) -> None:
+    """Raise InvalidProposal for the first rule the peer's algorithms break on `sides` (ESP
+    first, as load_conn builds it)."""
+    problems = proposal_problems(peer.ike_version, {f: getattr(peer, f) for f in PROPOSAL_FIELDS})
+    for side in sides:
+        for field, reason in problems.items():
+            if field.startswith(side):
+                raise InvalidProposal(reason, field)
 
 
 # --- Builders ------------------------------------------------------------------------------------
@@ -91,34 +102,21 @@ def _split_aead(ciphers: Iterable[str]) -> list[tuple[bool, list[str]]]:
 
 
 def ike_proposals(peer: Peer) -> list[str]:
-    if not peer.ike_encryption:
-        raise InvalidProposal("Choose at least one IKE encryption algorithm.", "ike_encryption")
-    if not peer.ike_dh_groups:
-        raise InvalidProposal("Choose at least one IKE DH group.", "ike_dh_groups")
+    check_proposals(peer, ("ike",))
     proposals = []
     for aead, ciphers in _split_aead(peer.ike_encryption):
-        if aead and peer.ike_version == 1:
-            raise InvalidProposal("IKEv1 cannot use AEAD ciphers (GCM, ChaCha20-Poly1305) for IKE.",
-                                  "ike_encryption")
-        if not aead and not peer.ike_integrity:
-            raise InvalidProposal("CBC ciphers need an integrity algorithm.", "ike_integrity")
         middle = _prfs(peer.ike_integrity) if aead else list(peer.ike_integrity)
         proposals.append("-".join(ciphers + middle + list(peer.ike_dh_groups)))
     return proposals
 
 
 def esp_proposals(peer: Peer) -> list[str]:
-    if not peer.esp_encryption:
-        raise InvalidProposal("Choose at least one ESP encryption algorithm.", "esp_encryption")
-    if not peer.esp_dh_groups:
-        raise InvalidProposal("Choose DH groups for ESP, or None (no PFS).", "esp_dh_groups")
+    check_proposals(peer, ("esp",))
     groups = [g for g in peer.esp_dh_groups if g != "none"]
     # Without PFS a proposal simply carries no DH group; with both chosen, PFS is preferred.
     dh_variants = ([groups] if groups else []) + ([[]] if "none" in peer.esp_dh_groups else [])
     proposals = []
     for aead, ciphers in _split_aead(peer.esp_encryption):
-        if not aead and not peer.esp_integrity:
-            raise InvalidProposal("CBC ciphers need an integrity algorithm.", "esp_integrity")
         middle = [] if aead else list(peer.esp_integrity)
         proposals.extend("-".join(ciphers + middle + dh) for dh in dh_variants)
     return proposals

@@ -131,7 +131,8 @@ def _answer(command: str, packet: bytes) -> dict:
         raise SessionException(f"unexpected VICI packet type {packet[:1]!r}")
     answer = decode(packet[1:])
     if answer.get("success", b"yes") != b"yes":
-        raise CommandFailed(f"strongSwan refused {command}: {vm.text(answer.get('errmsg'))}")
+        errmsg = vm.text(answer.get("errmsg"))
+        raise CommandFailed(f"strongSwan refused {command}: {errmsg}", reason=errmsg)
     return answer
 
 
@@ -196,7 +197,7 @@ def request(vs: Session, command: str, message: dict | None = None,
     try:
         return vs.request(command, message)
     except CommandFailed as err:
-        raise CommandFailed(str(err), field=field) from None
+        raise CommandFailed(str(err), field=field, reason=err.reason) from None
 
 
 def events(vs: Session, command: str, event: str, message: dict | None = None) -> Iterator[dict]:
