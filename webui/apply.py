@@ -14,15 +14,25 @@ import threading
 import time
 from pathlib import Path
 
-from webui import capabilities
+from flask import current_app
+
+from webui import capabilities, paging
+from webui import status as peer_state
 from webui.atomic import write_atomic
-from webui.drivers import CommandFailed, DriverError, Drivers, Step, swanctl_conf
+from webui.drivers import (CommandFailed, DriverError, Drivers, Interface, IPsecStatus, Routes,
+                           StateSnapshot, Step, TunnelState, swanctl_conf)
 from webui.drivers.vici_messages import sa_settings
 from webui.forms import peer_problem
+from webui.paging import PeerPage
 from webui.peers import Peer
 from webui.store import PeerStore, StoreError
 
 log = logging.getLogger(__name__)
+
+
+def service() -> Applier:
+    """The app's one service: the door every view goes through to the peers and the drivers."""
+    return current_app.extensions["webui"]
 
 
 def needs_fresh_sa(old: Peer, new: Peer) -> bool:
@@ -265,6 +275,55 @@ class Applier:
                         self._apply(peer, None)
                     except Refused as e:
                         self.not_applied[peer.name] = str(e)
+
+    # --- what the views read (they never reach the store or the drivers themselves) --------------
+
+    def peers(self) -> list[Peer]:
+        return self.store.all()
+
+    def peer(self, name: str) -> Peer | None:
+        return self.store.get(name)
+
+    def page(self, query: str = "", number: int = 1, size: int = 100) -> PeerPage:
+        """Page `number` of the peers matching `query` (webui/paging.py)."""
+        return paging.peer_page(self.store.all(), query, number, size)
+
+    def notices(self) -> dict:
+        """What the IPsec page says beside each peer and above the table, as plain data: why a
+        peer is not applied, what it needs that charon lacks, a firewall or swanctl.conf error."""
+        return {"not_applied": dict(self.not_applied), "lacking": dict(self.lacking),
+                "firewall_error": self.firewall_error, "swanctl_error": self.swanctl_error}
+
+    def supported_algorithms(self) -> frozenset[str] | None:
+        """What charon can do (cached by the driver); None when it cannot be asked."""
+        return self.drivers.ipsec.supported_algorithms()
+
+    def ipsec_status(self) -> IPsecStatus:
+        """Get IPsec status: charon's connections and SAs, asked now."""
+        return self.drivers.ipsec.status()
+
+    def status_overview(self, number: int, size: int, snap: StateSnapshot) -> dict:
+        """The status pane, page `number` (webui/status.py); DriverError when charon cannot
+        be asked."""
+        return peer_state.status_overview(self.store.all(), self.ipsec_status(), number, size,
+                                          snap.tunnels, self.not_applied)
+
+    def tunnel_states(self, names) -> dict[str, TunnelState]:
+        """The named peers' tunnels, asked of charon now (after Connect, say)."""
+        return self.drivers.ipsec.tunnel_states(names)
+
+    def tunnel_command(self, name: str, verb: str) -> str:
+        """Connect, Disconnect or Rekey the peer's tunnel now; charon's answer, in words."""
+        if verb not in ("connect", "disconnect", "rekey"):
+            raise ValueError(f"not a tunnel command: {verb}")
+        return getattr(self.drivers.ipsec, verb)(name)
+
+    def interfaces(self) -> tuple[Interface, ...]:
+        return self.drivers.kernel.interfaces()
+
+    def routes(self) -> Routes:
+        """The routes, each marked with the peer whose remote network it reaches."""
+        return self.drivers.kernel.routes(self.store.all())
 
     def history(self, name: str) -> list[tuple[float, str, str, str]]:
         """A peer's last state changes (time, from, to, reason), kept in memory by the monitor."""

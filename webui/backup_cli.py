@@ -59,7 +59,7 @@ def make_backup(args, stdout, stderr, test_config=None) -> int:
     from webui.store import StoreError
     try:
         _, applier = _service(test_config)
-        peers = applier.store.all()
+        peers = applier.peers()
     except StoreError as e:
         print(f"error: {e}", file=stderr)
         return 1
@@ -90,9 +90,9 @@ def restore(args, stdin, stdout, stderr, test_config=None) -> int:
     try:
         found = backup.read(raw)
         app, applier = _service(test_config)
-        supported = applier.drivers.ipsec.supported_algorithms()
+        supported = applier.supported_algorithms()
         with app.app_context():
-            plan = backup.plans(found, applier.store.all(), supported)[
+            plan = backup.plans(found, applier.peers(), supported)[
                 "merge" if args.merge else "replace"]
     except (backup.BackupError, StoreError) as e:
         problems = getattr(e, "problems", None) or [e]

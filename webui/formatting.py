@@ -127,6 +127,5 @@ def init_app(app: Flask) -> None:
     from webui import status
     app.jinja_env.globals["peer_status"] = status.of
     app.jinja_env.filters["since"] = lambda at: duration(max(0, time.time() - at)) if at else ""
-    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS, oob=False, message="",
-                                 states=None, status_error="")
+    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS)
     app.jinja_env.globals["peer_limits"] = LIMITS

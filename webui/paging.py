@@ -2,11 +2,40 @@
 the API, so all three page and filter alike."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 from webui.peers import Peer
 
 QUERY_MAX = 64
+
+
+@dataclass(frozen=True)
+class PeerPage:
+    """One page of the peer table, after the filter: a router with hundreds of tunnels shows
+    them a page at a time, and its status cells poll only for the rows on screen."""
+
+    peers: list[Peer]
+    number: int  # 1-based
+    pages: int
+    total: int  # peers matching the filter
+    stored: int  # peers in the store
+    query: str
+    first: int  # 1-based index of the first row shown
+
+    def args(self, number: int | None = None) -> dict:
+        """Query arguments that reproduce this page (or page `number` of the same filter)."""
+        args = {"page": number or self.number} if (number or self.number) > 1 else {}
+        return args | ({"q": self.query} if self.query else {})
+
+
+def peer_page(every: Sequence[Peer], query: str, wanted: int, size: int) -> PeerPage:
+    """Page `wanted` of the peers that match `query`, `size` a page."""
+    query = query.strip()[:QUERY_MAX]
+    found = matching(every, query)
+    number, pages, start = page_of(len(found), size, wanted)
+    return PeerPage(found[start:start + size], number, pages, len(found), len(every), query,
+                    start + 1)
 
 
 def page_of(count: int, size: int, wanted: int) -> tuple[int, int, int]:

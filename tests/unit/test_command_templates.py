@@ -55,9 +55,9 @@ def test_a_tunnel_charon_is_starting_again_says_why_the_last_attempt_failed():
     peer = Peer("hq", "192.0.2.1", "192.0.2.2", ("10.0.0.0/24",), ("10.1.0.0/24",), "k" * 20)
     states = {"hq": TunnelState("hq", "connecting", reason="the remote gateway is not responding")}
     html = render_template("ipsec/_state_cell.html", peer=peer, states=states, status_error="",
-                           message="", applier=None)
+                           message="", not_applied={}, lacking={})
     assert "connecting</span> <small>again, after: the remote gateway is not responding</small>" in html
-    html = render_template("ipsec/_state_cell.html", peer=peer, message="", applier=None,
+    html = render_template("ipsec/_state_cell.html", peer=peer, message="", not_applied={}, lacking={},
                            states={"hq": TunnelState("hq", "connecting")}, status_error="")
     assert "again, after" not in html
 

@@ -16,7 +16,7 @@ from markupsafe import escape
 
 import webui.drivers as drivers
 from tests.conftest import valid_peer_form
-from webui.blueprints.commands import status_overview
+from webui.status import status_overview
 from webui.peers import Peer
 
 PAYLOADS = ["<img src=x onerror=alert(1)>", '"><script>alert(1)</script>', "'><svg onload=alert(1)>"]
@@ -112,7 +112,7 @@ FRAGMENTS = {
         peers=[Peer(name=p, local_ip="192.0.2.1", remote_gateway="192.0.2.2", local_networks=("10.0.0.0/24",),
                     remote_networks=("10.1.0.0/24",), psk="x" * 20)],
         states={p: dataclasses.replace(filled(drivers.TunnelState, p), state="down")},
-        status_error=p, applier=None),
+        status_error=p, not_applied={}, lacking={}),
 }
 
 

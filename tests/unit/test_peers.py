@@ -171,7 +171,7 @@ def test_the_peer_table_pages_and_filters(app, browser):
 
 
 def test_status_overview_pages_peers_with_sas_first():
-    from webui.blueprints.commands import status_overview
+    from webui.status import status_overview
     from webui.drivers import Connection, IkeSA, IPsecStatus
     peers = [_peer(i) for i in range(250)]
     # every second peer of the first 240 has an IKE SA; a third of those are established

@@ -15,9 +15,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from webui import peer_json
-from webui.apply import Refused
+from webui.apply import Refused, service
 from webui.drivers import DaemonUnavailable, DriverError
-from webui.paging import QUERY_MAX, matching, page_of
 from webui.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -47,10 +46,6 @@ def init_app(app) -> None:
         if request.path.startswith(PREFIX):
             return problem(error.code or 500, error.description or error.name)
         return error
-
-
-def applier():
-    return current_app.extensions["webui"]
 
 
 def problem(status: int, message: str, **extra):
@@ -90,15 +85,11 @@ def changed(what: str, name: str) -> None:
 
 
 def stored(name: str):
-    peer = applier().store.get(name)
+    peer = service().peer(name)
     if peer is None:
         from flask import abort
         abort(404, f"There is no peer named {name}.")
     return peer
-
-
-def supported():
-    return applier().drivers.ipsec.supported_algorithms()
 
 
 def json_body():
@@ -120,13 +111,11 @@ def json_body():
 @bp.get("/peers")
 def list_peers():
     """The peers, a page at a time, filtered by `q` as the peer table is."""
-    every = applier().store.all()
-    query = request.args.get("q", "").strip()[:QUERY_MAX]
-    found = matching(every, query)
     size = min(max(request.args.get("per_page", 100, type=int) or 100, 1), MAX_PER_PAGE)
-    number, pages, start = page_of(len(found), size, request.args.get("page", 1, type=int) or 1)
-    return jsonify(peers=[peer_json.to_json(p) for p in found[start:start + size]],
-                   page=number, pages=pages, per_page=size, total=len(found), query=query)
+    page = service().page(request.args.get("q", ""), request.args.get("page", 1, type=int) or 1,
+                          size)
+    return jsonify(peers=[peer_json.to_json(p) for p in page.peers], page=page.number,
+                   pages=page.pages, per_page=size, total=page.total, query=page.query)
 
 
 @bp.get("/peers/<name>")
@@ -144,7 +133,7 @@ def create_peer():
     missing = [f for f in peer_json.required_fields() if f not in body]
     if missing:
         return jsonify(errors={f: ["This field is required."] for f in missing}), 422
-    return save(dict(peer_json.new_peer_defaults(supported()), **body), None, 201)
+    return save(dict(peer_json.new_peer_defaults(service().supported_algorithms()), **body), None, 201)
 
 
 @bp.put("/peers/<name>")
@@ -156,8 +145,8 @@ def put_peer(name):
         return error
     if body.get("name", name) != name:
         return jsonify(errors={"name": [f"Must be {name}, as in the URL (rename with PATCH)."]}), 422
-    old = applier().store.get(name)
-    record = {**peer_json.new_peer_defaults(supported()), **body, "name": name}
+    old = service().peer(name)
+    record = {**peer_json.new_peer_defaults(service().supported_algorithms()), **body, "name": name}
     if old is None:
         missing = [f for f in peer_json.required_fields() if f not in record]
         if missing:
@@ -177,9 +166,9 @@ def patch_peer(name):
 
 def save(record: dict, old, created_status: int):
     """Validate `record` with the peer form; save and apply it unless it equals the stored peer."""
-    a = applier()
-    form = peer_json.peer_form(record, old, supported())
-    if not form.validate_peer(a.store.all()):
+    a = service()
+    form = peer_json.peer_form(record, old, service().supported_algorithms())
+    if not form.validate_peer(a.peers()):
         return jsonify(errors=peer_json.form_errors(form)), 422
     peer = form.to_peer()
     if old is not None and peer == old:
@@ -203,7 +192,7 @@ def save(record: dict, old, created_status: int):
 @bp.delete("/peers/<name>")
 def delete_peer(name):
     """Delete a peer: unloaded from strongSwan, its SAs closed, its firewall rules gone."""
-    applier().delete(stored(name))
+    service().delete(stored(name))
     changed("deleted", name)
     return jsonify(changed=True)
 
@@ -215,10 +204,10 @@ def status():
     """Each peer's state as the status cells show it, from the monitor's snapshot (never a wait
     on charon); `as_of` says when charon last confirmed it, `error` why it is not current."""
     from webui import status as peer_status
-    a = applier()
+    a = service()
     snap = a.snapshot()
     result = {}
-    for peer in a.store.all():
+    for peer in a.peers():
         tunnel = snap.tunnels.get(peer.name)
         state = peer_status.of(peer, tunnel, a.not_applied.get(peer.name, ""),
                                snap.loaded if snap.version else None, snap.problem)
@@ -240,7 +229,7 @@ def status():
 def tunnel_action(name: str, verb: str):
     stored(name)
     try:
-        message = getattr(applier().drivers.ipsec, verb)(name)
+        message = service().tunnel_command(name, verb)
     except DriverError as e:
         return problem(503 if isinstance(e, DaemonUnavailable) else 502, str(e))
     log.info("API token %r: %s %s", g.token.name, verb, name)
@@ -277,7 +266,7 @@ def driver_answer(call):
 @bp.post("/ipsec/restart")
 def restart():
     """Restart IPsec: restart strongSwan, wait for it, then load every configured peer again."""
-    steps = applier().restart()
+    steps = service().restart()
     log.info("API token %r: restarted IPsec", g.token.name)
     return jsonify(ok=all(s.ok for s in steps), steps=[asdict(s) for s in steps])
 
@@ -285,21 +274,19 @@ def restart():
 @bp.get("/ipsec/status")
 def ipsec_status():
     """Get IPsec status: the loaded connections and every IKE and child SA."""
-    return driver_answer(lambda: asdict(applier().drivers.ipsec.status()))
+    return driver_answer(lambda: asdict(service().ipsec_status()))
 
 
 @bp.get("/interfaces")
 def interfaces():
     """Get interfaces: links and their addresses."""
-    return driver_answer(lambda: {"interfaces": [asdict(i) for i in
-                                                 applier().drivers.kernel.interfaces()]})
+    return driver_answer(lambda: {"interfaces": [asdict(i) for i in service().interfaces()]})
 
 
 @bp.get("/routes")
 def routes():
     """Get routes: the main table, strongSwan's table 220, and the policy rules."""
-    a = applier()
-    return driver_answer(lambda: asdict(a.drivers.kernel.routes(a.store.all())))
+    return driver_answer(lambda: asdict(service().routes()))
 
 
 # --- Backup and restore (webui/backup.py, as the Backup page and run.py use it) -----------------
@@ -310,7 +297,7 @@ def backup_file():
     `run.py backup --with-keys` give them, after the admin password)."""
     import socket
     from webui import backup
-    return jsonify(backup.build(applier().store.all(), False, socket.gethostname()))
+    return jsonify(backup.build(service().peers(), False, socket.gethostname()))
 
 
 @bp.post("/restore")
@@ -327,8 +314,8 @@ def restore():
         found = backup.read(request.get_data(cache=False))
     except backup.BackupError as e:
         return jsonify(problems=[problem_json(p) for p in e.problems]), 422
-    a = applier()
-    plan = backup.plans(found, a.store.all(), supported())[mode]
+    a = service()
+    plan = backup.plans(found, a.peers(), service().supported_algorithms())[mode]
     if not plan.ok:
         return jsonify(problems=[problem_json(p) for p in plan.problems]), 422
     changes = [{"name": c.name, "kind": c.kind, "key_missing": c.key_missing,

@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import BooleanField, PasswordField, RadioField, SelectChoice
 
 from webui import backup
+from webui.apply import service
 from webui.auth import USER, check_password
 from webui.store import StoreError
 
@@ -39,10 +40,6 @@ class RestoreForm(FlaskForm):
     mode = RadioField("How", choices=MODE_CHOICES, default="merge")
 
 
-def applier():
-    return current_app.extensions["webui"]
-
-
 def pending() -> backup.Pending:
     return current_app.extensions["webui_restores"]
 
@@ -50,7 +47,7 @@ def pending() -> backup.Pending:
 def page(download=None, restore=None, problems=(), status=200):
     return render_template("backup/index.html", download=download or DownloadForm(formdata=None),
                            restore=restore or RestoreForm(formdata=None), problems=problems,
-                           peers=len(applier().store.all())), status
+                           peers=len(service().peers())), status
 
 
 @bp.get("")
@@ -72,7 +69,7 @@ def download():
             form.password.errors = ["This is not the admin password; the file was not made."]
             return page(download=form, status=422)
     host = socket.gethostname()
-    body = backup.encode(backup.build(applier().store.all(), form.include_keys.data, host))
+    body = backup.encode(backup.build(service().peers(), form.include_keys.data, host))
     name = backup.file_name(host)
     return Response(body, mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -109,8 +106,7 @@ def check():
         return page(restore=form, status=422)
     try:
         found = backup.read(upload.read(backup.MAX_BYTES + 1))
-        plans = backup.plans(found, applier().store.all(),
-                             applier().drivers.ipsec.supported_algorithms())
+        plans = backup.plans(found, service().peers(), service().supported_algorithms())
     except backup.BackupError as e:
         return page(restore=form, problems=e.problems, status=422)
     if not any(plan.ok for plan in plans.values()):
@@ -137,7 +133,7 @@ def apply():
         return page(problems=[backup.Problem("the restore", "choose Merge or Replace everything.")],
                     status=422)
     try:
-        steps = backup.restore(applier(), plan)
+        steps = backup.restore(service(), plan)
     except StoreError as e:
         pending().drop(token)
         return page(problems=[backup.Problem("the restore", str(e))], status=409)

@@ -1,25 +1,21 @@
 """Peers: add, edit, delete. Validation lives in webui/forms.py, storage in webui/store.py."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, render_template, url_for
+from flask import Blueprint, abort, flash, render_template, url_for
 
-from webui.apply import Refused
-from webui.blueprints.commands import output
+from webui.apply import Refused, service
 from webui.drivers import DriverError
 from webui.forms import PeerForm
 from webui.htmx import redirect_303, render, retarget, wants_fragment
+from webui.pages import output
 from webui.remote_config import for_other_side
 from webui.store import StoreError
 
 bp = Blueprint("peers", __name__, url_prefix="/peers")
 
 
-def applier():
-    return current_app.extensions["webui"]
-
-
 def stored_peer(name):
-    peer = applier().store.get(name)
+    peer = service().peer(name)
     if peer is None:
         abort(404, f"There is no peer named {name}.")
     return peer
@@ -27,7 +23,7 @@ def stored_peer(name):
 
 def supported_algorithms():
     """What charon can do (cached by the driver); None when it cannot be asked: offer everything."""
-    return applier().drivers.ipsec.supported_algorithms()
+    return service().supported_algorithms()
 
 
 def form_response(form, status=200):
@@ -44,9 +40,9 @@ def new():
 def create():
     """Validate and save a new peer, then apply it."""
     form = PeerForm(supported=supported_algorithms())
-    if not form.validate_peer(applier().store.all()):
+    if not form.validate_peer(service().peers()):
         return form_response(form, 422)
-    return save(form, lambda peer: applier().add(peer), "Peer {} added.")
+    return save(form, lambda peer: service().add(peer), "Peer {} added.")
 
 
 @bp.get("/<name>/edit")
@@ -60,9 +56,9 @@ def update(name):
     """Validate and save changes to a peer (renaming included), then apply them."""
     old = stored_peer(name)
     form = PeerForm(editing=old, supported=supported_algorithms())
-    if not form.validate_peer(applier().store.all()):
+    if not form.validate_peer(service().peers()):
         return form_response(form, 422)
-    return save(form, lambda peer: applier().update(old, peer), "Changes to {} saved.")
+    return save(form, lambda peer: service().update(old, peer), "Changes to {} saved.")
 
 
 def save(form, action, done: str):
@@ -89,13 +85,14 @@ def confirm_delete(name):
 @bp.post("/<name>/delete")
 def delete(name):
     """Delete a peer and unload it; htmx gets an empty 200 so the row disappears."""
-    a = applier()
-    a.delete(stored_peer(name))
+    s = service()
+    s.delete(stored_peer(name))
     done = f"Peer {name} deleted."
     if wants_fragment():
         notice = render_template("_notice.html", message=done)
-        if not a.store.all():  # the last one: the table gives way to the empty state's next step
-            return retarget(render_template("ipsec/_peer_table.html", peers=[]) + notice, "#peer-table")
+        if not s.peers():  # the last one: the table gives way to the empty state's next step
+            return retarget(render_template("ipsec/_peer_table.html", peers=[], pager=None)
+                            + notice, "#peer-table")
         return notice
     flash(done)
     return redirect_303(url_for("ipsec.index"))
@@ -120,17 +117,16 @@ def disconnect(name):
 
 
 def tunnel_action(peer, verb):
-    a = applier()
-    ipsec = a.drivers.ipsec
+    s = service()
     try:
         if verb == "connect" and peer.responder_only:
             message = f"{peer.name} waits for the other side to connect (responder only)."
         else:
-            message = getattr(ipsec, verb)(peer.name)
-        states, error = ipsec.tunnel_states([peer.name]), ""
+            message = s.tunnel_command(peer.name, verb)
+        states, error = s.tunnel_states([peer.name]), ""
     except DriverError as e:
         message, states, error = str(e), {}, str(e)
     if not wants_fragment():
         return redirect_303(url_for("ipsec.index"))
     return render_template("ipsec/_state_cell.html", peer=peer, states=states, status_error=error,
-                           message=message, applier=a)
+                           message=message, **s.notices())
