@@ -6,9 +6,11 @@ only mirror what they can. Every message here is shown next to its field.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import re
+import typing
 from typing import Sequence
 
 from flask_wtf import FlaskForm
@@ -490,56 +492,44 @@ class PeerForm(FlaskForm):
                 "this peer its own peer ID (or local ID), or use the same key.")
 
     def to_peer(self) -> Peer:
-        """The validated peer; an empty PSK on edit keeps the stored one."""
-        psk = self.psk.data or (self.editing.psk if self.editing else "")
-        return Peer(
-            name=self.name.data,
-            local_id=self.local_id.data or "",
-            peer_id=self.peer_id.data or "",
-            ike_version=int(self.ike_version.data),
-            local_ip=str(parse_ip(self.local_ip.data)),
-            remote_gateway=self.remote_gateway.data,
-            local_networks=tuple(str(n) for n in self.local_networks.parsed),
-            remote_networks=tuple(str(n) for n in self.remote_networks.parsed),
-            ike_encryption=tuple(self.ike_encryption.data),
-            ike_integrity=tuple(self.ike_integrity.data),
-            ike_dh_groups=tuple(self.ike_dh_groups.data),
-            esp_encryption=tuple(self.esp_encryption.data),
-            esp_integrity=tuple(self.esp_integrity.data),
-            esp_dh_groups=tuple(self.esp_dh_groups.data),
-            psk=psk,
-            keying_retries=self.keying_retries.data,
-            firewall=tuple(self.firewall.data),
-            enabled=bool(self.enabled.data),
-            dpd_delay=self.dpd_delay.data,
-            dpd_action=self.dpd_action.data,
-            ike_rekey_time=self.ike_rekey_time.data,
-            child_rekey_time=self.child_rekey_time.data,
-            ike_reauth=bool(self.ike_reauth.data),
-            start_action=self.start_action.data,
-            encap=bool(self.encap.data),
-            disable_mobike=bool(self.disable_mobike.data),
-            fragmentation=self.fragmentation.data,
-            aggressive=bool(self.aggressive.data),
-        )
+        """The validated peer, field by field as `Peer` declares them (one form field each, of
+        the same name); an empty PSK on edit keeps the stored one."""
+        values = {name: _from_form(self[name], kind) for name, kind in PEER_KINDS.items()}
+        values["psk"] = self.psk.data or (self.editing.psk if self.editing else "")
+        values["local_ip"] = str(parse_ip(self.local_ip.data))  # as the kernel writes it
+        return Peer(**values)
 
     @classmethod
     def for_peer(cls, peer: Peer, supported: frozenset[str] | None = None) -> "PeerForm":
         """The edit form filled from a stored peer; the PSK is never put back into the form."""
         return cls(editing=peer, supported=supported, data={
-            "name": peer.name, "local_id": peer.local_id, "peer_id": peer.peer_id,
-            "ike_version": str(peer.ike_version), "local_ip": peer.local_ip,
-            "remote_gateway": peer.remote_gateway,
-            "local_networks": "\n".join(peer.local_networks),
-            "remote_networks": "\n".join(peer.remote_networks),
-            "ike_encryption": list(peer.ike_encryption), "ike_integrity": list(peer.ike_integrity),
-            "ike_dh_groups": list(peer.ike_dh_groups),
-            "esp_encryption": list(peer.esp_encryption), "esp_integrity": list(peer.esp_integrity),
-            "esp_dh_groups": list(peer.esp_dh_groups),
-            "keying_retries": peer.keying_retries, "firewall": list(peer.firewall),
-            "enabled": peer.enabled,
-            **{name: getattr(peer, name) for name in ADVANCED_DEFAULTS},
-        })
+            name: _to_form(getattr(peer, name), getattr(cls, name).field_class)
+            for name in PEER_KINDS if name != "psk"})
+
+
+# Each Peer field's type, in Peer's order: to_peer and for_peer convert by it and by the form
+# field's class, so a new field is declared in Peer and in the form, and nowhere else.
+PEER_KINDS = {f.name: typing.get_type_hints(Peer)[f.name] for f in dataclasses.fields(Peer)}
+
+
+def _from_form(field, kind):
+    if field.type == "TextAreaField":  # one network a line, parsed by its validator
+        return tuple(str(n) for n in field.parsed)
+    if kind is bool:
+        return bool(field.data)
+    if kind is int:
+        return int(field.data)
+    if kind is str:
+        return field.data or ""
+    return tuple(field.data)
+
+
+def _to_form(value, field_class):
+    if field_class is TextAreaField:
+        return "\n".join(value)
+    if field_class is RadioField and isinstance(value, int):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _at_most(limit: int):

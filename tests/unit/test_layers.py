@@ -49,3 +49,11 @@ def _peer(i):
     return Peer(name=f"p{i:03d}", local_ip="192.0.2.1", remote_gateway=f"192.0.2.{10 + i}",
                 local_networks=(f"10.0.{i}.0/24",), remote_networks=(f"10.1.{i}.0/24",),
                 psk="x" * 20)
+
+
+def test_the_form_has_a_field_for_each_field_of_the_peer_of_the_same_name():
+    from webui.forms import PEER_KINDS, PeerForm
+    from webui.peers import Peer
+    import dataclasses
+    assert list(PEER_KINDS) == [f.name for f in dataclasses.fields(Peer)]
+    assert all(hasattr(getattr(PeerForm, name, None), "field_class") for name in PEER_KINDS)
