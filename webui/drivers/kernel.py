@@ -2,8 +2,9 @@
 
 Transport is a plain netlink socket of our own (one short-lived socket per call, a few dumps on it);
 decoding of the messages is pyroute2's. pyroute2's package `__init__` eagerly imports its whole API
-(~330 modules, ~24 MiB resident here), so `_pyroute2_messages()` loads only the four rtnetlink message
-modules (~5 MiB) and leaves a package stub that completes the full import if anything else asks for it.
+(hundreds of modules, most of a small router's budget: docs/PERFORMANCE.md, "Measured by hand"), so
+`_pyroute2_messages()` loads only the four rtnetlink message modules and leaves a package stub that
+completes the full import if anything else asks for it.
 
 A router in another network namespace (config `NETNS`) is read by opening the socket from a short-lived
 thread that has joined that namespace: a socket stays bound to the namespace it was made in. pyroute2's

@@ -525,8 +525,9 @@ class ViciDriver:
         return connections
 
     def _status_now(self) -> IPsecStatus:
-        """status() asked of charon now. A full list-conns of a thousand peers is ~0.2 s of
-        decoding, repeated on every refresh of the status pane."""
+        """status() asked of charon now. A full list-conns of a thousand peers is a lot of
+        decoding (docs/PERFORMANCE.md, "Measured by hand"), repeated on every refresh of the
+        status pane."""
         managed = self._managed  # no lock: see __init__
         with self._session() as vs:
             names = self._loaded(vs)
