@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from flask import current_app
@@ -19,8 +20,9 @@ from flask import current_app
 from webui import capabilities, paging
 from webui import status as peer_state
 from webui.atomic import write_atomic
-from webui.drivers import (CommandFailed, DriverError, Drivers, Interface, IPsecStatus, Routes,
-                           StateSnapshot, Step, TunnelState, swanctl_conf)
+from webui.drivers import (CommandFailed, DriverError, Drivers, Interface, IPsecStatus, LogLine,
+                           Routes, StateSnapshot, Step, TunnelState, swanctl_conf)
+from webui.drivers.peer_log import redact
 from webui.drivers.vici_messages import sa_settings
 from webui.forms import peer_problem
 from webui.paging import PeerPage
@@ -248,7 +250,8 @@ class Applier:
             self.drivers.ipsec.watch(wait=0, on_connected=self._charon_connected if reconcile else None,
                                      on_missing=self._charon_lost if reconcile else None,
                                      sync_period=sync_period, meant_up=self._meant_up,
-                                     backoff=backoff, backoff_max=backoff_max)
+                                     backoff=backoff, backoff_max=backoff_max,
+                                     peers_at=self._peers_at)
         if reconcile:
             self._apply_firewall(verify=True)
             if not watch:
@@ -263,6 +266,15 @@ class Applier:
         initiates it again when charon has given up (webui/drivers/monitor.py)."""
         peer = self.store.get(name)
         return peer is not None and peer.enabled and peer.start_action == "start"
+
+    def _peers_at(self, address: str, remote_id: str = "") -> list[str]:
+        """The enabled peers a remote at `address` may be: those whose gateway is that address
+        (or any), narrowed to those expecting `remote_id` when some do. For the lines of an IKE
+        SA the remote started, which charon logs before it has chosen a connection."""
+        at = [p for p in self.store.all() if p.enabled
+              and (p.remote_gateway == address or p.any_gateway)]
+        expecting = [p for p in at if remote_id and p.effective_peer_id == remote_id]
+        return [p.name for p in expecting or at]
 
     def _charon_lost(self, names) -> None:
         """Connections this UI loaded that charon no longer has (`swanctl --load-all` unloads
@@ -332,6 +344,19 @@ class Applier:
     def counters(self, name: str) -> list[tuple[float, int, int]]:
         """A peer's byte counters (time, in, out), sampled while pages poll, about an hour."""
         return self.drivers.ipsec.counters(name)
+
+    def log_lines(self, name: str) -> list[LogLine]:
+        """charon's recent log lines about a peer (LogLine, oldest first), its key hidden."""
+        lines = self.drivers.ipsec.log_lines(name)
+        peer = self.store.get(name)
+        if peer is None or not peer.psk:
+            return lines
+        return [replace(line, text=redact(line.text, peer.psk)) if peer.psk in line.text
+                or peer.psk.encode().hex() in line.text.lower() else line for line in lines]
+
+    def watch_log(self, name: str) -> None:
+        """Someone reads the peer's log: keep its full ring for a while."""
+        self.drivers.ipsec.watch_log(name)
 
     def poll_key(self, snap) -> str:
         """What a status poll's answer depends on besides its page: the snapshot's version, what

@@ -95,7 +95,8 @@ def test_connect_with_a_wrong_psk_says_authentication_failed(driver, clean_lab):
     driver.apply(peer)
     driver.disconnect(peer.name)
     outcome = driver.connect(peer.name)
-    assert outcome == "branch did not come up: authentication failed."
+    assert outcome == ("branch did not come up: authentication failed: the remote refused it (the "
+                       "keys differ, or it expects other IDs).")
     assert "lab-psk" not in outcome
 
 

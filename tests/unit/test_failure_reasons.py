@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from webui.drivers import TunnelState
+from webui.drivers.failure_reasons import id_mismatch
 from webui.drivers import vici_messages as vm
 from webui.drivers.failure_reasons import Failures
 
-AUTH = "authentication failed"
+AUTH = "authentication failed: the remote refused it (the keys differ, or it expects other IDs)"
 PROPOSAL = "no matching proposal (the two sides' algorithms differ)"
 # NO_PROPOSAL_CHOSEN from the remote: its algorithms differ, or it has no config for our address.
 NO_PROPOSAL_CHOSEN = ("no matching proposal (the two sides' algorithms differ, or the remote has no "
@@ -28,7 +29,15 @@ LINES = [
      "authentication failed (the pre-shared keys differ)"),
     ("no shared key found for '192.0.2.1' - 'branch.example.com'",
      "authentication failed (no pre-shared key for the IDs '192.0.2.1' - 'branch.example.com')"),
-    ("received INVALID_ID_INFORMATION error notify", "the remote refused our ID"),
+    ("received INVALID_ID_INFORMATION error notify",
+     "the remote refused the networks (traffic selectors) or the ID (INVALID_ID_INFORMATION)"),
+    # IKEv1 initiator, the remote presents another ID than this peer expects
+    ("IDir 'branch.example.com' does not match to '192.0.2.2'",
+     "the IDs do not match: the remote presented branch.example.com, this peer expects 192.0.2.2"),
+    # IKEv1 responder, the networks differ (quick mode)
+    ("no matching CHILD_SA config found for 10.99.0.0/24 === 198.51.100.0/24",
+     "the networks the remote asked for (198.51.100.0/24 here, 10.99.0.0/24 there) do not match "
+     "this peer's (traffic selectors)"),
     ("received NO_PROPOSAL_CHOSEN notify error", NO_PROPOSAL_CHOSEN),
     ("no acceptable proposal found", PROPOSAL),
     ("no matching proposal found, sending NO_PROPOSAL_CHOSEN", NO_PROPOSAL_CHOSEN),
@@ -64,6 +73,14 @@ def test_each_failure_charon_logs_has_its_reason(line, reason):
 @pytest.mark.parametrize("line", HARMLESS)
 def test_lines_of_a_working_negotiation_are_no_failure(line):
     assert vm.failure_reason(line) is None
+
+
+def test_a_wrong_id_found_as_the_responder_names_the_ids_and_not_the_key():
+    assert id_mismatch("branch.example.com", "%any") == \
+        "the IDs do not match: the remote presented branch.example.com"
+    assert id_mismatch("192.0.2.2", "router.example.com") == ("the IDs do not match: the remote "
+                                                              "presented 192.0.2.2 and asked for "
+                                                              "this router as router.example.com")
 
 
 def test_the_listener_remembers_the_reason_per_tunnel_until_it_is_cleared():

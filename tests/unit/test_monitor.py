@@ -107,7 +107,9 @@ def test_a_failure_in_the_log_is_the_reason_with_its_direction(charon):
     monitor._handle(event("log", {"ikesa-name": "branch", "ikesa-uniqueid": "4",
                                   "msg": "received AUTHENTICATION_FAILED notify error"}))
     state = monitor.snapshot().tunnels["branch"]
-    assert (state.reason, state.direction, state.attempts) == ("authentication failed", "we", 1)
+    assert (state.reason, state.direction, state.attempts) == (
+        "authentication failed: the remote refused it (the keys differ, or it expects other IDs)",
+        "we", 1)
     monitor._handle(event("log", {"ikesa-name": "", "ikesa-uniqueid": "5",
                                   "msg": "192.0.2.2 is initiating an IKE_SA"}))
     monitor._handle(event("log", {"ikesa-name": "branch", "ikesa-uniqueid": "5",

@@ -173,7 +173,8 @@ def test_parse_algorithms_maps_to_catalogue_keywords():
 
 
 @pytest.mark.parametrize("line, reason", [
-    ("received AUTHENTICATION_FAILED notify error", "authentication failed"),
+    ("received AUTHENTICATION_FAILED notify error",
+     "authentication failed: the remote refused it (the keys differ, or it expects other IDs)"),
     ("invalid HASH_V1 payload length, decryption failed?",
      "authentication failed (the pre-shared keys differ)"),
     ("received NO_PROPOSAL_CHOSEN notify error",

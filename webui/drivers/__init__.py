@@ -164,6 +164,16 @@ class StateSnapshot:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One line charon logged about a peer (kept by webui/drivers/peer_log.py)."""
+
+    at: float  # wall clock
+    level: int  # charon's: 0 the main events, 1 the details
+    ike: int  # charon's IKE SA unique id, 0 when the line is about none
+    text: str
+
+
+@dataclass(frozen=True)
 class Step:
     """One step of a multi-step operation (Restart IPsec, reconcile), with its outcome."""
 
@@ -194,8 +204,11 @@ class IPsecDriver(Protocol):
     def watch(self, wait: float = 2.0, on_connected: Callable[[], None] | None = None,
               on_missing: Callable[[Iterable[str]], None] | None = None,
               sync_period: float = 5.0, meant_up: Callable[[str, TunnelState], bool] | None = None,
-              backoff: float = 30.0, backoff_max: float = 600.0) -> bool: ...
+              backoff: float = 30.0, backoff_max: float = 600.0,
+              peers_at: Callable[[str, str], Iterable[str]] | None = None) -> bool: ...
     def close(self) -> None: ...
+    def log_lines(self, name: str) -> list[LogLine]: ...
+    def watch_log(self, name: str) -> None: ...
 
 
 # --- Kernel --------------------------------------------------------------------------------------

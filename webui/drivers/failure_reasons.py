@@ -17,7 +17,7 @@ import re
 import threading
 import time
 
-_NOT_RESPONDING = "the remote gateway is not responding"
+NOT_RESPONDING = _NOT_RESPONDING = "the remote gateway is not responding"
 _KEYS_DIFFER = "authentication failed (the pre-shared keys differ)"
 _NO_PROPOSAL = "no matching proposal (the two sides' algorithms differ)"
 
@@ -52,12 +52,18 @@ REASONS: tuple[tuple[str, str], ...] = (
      "authentication failed (no pre-shared key for the IDs {ids})"),
     (r"AUTHENTICATION_FAILED",
      # received AUTHENTICATION_FAILED notify error   (IKEv1: ... error notify)
-     "authentication failed"),
+     # The remote refused us; its own log says whether for the key or for an ID (it does not
+     # tell): both read the same from this side.
+     "authentication failed: the remote refused it (the keys differ, or it expects other IDs)"),
     (r"no (?:matching )?peer config found",
      # no matching peer config found   (IKEv1: no peer config found)
      "no connection here matches the remote's IDs (check local and peer ID on both sides)"),
+    (r"IDir '(?P<presented>.*)' does not match to '(?P<expected>.*)'",
+     # IDir 'branch.example.com' does not match to '192.0.2.2'   (IKEv1, as the initiator)
+     "the IDs do not match: the remote presented {presented}, this peer expects {expected}"),
     (r"INVALID_ID_INFORMATION",
-     "the remote refused our ID"),
+     # received INVALID_ID_INFORMATION error notify   (IKEv1 quick mode: the networks)
+     "the remote refused the networks (traffic selectors) or the ID (INVALID_ID_INFORMATION)"),
     # --- addresses and proposals ------------------------------------------------------------------
     (r"no IKE config found for (?P<addresses>[^,\s]+)",
      # no IKE config found for 192.0.2.2...192.0.2.1, sending NO_PROPOSAL_CHOSEN
@@ -74,6 +80,10 @@ REASONS: tuple[tuple[str, str], ...] = (
     (r"TS_UNACCEPTABLE",
      # received TS_UNACCEPTABLE notify, no CHILD_SA built
      "the remote did not accept the networks (traffic selectors)"),
+    (r"no matching CHILD_SA config found for (?P<there>.+) === (?P<here>.+)",
+     # no matching CHILD_SA config found for 10.99.0.0/24 === 198.51.100.0/24   (IKEv1 responder)
+     "the networks the remote asked for ({here} here, {there} there) do not match this peer's "
+     "(traffic selectors)"),
     (r"traffic selectors (?P<here>.+) === (?P<there>.+) unacceptable",
      # traffic selectors 203.0.113.0/24 === 198.51.100.0/24 unacceptable   (this end's, then theirs)
      "the networks the remote asked for ({here} here, {there} there) do not match this peer's "
@@ -97,7 +107,9 @@ _COMPILED = tuple((re.compile(pattern), reason) for pattern, reason in REASONS)
 # A cheap first look: every pattern above contains one of these words, and most log lines
 # (packets sent, tasks queued) none, so the regular expressions run only on the few that might match.
 _HINTS = ("support", "DH group", "MAC", "decryption", "shared key", "AUTHENTICATION", "peer config",
+          "IDir",
           "INVALID_ID", "IKE config", "PROPOSAL", "proposal", "TS_UNACCEPTABLE", "selectors",
+          "CHILD_SA config",
           "unable to", "retransmits", "not responding")
 
 
@@ -142,3 +154,13 @@ class Failures:
         if name and reason:
             self.record(name, reason)
         return reason
+
+
+def id_mismatch(presented: str, asked_for: str = "") -> str:
+    """The reason when, as the responder, no connection here matched the IDs the remote sent:
+    "looking for peer configs matching <us>[<asked for>]...<them>[<presented>]", then "no
+    matching peer config found". Not a key problem, and it must not read like one."""
+    reason = f"the IDs do not match: the remote presented {presented[:100]}"
+    if asked_for and asked_for != "%any":
+        reason += f" and asked for this router as {asked_for[:100]}"
+    return reason

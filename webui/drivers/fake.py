@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Callable, Iterable, Sequence
 
-from webui.drivers import (Address, Connection, DaemonUnavailable, Interface, IPsecStatus, Route,
-                           Routes, RoutingRule, StateSnapshot, Step, TunnelState)
+from webui.drivers import (Address, Connection, DaemonUnavailable, Interface, IPsecStatus, LogLine,
+                           Route, Routes, RoutingRule, StateSnapshot, Step, TunnelState)
 from webui.peers import Peer
 
 
@@ -24,6 +24,8 @@ class FakeIPsec:
         self.calls: list[tuple[str, str]] = []
         self.renewed: list[str] = []  # peers whose SAs a real charon would have ended and restarted
         self.changes = 0
+        self.logs: dict[str, list[LogLine]] = {}  # what a test says charon logged, per peer
+        self.log_watched: list[str] = []
         self._lock = threading.Lock()
 
     def _check(self):
@@ -106,7 +108,8 @@ class FakeIPsec:
     def watch(self, wait: float = 2.0, on_connected: Callable[[], None] | None = None,
               on_missing: Callable[[Iterable[str]], None] | None = None,
               sync_period: float = 5.0, meant_up: Callable[[str, TunnelState], bool] | None = None,
-              backoff: float = 30.0, backoff_max: float = 600.0) -> bool:
+              backoff: float = 30.0, backoff_max: float = 600.0,
+              peers_at: Callable[[str, str], Iterable[str]] | None = None) -> bool:
         """There are no events to listen to: it "connects" once, at once, as a charon that was
         up all along would (the service reconciles then), and never loses anything."""
         if on_connected is not None:
@@ -115,6 +118,12 @@ class FakeIPsec:
 
     def close(self) -> None:
         pass  # nothing runs in the background
+
+    def log_lines(self, name: str) -> list[LogLine]:
+        return list(self.logs.get(name, ()))
+
+    def watch_log(self, name: str) -> None:
+        self.log_watched.append(name)
 
 
 class FakeKernel:

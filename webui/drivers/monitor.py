@@ -24,7 +24,9 @@ from typing import Callable, Iterable
 from vici.protocol import Packet
 
 from webui.drivers import DriverError, IkeSA, StateSnapshot, TunnelState
+from webui.drivers import failure_reasons
 from webui.drivers import vici_messages as vm
+from webui.drivers.peer_log import LogLine, PeerLog
 from webui.drivers.vici_wire import event_message
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,14 @@ _UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
 # "initiating IKE_SA site-b[3] to 192.0.2.2", "initiating Main Mode IKE_SA ..." (IKEv1)
 _WE_INITIATE = re.compile(r"^initiating .*IKE_SA")
 _THEY_INITIATE = re.compile(r"^(\S+) is initiating an? .*IKE_SA")
+# Before charon has chosen a connection for an IKE SA the remote started, its lines carry no name:
+# the remote's address (and the IDs it sent) say which peers they are about.
+_FROM = re.compile(r"^received packet: from (\S+?)\[\d+\]")
+# "looking for peer configs matching 192.0.2.1[%any]...192.0.2.2[branch.example.com]" (IKEv1:
+# "looking for pre-shared key peer configs matching 192.0.2.1...192.0.2.2[branch.example.com]")
+_LOOKING = re.compile(r"^looking for .*peer configs matching (\S+?)(?:\[(.*?)\])?\.\.\.(\S+?)\[(.*)\]$")
+_CONNECTION = re.compile(r"^(?:added|updated|replaced) vici connection: (\S+)$")
+_UNNAMED = "(unnamed)"  # charon's name for an IKE SA without a connection yet
 
 
 def summarise(name: str, sas: Iterable[IkeSA], at: float,
@@ -130,7 +140,8 @@ class Monitor(threading.Thread):
                  on_connected=None, expected: Callable[[], Iterable[str]] = None,
                  on_missing=None, retry: float = 2.0, tick: float = 0.2,
                  meant_up: Callable[[str, TunnelState], bool] = None, initiate: Callable[[str], None] = None,
-                 backoff: float = 30.0, backoff_max: float = 600.0):
+                 backoff: float = 30.0, backoff_max: float = 600.0,
+                 peers_at: Callable[[str, str], Iterable[str]] = None, log_book: PeerLog = None):
         super().__init__(name="vici-monitor", daemon=True)
         self.socket_path = socket_path
         self.session = session  # vici_wire.session: the one place VICI errors are translated
@@ -145,6 +156,13 @@ class Monitor(threading.Thread):
         self.meant_up = meant_up or (lambda name, tunnel: False)
         self.initiate = initiate
         self.backoff, self.backoff_max = backoff, backoff_max
+        # peers_at(address, remote_id): the peers a remote at `address` (presenting `remote_id`,
+        # when known) may be; attributes the lines of IKE SAs the remote started (the store knows)
+        self.peers_at = peers_at or (lambda address, remote_id: ())
+        self.log_book = log_book if log_book is not None else PeerLog()
+        self._sa_peers: dict[str, tuple[str, ...]] = {}  # IKE SA unique id -> the peers it is about
+        self._sa_ids: dict[str, tuple[str, str]] = {}  # unique id -> (ID asked of us, ID presented)
+        self._sa_reason: dict[str, str] = {}  # unique id -> the last reason its lines gave
         self._delays: dict[str, float] = {}  # name -> the wait before its next retry
         self._scanned = 0.0
         self.listening = threading.Event()
@@ -184,6 +202,10 @@ class Monitor(threading.Thread):
             ring = self._counters.get(name)
             return ring.samples() if ring else []
 
+    def log_lines(self, name: str) -> list[LogLine]:
+        """charon's recent lines about this peer, oldest first (webui/drivers/peer_log.py)."""
+        return self.log_book.lines(name)
+
     # --- what the driver tells it ----------------------------------------------------------------
     def note_disconnected(self, name: str) -> None:
         self._update(name, lambda t: replace(t, disconnected=True, reason=DISCONNECTED,
@@ -217,6 +239,7 @@ class Monitor(threading.Thread):
             self._sas.pop(name, None)
             self._history.pop(name, None)
             self._counters.pop(name, None)
+            self.log_book.forget(name)
             tunnels = dict(self._snapshot.tunnels)
             if tunnels.pop(name, None) is not None:
                 self._publish(tunnels=tunnels)
@@ -488,7 +511,13 @@ class Monitor(threading.Thread):
     def _log_line(self, event: dict) -> None:
         text = vm.text(event.get("msg"))
         name = vm.text(event.get("ikesa-name"))
+        name = "" if name == _UNNAMED else name
         uid = vm.text(event.get("ikesa-uniqueid"))
+        peers = self._peers_of(name, uid, text)
+        level = vm._int(event.get("level"))
+        for peer in peers:
+            self.log_book.add(peer, time.time(), 0 if level is None else level,
+                              int(uid) if uid.isdigit() else 0, text)
         if _WE_INITIATE.match(text):
             self._initiated[uid] = "we"
             if name:
@@ -499,11 +528,47 @@ class Monitor(threading.Thread):
             self._initiated[uid] = they.group(1)
             return
         reason = self.reason_of(name, text)
-        if reason and name:
+        if reason and uid and (ids := self._sa_ids.get(uid)) and "peer config" in text:
+            reason = failure_reasons.id_mismatch(presented=ids[1], asked_for=ids[0])
+        # IKEv1 with a wrong key ends that way: charon cannot read the answers and retransmits
+        # until it gives up. That it gave up is not the news; the key is.
+        if reason == failure_reasons.NOT_RESPONDING and self._sa_reason.get(uid, reason) != reason:
+            reason = None
+        if reason and peers:
+            if uid:
+                self._sa_reason[uid] = reason
             direction = self._initiated.get(uid, "")
-            self._update(name, lambda t: replace(t, reason=reason, reason_at=time.time(),
-                                                 direction=direction))
-            self._dirty.add(name)
+            for peer in peers:
+                self._update(peer, lambda t: replace(t, reason=reason, reason_at=time.time(),
+                                                     direction=direction))
+                self._dirty.add(peer)
         if len(self._initiated) > 4096:  # unique ids only grow: keep the newest half
-            for key in list(self._initiated)[:2048]:
-                del self._initiated[key]
+            for table in (self._initiated, self._sa_peers, self._sa_ids, self._sa_reason):
+                for key in list(table)[:len(table) - 2048]:
+                    del table[key]
+
+    def _peers_of(self, name: str, uid: str, text: str) -> tuple[str, ...]:
+        """Which peers a log line is about: its connection's name when charon gives one; for an
+        IKE SA the remote started, before charon chose a connection, the peers at the remote's
+        address (narrowed by the ID it presented, once it has); a few lines about no IKE SA name
+        their connection in the text."""
+        if name:
+            if uid:
+                self._sa_peers[uid] = (name,)
+            return (name,)
+        if not uid:
+            loaded = _CONNECTION.match(text)
+            return (loaded.group(1),) if loaded else ()
+        looking = _LOOKING.match(text)
+        if looking:
+            asked_for, address, presented = looking.group(2) or "", looking.group(3), looking.group(4)
+            if asked_for == looking.group(1):
+                asked_for = ""  # this router's own address: the default, not worth a word
+            self._sa_ids[uid] = (asked_for, presented)
+            self._sa_peers[uid] = tuple(self.peers_at(address, presented))
+        elif uid not in self._sa_peers:
+            source = _FROM.match(text) or _THEY_INITIATE.match(text)
+            if not source:
+                return ()
+            self._sa_peers[uid] = tuple(self.peers_at(source.group(1), ""))
+        return self._sa_peers[uid]

@@ -24,7 +24,7 @@ from typing import Sequence
 from webui import capabilities
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
-                           StateSnapshot, Step, TunnelState, child_env)
+                           LogLine, StateSnapshot, Step, TunnelState, child_env)
 from webui.drivers import vici_messages as vm
 from webui.drivers.failure_reasons import Failures
 # `stream` is not used here: tests and the lab reach the wire as strongswan.stream too.
@@ -554,13 +554,14 @@ class ViciDriver:
     # --- the monitor: tunnel state from charon's events ------------------------------------------
     def watch(self, wait: float = 2.0, on_connected=None, on_missing=None,
               sync_period: float = 5.0, meant_up=None, backoff: float = 30.0,
-              backoff_max: float = 600.0) -> bool:
+              backoff_max: float = 600.0, peers_at=None) -> bool:
         """Start the monitor (webui/drivers/monitor.py), which keeps every tunnel's state from
         charon's events; wait (bounded) until it listens, so a failure right after this call is
         not missed. Whether it listens. `on_connected()` runs in its thread each time it connects
         to a new charon: a charon that was restarted, by us or anyone, has forgotten every
         connection loaded over VICI. `on_missing(names)` gets connections this UI loaded that
-        charon no longer has (`swanctl --load-all` unloads them)."""
+        charon no longer has (`swanctl --load-all` unloads them). `peers_at(address, id)` names
+        the peers a remote at that address may be (for the lines of SAs the remote starts)."""
         from webui.drivers.monitor import Monitor
 
         def connected():
@@ -574,7 +575,7 @@ class ViciDriver:
                                     on_connected=connected, expected=lambda: self._managed,
                                     on_missing=on_missing, meant_up=meant_up,
                                     initiate=self._retry, backoff=backoff,
-                                    backoff_max=backoff_max)
+                                    backoff_max=backoff_max, peers_at=peers_at)
             self._monitor.start()
         return self._monitor.listening.wait(wait)
 
@@ -599,6 +600,15 @@ class ViciDriver:
     def counters(self, name: str) -> list[tuple[float, int, int]]:
         """The peer's sampled byte counters (time, in, out), oldest first; [] without a monitor."""
         return self._monitor.counters(name) if self._monitor is not None else []
+
+    def log_lines(self, name: str) -> list[LogLine]:
+        """charon's recent lines about the peer, oldest first; [] without a monitor."""
+        return self._monitor.log_lines(name) if self._monitor is not None else []
+
+    def watch_log(self, name: str) -> None:
+        """Someone is reading the peer's log: keep its full ring (webui/drivers/peer_log.py)."""
+        if self._monitor is not None:
+            self._monitor.log_book.watch(name)
 
     def close(self) -> None:
         if self._monitor is not None:
