@@ -8,6 +8,7 @@ the save, so the form can show the refusal next to the field.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -183,10 +184,53 @@ class Applier:
         return self._bring_in_line(lambda peers: self.drivers.ipsec.reconcile(peers),
                                    "Load peers into strongSwan")
 
+    # How long Restart IPsec waits for the tunnels that were up to come back before saying how
+    # many did: start_action=start initiates each as it is loaded, so on a healthy link they are
+    # back within seconds; one that is not back by then is reported, not waited for.
+    TUNNELS_BACK_SECONDS = 15.0
+
+    def router_addresses(self) -> dict[str, str] | None:
+        """This router's own addresses (address -> interface), loopback and link-local left out;
+        None when the kernel cannot be asked."""
+        try:
+            interfaces = self.drivers.kernel.interfaces()
+        except DriverError:
+            return None
+        found = {}
+        for interface in interfaces:
+            for address in interface.addresses:
+                ip = ipaddress.ip_address(address.address)
+                if not (ip.is_loopback or ip.is_link_local):
+                    found[str(ip)] = interface.name
+        return found
+
+    def tunnels_up(self) -> set[str]:
+        """The names of the tunnels up now (empty when strongSwan cannot be asked)."""
+        try:
+            states = self.drivers.ipsec.tunnel_states()
+        except DriverError:
+            return set()
+        return {name for name, state in states.items() if state.state == "up"}
+
     def restart(self) -> list[Step]:
-        """Restart strongSwan, then load every configured peer again (VICI config is in memory)."""
-        return self._bring_in_line(lambda peers: self.drivers.ipsec.restart(peers),
-                                   "Restart strongSwan")
+        """Restart strongSwan, then load every configured peer again (VICI config is in memory),
+        and end with how many of the tunnels that were up are back."""
+        before = self.tunnels_up()
+        steps = self._bring_in_line(lambda peers: self.drivers.ipsec.restart(peers),
+                                    "Restart strongSwan")
+        if before:
+            steps.append(self._tunnels_back(before))
+        return steps
+
+    def _tunnels_back(self, before: set[str]) -> Step:
+        deadline = time.monotonic() + self.TUNNELS_BACK_SECONDS
+        back = self.tunnels_up() & before
+        while back != before and time.monotonic() < deadline:
+            time.sleep(0.25)
+            back = self.tunnels_up() & before
+        missing = ", ".join(sorted(before - back))
+        return Step(f"{len(back)} of {len(before)} tunnel{'s' if len(before) != 1 else ''} back up",
+                    back == before, f"not yet: {missing}" if missing else "")
 
     def _bring_in_line(self, operation, what: str) -> list[Step]:
         with self._lock:

@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from flask_wtf.csrf import generate_csrf
 
 from webui.forms import NAME_PATTERN, NAME_RULE
-from webui.peers import LIMITS, PRESETS, WEAK
+from webui.peers import AEAD, LIMITS, PRESETS, WEAK
 
 
 def duration(seconds: int | None) -> str:
@@ -95,12 +95,13 @@ def csrf_token() -> str:
 _GROUPS = ("RadioField", "CheckboxGroup")
 
 
-def refused(form) -> list[tuple[str, str, str]]:
-    """A refused form's errors as (field label, message, id of the input to go to), in the form's
-    order, for the list of links above it. The CSRF token's error has no field to go to."""
+def refused(form, warnings: bool = False) -> list[tuple[str, str, str]]:
+    """A refused form's errors (or, with `warnings`, its warnings) as (field label, message, id of
+    the input to go to), in the form's order, for the list of links above it. The CSRF token's
+    error has no field to go to."""
     found = []
     for f in form:
-        for error in f.errors:
+        for error in getattr(form, "warnings", {}).get(f.name, ()) if warnings else f.errors:
             if f.type == "CSRFTokenField":
                 found.append(("", error, ""))
             else:
@@ -111,7 +112,18 @@ def refused(form) -> list[tuple[str, str, str]]:
 def first_refused(form) -> str:
     """The id of the first field with an error: focused when the page loads, with or without
     JavaScript."""
-    return next((f.id for f in form if f.errors and f.type != "CSRFTokenField"), "")
+    refused = next((f.id for f in form if f.errors and f.type != "CSRFTokenField"), "")
+    warned = getattr(form, "warnings", {})
+    return refused or next((f.id for f in form if f.name in warned), "")
+
+
+def preset_label(form) -> str:
+    """The name of the preset the form's algorithm boxes match, or "Custom"."""
+    for preset in form.presets.values():
+        if all(set(getattr(form, name).data or ()) == set(keywords)
+               for name, keywords in preset["choices"].items()):
+            return preset["label"]
+    return "Custom"
 
 
 def init_app(app: Flask) -> None:
@@ -127,5 +139,6 @@ def init_app(app: Flask) -> None:
     from webui import status
     app.jinja_env.globals["peer_status"] = status.of
     app.jinja_env.filters["since"] = lambda at: duration(max(0, time.time() - at)) if at else ""
-    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, presets=PRESETS)
+    app.jinja_env.filters["preset_label"] = preset_label
+    app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, aead=AEAD, presets=PRESETS)
     app.jinja_env.globals["peer_limits"] = LIMITS

@@ -26,14 +26,14 @@ from webui.peers import (ADVANCED_DEFAULTS, ANY_GATEWAY, CHILD_REKEY_DEFAULT, CH
                          CHILD_REKEY_MIN, DEFAULT_FIREWALL, DH_GROUPS, DPD_ACTIONS, DPD_MAX,
                          ENCRYPTION, ESP_DH_GROUPS, FIREWALL_CHOICES, FRAGMENTATION,
                          IKE_REKEY_DEFAULT, IKE_REKEY_MAX, IKE_REKEY_MIN, INTEGRITY, PRESETS,
-                         PROPOSAL_FIELDS, START_ACTIONS, Peer, proposal_problems)
+                         PROPOSAL_FIELDS, START_ACTIONS, Peer, applicable_integrity,
+                         proposal_problems)
 
 # The "-" is escaped: browsers compile the HTML pattern attribute with the `v` flag, where a bare
 # "-" at the end of a class is a syntax error (and the whole attribute is then ignored).
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,31}"
 # Said next to the field, and by the browser when the pattern refuses a name (its `title`).
 NAME_RULE = "1–32 letters, digits, _ or -, starting with a letter"
-NAME_MAX, DNS_MAX = 32, 253
 _NAME_RE = re.compile(NAME_PATTERN)
 # A DNS name: labels of letters, digits and inner hyphens, dot-separated, at most 253 characters.
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
@@ -78,7 +78,6 @@ def check_identity(text: str) -> None:
     """An IKE identity: an IP address, a DNS name, or user@dns.name."""
     if parse_ip(text) or is_dns_name(text):
         return
-    _check_length(text, DNS_MAX)
     user, at, domain = text.partition("@")
     if at and re.fullmatch(r"[A-Za-z0-9._%+-]{1,64}", user) and is_dns_name(domain):
         return
@@ -128,12 +127,6 @@ def stored_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def overlapping(a, b) -> bool:
     return a.version == b.version and a.overlaps(b)
-
-
-def _check_length(text: str, limit: int) -> None:
-    # The form has no maxlength: a browser would cut what was pasted without a word.
-    if len(text) > limit:
-        raise ValidationError(f"At most {limit} characters; this has {len(text)}.")
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -239,13 +232,21 @@ class PeerForm(FlaskForm):
 
     ADVANCED = ("keying_retries",) + tuple(ADVANCED_DEFAULTS)
 
+    # Issue 18: a save that can be made but cannot work as meant is held back with a warning
+    # next to the field until the admin ticks this.
+    save_anyway = BooleanField("Save anyway, despite the warnings")
+
     def __init__(self, *args, editing: Peer | None = None,
-                 supported: frozenset[str] | None = None, key_optional: bool = False, **kwargs):
+                 supported: frozenset[str] | None = None, key_optional: bool = False,
+                 router_addresses: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.editing = editing
         # A restored peer may come without a key (webui/backup.py): it is then saved disabled.
         self.key_optional = key_optional
         self.psk_hint = ""
+        # address -> interface, for the local IP warning; None when the kernel cannot be asked.
+        self.router_addresses = router_addresses
+        self.warnings: dict[str, list[str]] = {}
         self.supported = supported
         self.presets = capabilities.presets(supported)
         # A stored peer that needs what this charon lacks says so on its form.
@@ -283,7 +284,6 @@ class PeerForm(FlaskForm):
 
     def validate_name(self, field):
         field.data = (field.data or "").strip()
-        _check_length(field.data, NAME_MAX)
         if not _NAME_RE.fullmatch(field.data):
             raise ValidationError(NAME_RULE + ".")
 
@@ -308,8 +308,6 @@ class PeerForm(FlaskForm):
             field.data = ANY_GATEWAY  # the checks that need the other fields are in `validate`
             return
         gateway = parse_ip(field.data)
-        if gateway is None:
-            _check_length(field.data, DNS_MAX)
         if gateway is None and not is_dns_name(field.data):
             raise ValidationError("Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com.")
         if gateway and (why := unusable_address(gateway)):
@@ -333,20 +331,30 @@ class PeerForm(FlaskForm):
                 if overlapping(remote, own):
                     raise ValidationError(f"{remote} overlaps the local network {own}; "
                                           "the two sides must be distinct.")
+        if local and not _families(local) & _families(field.parsed):
+            raise ValidationError(f"These are {_family_words(field.parsed)} and the local networks "
+                                  f"{_family_words(local)}: no pair of them can be tunnelled.")
 
     def _check_proposal(self, field):
         """The proposal rules (webui/peers.py, the builders' own) for this one field."""
         problem = proposal_problems(1 if self.ike_version.data == "1" else 2,
-                                    {name: self[name].data for name in PROPOSAL_FIELDS},
-                                    strict=True).get(field.name)
+                                    {name: self[name].data for name in PROPOSAL_FIELDS}).get(field.name)
         if problem:
             raise ValidationError(problem)
 
     # None beside DH groups is allowed: PFS is offered first and a peer without PFS is still
     # accepted (the "compatible" preset relies on it; see esp_proposals).
     validate_ike_encryption = validate_esp_encryption = _check_proposal
-    validate_ike_integrity = validate_esp_integrity = _check_proposal
     validate_ike_dh_groups = validate_esp_dh_groups = _check_proposal
+
+    def _check_integrity(self, field):
+        """Integrity ticked beside AEAD ciphers alone is dropped, not refused (the form greys
+        those boxes out), then the proposal rules as for the other fields."""
+        ciphers = self[field.name.replace("_integrity", "_encryption")].data or ()
+        field.data = list(applicable_integrity(ciphers, field.data or ()))
+        self._check_proposal(field)
+
+    validate_ike_integrity = validate_esp_integrity = _check_integrity
 
     def validate_psk(self, field):
         psk = field.data or ""
@@ -434,9 +442,16 @@ class PeerForm(FlaskForm):
 
     # Checks against the other peers.
 
-    def validate_peer(self, others: Sequence[Peer]) -> bool:
-        """Full validation: the form's own rules, then uniqueness and remote-network overlap."""
-        return self.validate() and self.check_against(others)
+    def validate_peer(self, others: Sequence[Peer], warn: bool = False) -> bool:
+        """Full validation: the form's own rules, then uniqueness and remote-network overlap.
+        With `warn` (the web form), what would save but not work as meant holds the save back
+        too, until `save_anyway` is ticked."""
+        if not self.validate():
+            return False
+        ok = self.check_against(others)
+        if warn:
+            self._warn()
+        return ok and (not self.warnings or self.save_anyway.data)
 
     def check_against(self, others: Sequence[Peer]) -> bool:
         """What this charon supports, uniqueness and remote-network overlap, once the form's
@@ -461,6 +476,30 @@ class PeerForm(FlaskForm):
                     ok = False
                     break
         return ok
+
+    def _warn(self) -> None:
+        """What would save but not work as meant: said next to the field, overridable."""
+        # An edit that leaves a warned value as it was saved is not warned again.
+        kept = self.editing
+        local_ip = str(parse_ip(self.local_ip.data))
+        if (self.router_addresses is not None and local_ip not in self.router_addresses
+                and not (kept and kept.local_ip == local_ip)):
+            have = ", ".join(f"{a} on {i}" for a, i in list(self.router_addresses.items())[:6])
+            self.warnings.setdefault("local_ip", []).append(
+                f"{local_ip} is not an address of this router (it has {have or 'none'}). "
+                "strongSwan could not send from it, and the tunnel would stay connecting.")
+        local, remote = self.local_networks.parsed, self.remote_networks.parsed
+        if kept and (kept.local_networks, kept.remote_networks) == (
+                tuple(map(str, local)), tuple(map(str, remote))):
+            return
+        for side, mine, theirs in (("local", local, remote), ("remote", remote, local)):
+            lonely = [n for n in mine if n.version not in _families(theirs)]
+            if lonely:
+                other = "remote" if side == "local" else "local"
+                self.warnings.setdefault(f"{side}_networks", []).append(
+                    f"{', '.join(map(str, lonely))}: no IPv{lonely[0].version} network on the "
+                    f"{other} side to pair with, so {'it is' if len(lonely) == 1 else 'they are'} "
+                    "not tunnelled.")
 
     def _check_supported(self) -> bool:
         """A field whose every choice this charon lacks makes no proposal (an edit can keep such
@@ -583,6 +622,14 @@ def _check_routable(networks) -> None:
         if net.is_loopback or net.is_multicast:
             kind = "loopback" if net.is_loopback else "multicast"
             raise ValidationError(f"{net} is a {kind} network; it cannot be sent through a tunnel.")
+
+
+def _families(networks) -> set[int]:
+    return {n.version for n in networks}
+
+
+def _family_words(networks) -> str:
+    return " and ".join(f"IPv{v}" for v in sorted(_families(networks))) + " only" * (len(_families(networks)) == 1)
 
 
 # --- Signing in ----------------------------------------------------------------------------------

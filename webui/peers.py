@@ -83,10 +83,16 @@ PROPOSAL_FIELDS = ("ike_encryption", "ike_dh_groups", "ike_integrity",
                    "esp_encryption", "esp_dh_groups", "esp_integrity")
 
 
-def proposal_problems(ike_version: int, choices, strict: bool = False) -> dict[str, str]:
+def applicable_integrity(ciphers, integrity) -> tuple[str, ...]:
+    """The integrity choices that apply beside `ciphers`: none while every cipher is AEAD (AES-GCM
+    and ChaCha20-Poly1305 include integrity), so the form drops ticked ones rather than refusing."""
+    return tuple(integrity) if any(c not in AEAD for c in ciphers) else ()
+
+
+def proposal_problems(ike_version: int, choices) -> dict[str, str]:
     """Why these choices ({field: keywords} for PROPOSAL_FIELDS) make no proposal, by field, in
-    PROPOSAL_FIELDS order; {} when they do. `strict` (the form) also refuses integrity chosen
-    where every cipher is AEAD: charon does without it, but it is not what the admin meant."""
+    PROPOSAL_FIELDS order; {} when they do. Integrity beside AEAD alone is no problem: charon does
+    without it (the form drops it, `applicable_integrity`)."""
     problems = {}
     for side in ("ike", "esp"):
         ciphers = choices[f"{side}_encryption"] or ()
@@ -102,9 +108,6 @@ def proposal_problems(ike_version: int, choices, strict: bool = False) -> dict[s
         if not integrity and any(c not in AEAD for c in ciphers):
             problems[f"{side}_integrity"] = ("AES-CBC and 3DES need an integrity algorithm; "
                                              "choose at least one.")
-        elif strict and integrity and all(c in AEAD for c in ciphers):
-            problems[f"{side}_integrity"] = ("AES-GCM and ChaCha20-Poly1305 include integrity; "
-                                             "clear these (they would be ignored).")
     return problems
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from webui.drivers import vici_messages
 from webui.drivers.swanctl_conf import section
-from webui.peers import ANY_GATEWAY, Peer
+from webui.peers import AEAD, ALGORITHMS, ANY_GATEWAY, Peer
 
 # What the other side's key line says instead of the key: the key never leaves this router.
 PSK_PLACEHOLDER = "<the pre-shared key you agreed with this router's administrator>"
@@ -62,6 +62,7 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
         ("Peer networks (remote)", ", ".join(remote.remote_networks)),
         ("IKE proposals", ", ".join(vici_messages.ike_proposals(remote))),
         ("ESP proposals", ", ".join(vici_messages.esp_proposals(remote))),
+    ) + _algorithms(remote) + (
         ("Authentication", "pre-shared key (agree it out of band; it is not shown here)"),
         ("Mode", "tunnel"),
         ("Start the tunnel", _STARTS[remote.start_action]),
@@ -74,6 +75,46 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
                                       else "when NAT is detected"),
     ) + ((("MOBIKE", "off"),) if remote.disable_mobike and remote.ike_version == 2 else ()) + (
         (("IKE fragmentation", remote.fragmentation),) if remote.fragmentation != "yes" else ())
+
+
+# IANA's Diffie-Hellman group numbers: what FortiGate, Cisco and pfSense ask for.
+DH_GROUP_NUMBERS = {"modp1024": 2, "modp1536": 5, "modp2048": 14, "modp3072": 15, "modp4096": 16,
+                    "ecp256": 19, "ecp384": 20, "ecp521": 21, "curve25519": 31, "curve448": 32}
+# HMAC integrity as other vendors name it: the hash and the truncated length on the wire.
+HMAC_NAMES = {"sha1": "HMAC-SHA1-96", "sha256": "HMAC-SHA-256-128", "sha384": "HMAC-SHA-384-192",
+              "sha512": "HMAC-SHA-512-256"}
+
+
+def _names(keywords) -> str:
+    return ", ".join(ALGORITHMS[k].label + (" (16-byte ICV)" if k.endswith("gcm16") else "")
+                     for k in keywords)
+
+
+def _groups(keywords) -> str:
+    named = [f"group {DH_GROUP_NUMBERS[k]} ({ALGORITHMS[k].label.replace(' (', ', ').rstrip(')')})"
+             for k in keywords if k != "none"]
+    return ", ".join(named + (["none (no PFS)"] if "none" in keywords else []))
+
+
+def _algorithms(remote: Peer) -> tuple[tuple[str, str], ...]:
+    """The proposals one algorithm a line, as a box that is not strongSwan asks for them (phase 1
+    and phase 2 in IKEv1's words): encryption, integrity, PRF and DH group numbers apart."""
+    ike_cbc = [c for c in remote.ike_encryption if c not in AEAD]
+    esp_cbc = [c for c in remote.esp_encryption if c not in AEAD]
+    ike_integrity = list(remote.ike_integrity) if ike_cbc else []
+    # strongSwan's PRF follows the integrity algorithm; with AEAD alone it is PRF-HMAC-SHA-256.
+    prfs = list(remote.ike_integrity) or ["sha256"]
+    return (
+        ("IKE (phase 1) encryption", _names(remote.ike_encryption)),
+        ("IKE (phase 1) integrity", ", ".join(HMAC_NAMES[k] for k in ike_integrity)
+         or "none: included in the AEAD cipher"),
+        ("IKE (phase 1) PRF", ", ".join("PRF-" + HMAC_NAMES[k].rsplit("-", 1)[0] for k in prfs)),
+        ("IKE (phase 1) DH groups", _groups(remote.ike_dh_groups)),
+        ("ESP (phase 2) encryption", _names(remote.esp_encryption)),
+        ("ESP (phase 2) integrity", ", ".join(HMAC_NAMES[k] for k in remote.esp_integrity)
+         if esp_cbc else "none: included in the AEAD cipher"),
+        ("ESP (phase 2) PFS groups", _groups(remote.esp_dh_groups)),
+    )
 
 
 def _lifetime(seconds: int) -> str:

@@ -4,12 +4,16 @@ pane in both colour schemes. Same rules as test_browser.py: any console error or
 that a test did not provoke fails it."""
 from __future__ import annotations
 
+import json
+from importlib import resources
+
 import pytest
 
+from tests.conftest import LEAKS
 from tests.integration.conftest import peer_form
-from tests.integration.test_app_ipsec import add_peer
-from tests.integration.test_browser import (DESKTOP, PHONE, chromium, fill_peer, open_page,  # noqa: F401 (fixtures)
-                                            shots)
+from tests.integration.test_app_ipsec import add_peer, as_peer
+from tests.integration.test_browser import (DESKTOP, PHONE, Console, chromium, fill_peer,  # noqa: F401
+                                            open_page, shots, sign_in)
 
 pytestmark = pytest.mark.browser
 
@@ -76,3 +80,290 @@ def test_add_and_password_change_say_so(open_page, live, clean_lab):
         page.wait_for_selector("#confirm-error")
     assert page.input_value("#current") == "Test-admin-passw0rd-Qx7", "what was right is kept"
     assert page.input_value("#confirm") == "" and focused_id(page) == "confirm"
+
+
+def test_restart_asks_first_in_a_dialog_the_keyboard_can_answer(open_page, live, clean_lab):
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/commands/restart") and posts.append(r))
+
+    page.focus("button:has-text('Restart IPsec')")
+    page.keyboard.press("Enter")
+    dialog = page.wait_for_selector("#restart-dialog[open]")
+    assert "1 tunnel will drop for a few seconds" in dialog.inner_text()
+    assert page.evaluate("document.activeElement.closest('dialog')?.id") == "restart-dialog", \
+        "the keyboard is in the dialog"
+    assert page.evaluate("document.querySelector('#restart-dialog').matches(':modal')")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#restart-dialog", state="detached")
+    assert focused_id(page) == "" and page.evaluate("document.activeElement.textContent") == "Restart IPsec"
+    page.wait_for_timeout(300)
+    assert posts == [], "Escape restarts nothing"
+
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#restart-dialog[open]")
+    page.keyboard.press("Shift+Tab")  # from Cancel back to Restart now
+    assert page.evaluate("document.activeElement.textContent") == "Restart now"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#output-steps", timeout=60_000)
+    assert len(posts) == 1
+    assert "1 of 1 tunnel back up" in page.inner_text("#output-steps")
+    page.wait_for_selector("#restart-dialog", state="detached")
+
+
+def test_without_javascript_restart_is_a_confirmation_page(chromium, live, clean_lab):
+    add_peer(live.browser(), clean_lab, peer_form())
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live.url + "/login")
+    page.fill("#password", "Test-admin-passw0rd-Qx7")
+    page.click("button:has-text('Sign in')")
+    page.click("button:has-text('Restart IPsec')")
+    page.wait_for_url("**/commands/restart*")
+    assert page.inner_text("h1") == "Restart IPsec?"
+    page.click("button:has-text('Restart now')")
+    page.wait_for_selector("#output-steps", timeout=60_000)
+    assert "1 of 1 tunnel back up" in page.inner_text("#output-steps")
+    context.close()
+
+
+@pytest.fixture
+def touch_phone(chromium, live):
+    """A signed-in 360 px page with touch emulation (pointer: coarse), checked for console errors."""
+    context = chromium.new_context(viewport=PHONE, has_touch=True, is_mobile=True, color_scheme="dark")
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    console = Console(page)
+    sign_in(page, live.url)
+    yield page, console
+    context.close()
+    console.assert_clean()
+
+
+def boxes(page, selector: str) -> list[dict]:
+    return page.eval_on_selector_all(selector, """els => els.filter(e => e.offsetParent !== null)
+        .map(e => { const r = e.getBoundingClientRect();
+                    return {text: e.innerText.trim().slice(0, 30), top: r.top, bottom: r.bottom,
+                            left: r.left, right: r.right, height: r.height}; })""")
+
+
+def test_on_a_touch_phone_targets_are_44_px_and_the_addresses_show(touch_phone, live, clean_lab, shots):
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = touch_phone
+    page.reload()
+    assert page.evaluate("matchMedia('(pointer: coarse)').matches"), "touch emulation is on"
+
+    page.click("button:has-text('Get interfaces')")
+    page.wait_for_selector("#output-interfaces")
+    addresses = boxes(page, "#output-interfaces td.addresses")
+    assert addresses and any("192.0.2.1/24" in a["text"] for a in addresses)
+    assert all(0 <= a["left"] and a["right"] <= PHONE["width"] for a in addresses), addresses
+    assert page.evaluate("document.documentElement.scrollWidth - innerWidth") == 0
+    page.click("button:has-text('Get routes')")
+    page.wait_for_selector("#output-routes")
+    destinations = boxes(page, "#output-routes td[data-label=Destination]")
+    assert destinations and all(d["right"] <= PHONE["width"] for d in destinations), destinations
+
+    page.click("#peer-site-b a:has-text('Other side')")
+    page.wait_for_selector("#output-other-side")
+    for block in ("swanctl", "list"):
+        heading, = boxes(page, f"#output-other-side .copyable:has(#other-side-{block}) h4")
+        copy, = boxes(page, f"[data-copy=other-side-{block}]")
+        apart = copy["top"] >= heading["bottom"] or copy["left"] >= heading["right"]
+        assert apart, f"Copy overlaps its heading: {copy} {heading}"
+    wraps = page.eval_on_selector("#other-side-list", "e => e.scrollWidth - e.clientWidth")
+    assert wraps <= 0, "the plain list wraps rather than scrolling sideways"
+    page.locator("#output-other-side").screenshot(path=shots / "phone-other-side.png")
+
+    page.goto(live.url + "/peers/new")
+    targets = boxes(page, "#peer-form button, #peer-form .button, #peer-form label:has(input), "
+                          "#peer-form .check > label")
+    assert len(targets) > 30, "the algorithm boxes' labels are among them"
+    small = [b for b in targets if b["height"] < 44]
+    assert small == [], small
+
+
+@pytest.mark.parametrize("preset", ["Modern", "Compatible"])
+def test_each_preset_saves_and_its_tunnel_comes_up(open_page, live, clean_lab, preset):
+    """Issue 18 item 1 as the admin meets it: a preset, the rest filled in, Add peer, tunnel up."""
+    page, console = open_page()
+    page.goto(live.url + "/peers/new")
+    page.click("#algorithms > summary")
+    button = page.locator(f"[data-preset]:has-text('{preset}')")
+    button.click()
+    choices = json.loads(button.get_attribute("data-preset"))
+    fill_peer(page, peer_form())
+    page.click("#psk-generate")
+    key = page.input_value("#psk")
+    LEAKS.secrets.add(key)
+    clean_lab.load_remote_mirror(as_peer(peer_form(psk=key, **choices)))
+    page.click("button:has-text('Add peer')")
+    page.wait_for_url(live.url + "/")
+    assert page.inner_text("#notice") == "Peer site-b added."
+    page.wait_for_selector("#state-site-b[data-state=up]")
+
+
+def test_integrity_greys_out_beside_aead_alone(open_page, live, clean_lab):
+    page, console = open_page()
+    page.goto(live.url + "/peers/new")
+    page.click("#algorithms > summary")
+    page.click("[data-preset]:has-text('Modern')")
+    disabled = "id => document.getElementById(id).disabled"
+    assert page.evaluate(disabled, "esp_integrity-group"), "AES-GCM alone: integrity does not apply"
+    assert not page.evaluate(disabled, "ike_integrity-group")
+    page.check("#esp_encryption-group input[value=aes256]")
+    assert not page.evaluate(disabled, "esp_integrity-group")
+    assert page.inner_text("#algorithms-preset") == "Custom"
+
+
+def test_a_local_ip_the_router_lacks_is_warned_then_saved_anyway(open_page, live, clean_lab):
+    page, console = open_page()
+    page.goto(live.url + "/peers/new")
+    fill_peer(page, peer_form(local_ip="192.0.2.77"))
+    page.click("#psk-generate")
+    with console.expecting(page, r"status of 422"):
+        page.click("button:has-text('Add peer')")
+        warning = page.wait_for_selector("#local_ip-warning")
+    assert "192.0.2.77 is not an address of this router" in warning.inner_text()
+    assert "192.0.2.1 on" in warning.inner_text()
+    page.wait_for_function("document.activeElement.id === 'local_ip'")
+    page.check("#save_anyway")
+    page.click("button:has-text('Add peer')")
+    page.wait_for_url(live.url + "/")
+    assert page.inner_text("#notice") == "Peer site-b added."
+
+
+CONNECT, DISCONNECT = "#peer-site-b button.connect", "#peer-site-b button.disconnect"
+
+
+def test_the_row_offers_what_makes_sense_and_its_switch_works(open_page, live, clean_lab):
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    assert page.is_hidden(CONNECT) and page.is_visible(DISCONNECT)
+    page.click(DISCONNECT)
+    page.wait_for_selector("#state-site-b[data-state=disconnected]")
+    assert "disconnected by the admin" in page.inner_text("#state-site-b")
+    assert page.is_visible(CONNECT) and page.is_hidden(DISCONNECT)
+
+    page.focus("#enabled-site-b")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#enabled-site-b[aria-checked=false]")
+    assert page.inner_text("#notice") == "Peer site-b disabled."
+    assert page.inner_text("#state-site-b") == "disabled"
+    assert page.locator(CONNECT).count() == page.locator(DISCONNECT).count() == 0
+    assert focused_id(page) == "enabled-site-b", "the switch keeps the focus through the swap"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#enabled-site-b[aria-checked=true]")
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    assert page.is_hidden(CONNECT) and page.is_visible(DISCONNECT)
+
+
+def test_a_tunnel_the_monitor_retries_offers_connect_and_disconnect(open_page, live, clean_lab):
+    """A wrong key on the other side: charon gives up, the monitor will try again (the row says
+    when), so the row offers Connect (now) and Disconnect (stop trying) until the admin chooses."""
+    add_peer(live.browser(), clean_lab, peer_form(keying_retries="1"),
+             remote_psk="not-the-same-key-at-all-0")
+    page, console = open_page()
+    page.wait_for_selector("#state-site-b[data-state=down][data-retrying]")
+    assert "retrying in" in page.inner_text("#state-site-b")
+    assert page.is_visible(CONNECT) and page.is_visible(DISCONNECT)
+    page.click(DISCONNECT)
+    page.wait_for_selector("#state-site-b[data-state=disconnected]")
+    assert page.is_visible(CONNECT) and page.is_hidden(DISCONNECT)
+
+
+def test_the_status_pane_is_announced_when_it_changes_not_at_every_refresh(open_page, live, clean_lab):
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    page.evaluate("""() => { window.announced = [];
+        new MutationObserver(() => { const t = document.getElementById('announce').textContent;
+                                     if (t) window.announced.push(t); })
+          .observe(document.getElementById('announce'), {childList: true, characterData: true, subtree: true}); }""")
+    polls = []
+    page.on("request", lambda r: "/commands/status" in r.url and polls.append(r.url))
+    page.click("button:has-text('Get IPsec status')")
+    page.wait_for_selector("#output-status")
+    page.wait_for_function("() => window.announced.length > 0")
+    page.wait_for_timeout(3500)  # three more refreshes at the tests' 1 s interval
+    assert len(polls) >= 3, polls
+    assert page.evaluate("window.announced") == ["IPsec status: 1 up"]
+    assert page.get_attribute("#command-output", "aria-live") is None
+
+
+# --- axe-core ------------------------------------------------------------------------------------
+
+AXE = (resources.files("axe_playwright_python") / "axe.min.js").read_text()
+
+
+def axe_violations(page, what: str) -> list[str]:
+    """axe-core's violations on the page as it is now (WCAG 2.x A and AA, and best practices)."""
+    page.evaluate(AXE)
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{what}: {v['id']} ({v['impact']}): {v['help']} at "
+            + "; ".join(" ".join(n["target"]) for n in v["nodes"][:5])
+            for v in result["violations"]]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_on_any_page_or_pane(chromium, live, clean_lab, scheme):
+    add_peer(live.browser(), clean_lab, peer_form())
+    context = chromium.new_context(viewport=DESKTOP, color_scheme=scheme)
+    page = context.new_page()
+    console = Console(page)
+    found = []
+    page.goto(live.url + "/login")
+    found += axe_violations(page, "sign-in page")
+    sign_in(page, live.url)
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    found += axe_violations(page, "IPsec page")
+    for button, pane in (("Get IPsec status", "#output-status"), ("Get interfaces", "#output-interfaces"),
+                         ("Get routes", "#output-routes"), ("Reload all peers", "#output-steps")):
+        page.click(f"button:has-text('{button}')")
+        page.wait_for_selector(pane)
+        found += axe_violations(page, button)
+    page.click("#peer-site-b a:has-text('Other side')")
+    page.wait_for_selector("#output-other-side")
+    found += axe_violations(page, "Other side")
+    page.click("button:has-text('Restart IPsec')")
+    page.wait_for_selector("#restart-dialog[open]")
+    found += axe_violations(page, "Restart dialog")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#restart-dialog", state="detached")
+
+    page.goto(live.url + "/peers/new")
+    found += axe_violations(page, "new peer form")
+    page.click("#algorithms > summary")
+    found += axe_violations(page, "new peer form, algorithms open")
+    fill_peer(page, peer_form(name="site-c", local_ip="192.0.2.99", remote_networks="10.9.0.1/16"))
+    page.fill("#psk", "a-long-enough-key-1234")
+    with console.expecting(page, r"status of 422"):
+        page.click("button:has-text('Add peer')")
+        page.wait_for_selector("#remote_networks-error")
+    found += axe_violations(page, "refused peer form")
+    with console.expecting(page, r"status of 422"):
+        page.fill("#remote_networks", "10.9.0.0/16")
+        page.click("button:has-text('Add peer')")
+        page.wait_for_selector("#local_ip-warning")
+    found += axe_violations(page, "warned peer form")
+    for path in ("/peers/site-b/edit", "/peers/site-b/delete", "/commands/restart", "/password", "/tokens"):
+        page.goto(live.url + path)
+        found += axe_violations(page, path)
+    context.close()
+    console.assert_clean()
+    assert found == [], "\n".join(found)
+
+
+def test_axe_runs_and_would_catch_a_violation(chromium, live):
+    """The check above can fail: a planted nameless button and low-contrast text are reported."""
+    page = chromium.new_page()
+    page.goto(live.url + "/login")
+    page.evaluate("""() => { const b = document.createElement('button'); document.body.append(b);
+        const p = document.createElement('p'); p.textContent = 'faint';
+        p.style.color = '#ccc'; p.style.background = '#fff'; document.body.append(p); }""")
+    found = " ".join(axe_violations(page, "planted"))
+    page.close()
+    assert "button-name" in found and "color-contrast" in found, found

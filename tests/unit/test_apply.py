@@ -8,7 +8,7 @@ import time
 import pytest
 
 from webui.apply import Applier, Refused
-from webui.drivers import CommandFailed, Drivers
+from webui.drivers import CommandFailed, Drivers, TunnelState
 from webui.drivers.fake import FakeFirewall, FakeIPsec, FakeKernel
 from webui.peers import Peer
 from webui.store import PeerStore
@@ -111,3 +111,46 @@ def test_reconcile_with_charon_away_marks_every_enabled_peer(tmp_path):
     steps = a.reconcile()
     assert not steps[0].ok and "not running" in steps[0].detail
     assert set(a.not_applied) == {"p1"}
+
+
+class ComesBack(FakeIPsec):
+    """Tunnels that were up drop at the restart and come back one state poll at a time, except
+    those named in `stays_down`."""
+
+    def __init__(self, up, stays_down=()):
+        super().__init__()
+        self.up, self.stays_down, self.restarted, self.polls = set(up), set(stays_down), False, 0
+
+    def restart(self, peers):
+        self.restarted, self.polls = True, 0
+        return super().restart(peers)
+
+    def tunnel_states(self, names=None):
+        self.polls += 1
+        back = self.up if not self.restarted else set(sorted(self.up - self.stays_down)[:self.polls - 1])
+        return {n: TunnelState(name=n, state="up" if n in back else "connecting") for n in self.loaded}
+
+
+def test_restart_ends_with_how_many_tunnels_are_back(tmp_path):
+    a = applier(tmp_path, ComesBack(up={"p1", "p2", "p3"}))
+    for i in (1, 2, 3):
+        a.add(peer(i))
+    last = a.restart()[-1]
+    assert (last.what, last.ok) == ("3 of 3 tunnels back up", True)
+
+
+def test_restart_says_which_tunnels_did_not_come_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(Applier, "TUNNELS_BACK_SECONDS", 1.0)
+    a = applier(tmp_path, ComesBack(up={"p1", "p2"}, stays_down={"p2"}))
+    a.add(peer(1))
+    a.add(peer(2))
+    started = time.monotonic()
+    last = a.restart()[-1]
+    assert (last.what, last.ok, last.detail) == ("1 of 2 tunnels back up", False, "not yet: p2")
+    assert time.monotonic() - started < 3, "the wait is bounded"
+
+
+def test_restart_with_no_tunnel_up_does_not_wait(tmp_path):
+    a = applier(tmp_path)
+    a.add(peer(1))
+    assert "back up" not in a.restart()[-1].what

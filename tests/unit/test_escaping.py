@@ -118,7 +118,9 @@ FRAGMENTS = {
 
 def test_every_fragment_showing_driver_data_is_tested():
     shows_driver_data = {f"commands/{p.name}" for p in (templates_dir() / "commands").glob("_*.html")}
-    shows_driver_data -= {"commands/_close.html", "commands/_empty.html", "commands/_ike_sa.html"}
+    shows_driver_data -= {"commands/_close.html", "commands/_empty.html", "commands/_ike_sa.html",
+                          # counts only (tunnels up, peers enabled): no text from a driver
+                          "commands/_restart_dialog.html", "commands/_restart_question.html"}
     assert shows_driver_data | {"ipsec/_states.html"} == set(FRAGMENTS)
 
 

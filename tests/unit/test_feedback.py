@@ -61,7 +61,7 @@ def test_a_refused_checkbox_group_links_to_its_first_box(browser):
 def test_nothing_is_cut_without_a_word(browser):
     """No maxlength: a browser cuts a pasted name silently; the server says what is too long."""
     form = browser.get("/peers/new").get_data(as_text=True)
-    assert "maxlength" not in form
+    assert "maxlength" not in form and "minlength" not in form, "no browser bubble before our message"
     assert 'title="1–32 letters, digits, _ or -, starting with a letter"' in form
     page = browser.post("/peers", valid_peer_form(name="a" * 40)).get_data(as_text=True)
     assert "At most 32 characters; this has 40." in page
@@ -94,4 +94,146 @@ def test_the_login_page_says_where_the_first_password_is_until_it_is_changed(tmp
     app = create_app({"DATA_DIR": str(tmp_path), "DRIVER": "fake", "TESTING": True})
     LEAKS.secrets.add(re.search(r"password (\S+)", capfd.readouterr().err).group(1))
     page = Browser(app.test_client(), login=False).get("/login").get_data(as_text=True)
-    assert 'id="first-start"' in page and "run.py set-password" in page and "journal" in page
+    assert 'id="first-start"' in page and "dev set-password" in page and "journal" in page
+
+
+def test_restart_asks_first_with_a_page_or_a_dialog(browser):
+    browser.post("/peers", valid_peer_form())
+    index = browser.get("/").get_data(as_text=True)
+    button = re.search(r'<form method="(\w+)" action="/commands/restart"', index)
+    assert button.group(1) == "get", "the page's Restart IPsec only asks; it restarts nothing"
+    page = browser.get("/commands/restart").get_data(as_text=True)
+    assert "<h1" in page and "Restart IPsec?" in page and "No tunnel is up right now." in page
+    assert "1 enabled peer is loaded again" in page
+    assert re.search(r'<form method="post" action="/commands/restart"', page)
+    dialog = browser.get("/commands/restart", htmx=True).get_data(as_text=True)
+    assert dialog.lstrip().startswith('<dialog id="restart-dialog"') and "data-modal" in dialog
+    assert '<form method="dialog"><button type="submit" autofocus>Cancel</button></form>' in dialog
+
+
+def stored_peer(app, name="branch-a"):
+    return app.extensions["webui"].store.get(name)
+
+
+def test_integrity_beside_aead_alone_is_ignored_not_refused(app, browser):
+    r = browser.post("/peers", valid_peer_form(esp_encryption=["aes256gcm16"], esp_integrity=["sha256"],
+                                               ike_encryption=["aes256gcm16"], ike_integrity=["sha384"]))
+    assert r.status_code == 303, r.get_data(as_text=True)
+    peer = stored_peer(app)
+    assert peer.esp_integrity == () and peer.ike_integrity == ()
+    page = browser.get("/peers/new").get_data(as_text=True)
+    assert 'data-aead' in page and 'id="esp_integrity-group"' in page
+
+
+def test_a_local_ip_the_router_does_not_have_is_held_back_until_save_anyway(app, browser):
+    form = valid_peer_form(local_ip="192.0.2.99", remote_gateway="192.0.2.2")
+    r = browser.post("/peers", form)
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422 and stored_peer(app) is None
+    assert ('<p class="warning" id="local_ip-warning">192.0.2.99 is not an address of this router '
+            '(it has 192.0.2.1 on wan0, 2001:db8::1 on wan0, 198.51.100.1 on lan0).') in page
+    assert '<a href="#local_ip">Local IP: 192.0.2.99 is not an address' in page
+    assert re.search(r'<input[^>]*autofocus[^>]*id="local_ip"', page)
+    assert 'id="save_anyway"' in page and "Nothing was saved" not in page
+    r = browser.post("/peers", {**form, "save_anyway": "y"})
+    assert r.status_code == 303 and stored_peer(app).local_ip == "192.0.2.99"
+
+
+def test_networks_of_one_family_against_the_other_are_refused_and_a_lonely_one_warned(app, browser):
+    page = browser.post("/peers", valid_peer_form(remote_networks="2001:db8:1::/48")).get_data(as_text=True)
+    assert "These are IPv6 only and the local networks IPv4 only: no pair of them can be tunnelled." in page
+    assert 'id="save_anyway"' not in page, "an error cannot be saved anyway"
+    page = browser.post("/peers", valid_peer_form(
+        local_networks="198.51.100.0/24\n2001:db8:9::/48")).get_data(as_text=True)
+    assert "2001:db8:9::/48: no IPv6 network on the remote side to pair with, so it is not tunnelled." in page
+    assert stored_peer(app) is None
+
+
+def test_the_api_is_not_held_back_by_warnings(app):
+    """Warnings are the web form's: a program has no one to tick Save anyway."""
+    from webui.forms import PeerForm
+    with app.test_request_context("/", method="POST", data=valid_peer_form(local_ip="192.0.2.99")):
+        form = PeerForm(meta={"csrf": False}, router_addresses={"192.0.2.1": "wan0"})
+        assert form.validate_peer([]) and form.warnings == {}
+
+
+def test_the_form_reads_as_an_administrator_needs(browser):
+    page = browser.get("/peers/new", htmx=True).get_data(as_text=True)
+    assert 'placeholder="e.g. 198.51.100.20"' in page and 'placeholder="192.0.2.1"' not in page
+    assert "WEBUI_" not in page
+    assert "LAN means br-lan, lan0; WAN means wan, wan0, eth0." in page
+    details = re.search(r'<details class="group algorithms" id="algorithms"( open)?>\s*<summary>(.*?)</summary>',
+                        page, re.S)
+    assert details and details.group(1) is None, "folded on a new form"
+    assert re.sub(r"<[^>]+>", "", details.group(2)).split() == ["Algorithms:", "Modern", "—", "change"]
+    refused = browser.post("/peers", valid_peer_form(esp_encryption=[])).get_data(as_text=True)
+    assert '<details class="group algorithms" id="algorithms" open>' in refused
+    custom = browser.post("/peers", valid_peer_form(name="", esp_dh_groups=["ecp384"])).get_data(as_text=True)
+    assert re.search(r'id="algorithms-preset">Custom<', custom)
+
+
+def test_the_row_switch_disables_and_enables_a_peer(app, browser):
+    browser.post("/peers", valid_peer_form())
+    ipsec = app.extensions["webui"].drivers.ipsec
+    page = browser.get("/").get_data(as_text=True)
+    switch = re.search(r'<button type="submit" class="switch" role="switch" aria-checked="true"[^>]*>on</button>', page)
+    assert switch and 'hx-post="/peers/branch-a/disable"' in switch.group(0)
+    r = browser.post("/peers/branch-a/disable", htmx=True)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 200 and '<tr id="peer-branch-a">' in body
+    assert 'aria-checked="false"' in body and 'hx-post="/peers/branch-a/enable"' in body
+    assert "<p>Peer branch-a disabled.</p>" in body
+    assert stored_peer(app).enabled is False and "branch-a" not in ipsec.loaded
+    r = browser.post("/peers/branch-a/enable")  # without JavaScript: the page again, and the notice
+    assert r.status_code == 303 and stored_peer(app).enabled is True and "branch-a" in ipsec.loaded
+    assert notice(browser.get("/").get_data(as_text=True)) == "Peer branch-a enabled."
+
+
+def test_the_switch_does_not_enable_a_peer_restored_without_a_key(app, browser):
+    """A restored peer with no key (webui/backup.py) could only fail to authenticate."""
+    from dataclasses import replace
+    browser.post("/peers", valid_peer_form())
+    browser.post("/peers/branch-a/disable", htmx=True)
+    store = app.extensions["webui"].store
+    store.replace("branch-a", replace(stored_peer(app), psk=""))
+    page = browser.get("/").get_data(as_text=True)
+    assert re.search(r'aria-checked="false"[^>]*>off</button> <span class="badge off"[^>]*>key missing</span>', page)
+    body = browser.post("/peers/branch-a/enable", htmx=True).get_data(as_text=True)
+    assert "<p>Peer branch-a not enabled: it has no key; edit it to enter one.</p>" in body
+    assert 'aria-checked="false"' in body and stored_peer(app).enabled is False
+    assert "branch-a" not in app.extensions["webui"].drivers.ipsec.loaded
+
+
+def test_a_tunnel_the_monitor_will_retry_is_marked_for_the_stylesheet(app, browser, monkeypatch):
+    """Connect or Disconnect by state (style.css): a down tunnel offers Disconnect too while the
+    monitor will initiate it again, since Disconnect is what stops that."""
+    import time
+    from webui.drivers import TunnelState
+    browser.post("/peers", valid_peer_form())
+    ipsec = app.extensions["webui"].drivers.ipsec
+    for retry_at, marked in ((0.0, False), (time.time() + 120, True)):
+        monkeypatch.setattr(ipsec, "tunnel_states", lambda names=None, at=retry_at: {"branch-a": TunnelState(
+            name="branch-a", state="down", loaded=True, reason="authentication failed", retry_at=at)})
+        cell = re.search(r'<td id="state-branch-a"[^>]*>', browser.get("/peers/states", htmx=True)
+                         .get_data(as_text=True)).group(0)
+        assert 'data-state="down"' in cell and ("data-retrying" in cell) == marked, cell
+
+
+def test_connect_and_disconnect_are_told_apart_for_the_stylesheet(browser):
+    browser.post("/peers", valid_peer_form())
+    page = browser.get("/").get_data(as_text=True)
+    assert re.search(r'<button type="submit" class="connect"[^>]*>Connect</button>', page)
+    assert re.search(r'<button type="submit" class="disconnect"[^>]*>Disconnect</button>', page)
+
+
+def test_outputs_are_announced_by_summary_not_by_a_live_pane(browser):
+    page = browser.get("/").get_data(as_text=True)
+    assert '<div id="command-output">' in page and 'id="announce"' in page
+    status = browser.get("/commands/status", htmx=True).get_data(as_text=True)
+    assert 'data-announce="IPsec status: no peers"' in status
+    browser.post("/peers", valid_peer_form())
+    status = browser.get("/commands/status", htmx=True).get_data(as_text=True)
+    # The same words as the pane's counts (webui/status.py), so the two cannot disagree.
+    said = re.search(r'data-announce="IPsec status: ([^"]*)"', status).group(1)
+    assert re.fullmatch(r"1 [a-z ]+", said), said
+    assert '<span class="badge' in status and said.split(" ", 1)[1] in status

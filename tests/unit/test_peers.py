@@ -114,7 +114,7 @@ def test_page_and_fragment_share_a_url(browser):
 
 def test_quick_commands_swap_or_fill_the_page(browser):
     fragment = browser.get("/commands/interfaces", htmx=True).get_data(as_text=True)
-    assert fragment.lstrip().startswith('<section class="output" id="output-interfaces">')
+    assert fragment.lstrip().startswith('<section class="output" id="output-interfaces"')
     page = browser.get("/commands/interfaces").get_data(as_text=True)
     assert "<html" in page and 'id="output-interfaces"' in page
     restart = browser.post("/commands/restart", htmx=True)
@@ -219,8 +219,8 @@ def test_connect_without_javascript_submits_the_shared_form(browser):
 def test_the_form_names_the_lan_and_wan_interfaces(make_app):
     browser = Browser(make_app(LAN_INTERFACES="br-lan", WAN_INTERFACES="").test_client())
     form = browser.get("/peers/new").get_data(as_text=True)
-    assert "LAN means the interfaces br-lan" in form
-    assert "WAN (none configured: Forward to WAN allows nothing)" in form
+    assert "LAN means br-lan; WAN means no interface: Forward to WAN allows nothing." in form
+    assert "WEBUI_" not in form.split("<main>")[1], "the admin is told interfaces, not variables"
 
 
 def test_connect_on_a_responder_only_peer_says_it_waits(browser):

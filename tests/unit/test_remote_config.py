@@ -76,6 +76,28 @@ def test_plain_list_has_the_same_settings_in_words():
     assert settings["ESP proposals"] == "aes256-aes128-sha256-sha1-modp2048-modp1024"
 
 
+def test_plain_list_has_one_algorithm_a_line_with_group_numbers_for_other_vendors():
+    settings = dict(for_other_side(make_peer(ike_version=1, **PRESETS["compatible"])).settings)
+    assert settings["IKE (phase 1) encryption"] == "AES-256-CBC, AES-128-CBC"
+    assert settings["IKE (phase 1) integrity"] == "HMAC-SHA-256-128, HMAC-SHA1-96"
+    assert settings["IKE (phase 1) PRF"] == "PRF-HMAC-SHA-256, PRF-HMAC-SHA1"
+    assert settings["IKE (phase 1) DH groups"] == "group 14 (MODP-2048), group 2 (MODP-1024)"
+    assert settings["ESP (phase 2) PFS groups"] == "group 14 (MODP-2048), group 2 (MODP-1024)"
+    assert settings["IKE SA lifetime"].startswith("14400 s (4 h)")
+    assert settings["Tunnel (CHILD SA) lifetime"] == "3600 s (1 h)"
+
+    aead = dict(for_other_side(make_peer(ike_encryption=("aes256gcm16",), ike_integrity=(),
+                                         esp_encryption=("aes128gcm16",), esp_integrity=(),
+                                         ike_dh_groups=("curve25519", "ecp256"),
+                                         esp_dh_groups=("ecp384", "none"))).settings)
+    assert aead["IKE (phase 1) encryption"] == "AES-256-GCM (16-byte ICV)"
+    assert aead["IKE (phase 1) integrity"] == "none: included in the AEAD cipher"
+    assert aead["IKE (phase 1) PRF"] == "PRF-HMAC-SHA-256", "strongSwan's own choice, said"
+    assert aead["IKE (phase 1) DH groups"] == "group 31 (Curve25519), group 19 (ECP-256, NIST P-256)"
+    assert aead["ESP (phase 2) integrity"] == "none: included in the AEAD cipher"
+    assert aead["ESP (phase 2) PFS groups"] == "group 20 (ECP-384, NIST P-384), none (no PFS)"
+
+
 def test_empty_ids_become_the_addresses_the_other_side_must_use():
     config = for_other_side(make_peer(local_id="", remote_gateway="203.0.113.9"))
     assert "id = 203.0.113.9" in config.swanctl  # theirs: the gateway address we call them by

@@ -5,7 +5,7 @@ whole IPsec page, the output filled in.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, render_template, request
 
 from webui.apply import service
 from webui.auth import polled
@@ -56,6 +56,16 @@ def routes():
     except DriverError as e:
         return output("commands/_error.html", error_status(e), title="Routes", error=str(e))
     return output("commands/_routes.html", routes=found, peers=service().peers())
+
+
+@bp.get("/restart")
+def confirm_restart():
+    """Restart IPsec asks first: a dialog for htmx, a page of its own without JavaScript."""
+    s = service()
+    context = {"up": len(s.tunnels_up()), "enabled": sum(1 for p in s.peers() if p.enabled)}
+    if wants_fragment():
+        return render_template("commands/_restart_dialog.html", **context)
+    return render_template("commands/restart.html", **context)
 
 
 @bp.post("/restart")

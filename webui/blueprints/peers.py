@@ -1,6 +1,8 @@
 """Peers: add, edit, delete. Validation lives in webui/forms.py, storage in webui/store.py."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Blueprint, abort, flash, render_template, url_for
 
 from webui.apply import Refused, service
@@ -39,8 +41,8 @@ def new():
 @bp.post("")
 def create():
     """Validate and save a new peer, then apply it."""
-    form = PeerForm(supported=supported_algorithms())
-    if not form.validate_peer(service().peers()):
+    form = PeerForm(supported=supported_algorithms(), router_addresses=service().router_addresses())
+    if not form.validate_peer(service().peers(), warn=True):
         return form_response(form, 422)
     return save(form, lambda peer: service().add(peer), "Peer {} added.")
 
@@ -55,8 +57,9 @@ def edit(name):
 def update(name):
     """Validate and save changes to a peer (renaming included), then apply them."""
     old = stored_peer(name)
-    form = PeerForm(editing=old, supported=supported_algorithms())
-    if not form.validate_peer(service().peers()):
+    form = PeerForm(editing=old, supported=supported_algorithms(),
+                    router_addresses=service().router_addresses())
+    if not form.validate_peer(service().peers(), warn=True):
         return form_response(form, 422)
     return save(form, lambda peer: service().update(old, peer), "Changes to {} saved.")
 
@@ -96,6 +99,40 @@ def delete(name):
         return notice
     flash(done)
     return redirect_303(url_for("ipsec.index"))
+
+
+@bp.post("/<name>/enable")
+def enable(name):
+    """Load a disabled peer again (the row's switch)."""
+    return set_enabled(stored_peer(name), True)
+
+
+@bp.post("/<name>/disable")
+def disable(name):
+    """Keep a peer but take its tunnel down and unload it (the row's switch)."""
+    return set_enabled(stored_peer(name), False)
+
+
+def set_enabled(peer, enabled: bool):
+    s = service()
+    changed = replace(peer, enabled=enabled)
+    if enabled and peer.key_missing:
+        # Restored without a key (webui/backup.py): it could only fail to authenticate.
+        changed, done = peer, f"Peer {peer.name} not enabled: it has no key; edit it to enter one."
+    else:
+        try:
+            s.update(peer, changed)
+            done = f"Peer {peer.name} {'enabled' if enabled else 'disabled'}."
+        except Refused as e:
+            changed, done = peer, f"Peer {peer.name} not enabled: strongSwan refused it: {e}"
+    if not wants_fragment():
+        flash(done)
+        return redirect_303(url_for("ipsec.index"))
+    # The table with this one row: the switch's hx-select takes the row from it, and its
+    # hx-select-oob the emptied poll version, so the next poll fills the row's "…" status cell.
+    return (render_template("ipsec/_peer_table.html", peers=[changed], pager=None, states={},
+                            status_error="", **s.notices())
+            + render_template("_notice.html", message=done))
 
 
 @bp.get("/<name>/other-side")

@@ -134,7 +134,7 @@ class FakeKernel:
             Interface(1, "lo", "loopback", "unknown", 65536,
                       addresses=(Address(4, "127.0.0.1", 8), Address(6, "::1", 128))),
             Interface(2, "wan0", "ether", "up", 1500, "02:00:00:00:00:01",
-                      (Address(4, "192.0.2.1", 24),)),
+                      (Address(4, "192.0.2.1", 24), Address(6, "2001:db8::1", 64))),
             Interface(3, "lan0", "ether", "up", 1500, "02:00:00:00:00:02",
                       (Address(4, "198.51.100.1", 24),)),
         )

@@ -56,6 +56,37 @@
     if (focus) setTimeout(function () { focus.focus(); }, 0);
   });
 
+  // A question that must be answered first (Restart IPsec?) is a real modal dialog: focus stays
+  // in it, Escape or Cancel closes it, and it is gone once closed. A request sent from it closes
+  // it when the answer is in.
+  document.addEventListener("htmx:load", function (e) {
+    var elt = e.detail.elt;
+    var dialogs = elt.matches("dialog[data-modal]") ? [elt] : elt.querySelectorAll("dialog[data-modal]");
+    dialogs.forEach(function (dialog) {
+      dialog.addEventListener("close", function () { dialog.remove(); });
+      dialog.showModal();
+    });
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var dialog = e.detail.elt.closest && e.detail.elt.closest("dialog[open]");
+    if (dialog) dialog.close();
+  });
+
+  // What an output shows, said once: a pane that refreshes itself is announced again only when
+  // its one-line summary changes, not every few seconds.
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var elt = e.target, out = document.getElementById("announce");
+    if (!out || !elt.querySelector) return;
+    var source = elt.matches("[data-announce]") ? elt : elt.querySelector("[data-announce]");
+    if (!source) return;
+    var text = source.getAttribute("data-announce");
+    var asked = e.detail.requestConfig && !polled(e.detail.requestConfig.elt);
+    if (text === out.dataset.last && !asked) return;  // a refresh that changed nothing
+    out.dataset.last = text;
+    out.textContent = "";  // emptied first, so the same line asked for again is read again
+    setTimeout(function () { out.textContent = text; }, 50);
+  });
+
   // Controls that only work with this script stay hidden without it.
   document.addEventListener("htmx:load", function (e) {
     e.detail.elt.querySelectorAll("[data-needs-js]").forEach(function (el) { el.hidden = false; });
@@ -63,10 +94,21 @@
 
   document.addEventListener("click", function (e) {
     var preset = e.target.closest("[data-preset]");
-    if (preset) applyPreset(preset.form || preset.closest("form"), JSON.parse(preset.dataset.preset));
+    if (preset) {
+      applyPreset(preset.form || preset.closest("form"), JSON.parse(preset.dataset.preset));
+      algorithmsChanged(preset.closest("form"));
+    }
     if (e.target.closest("#psk-generate")) generateKey();
     var copy = e.target.closest("[data-copy]");
     if (copy) copyText(copy, document.getElementById(copy.dataset.copy));
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target.closest("#algorithms")) algorithmsChanged(e.target.form);
+  });
+  document.addEventListener("htmx:load", function (e) {
+    var form = e.detail.elt.querySelector ? e.detail.elt.querySelector("#peer-form") : null;
+    if (e.detail.elt.id === "peer-form") form = e.detail.elt;
+    if (form) algorithmsChanged(form);
   });
   document.addEventListener("input", function (e) {
     if (e.target.id === "psk") showStrength(e.target.value);
@@ -79,6 +121,32 @@
         box.checked = preset[name].indexOf(box.value) >= 0;
       });
     });
+  }
+
+  // AES-GCM and ChaCha20-Poly1305 include integrity: while only they are chosen, the integrity
+  // boxes beside them are greyed out (a disabled fieldset is not sent; the server ignores them
+  // too). And the Algorithms summary names the preset the boxes match, or Custom.
+  function algorithmsChanged(form) {
+    if (!form) return;
+    ["ike", "esp"].forEach(function (part) {
+      var chosen = form.querySelectorAll('input[name="' + part + '_encryption"]:checked');
+      var aeadOnly = chosen.length > 0 && Array.prototype.every.call(chosen, function (box) { return box.hasAttribute("data-aead"); });
+      var integrity = document.getElementById(part + "_integrity-group");
+      if (integrity) {
+        integrity.disabled = aeadOnly;
+        integrity.classList.toggle("not-applicable", aeadOnly);
+      }
+    });
+    var name = document.getElementById("algorithms-preset");
+    if (!name) return;
+    var matching = Array.prototype.find.call(form.querySelectorAll("[data-preset]"), function (button) {
+      var preset = JSON.parse(button.dataset.preset);
+      return Object.keys(preset).every(function (field) {
+        var ticked = Array.prototype.map.call(form.querySelectorAll('input[name="' + field + '"]:checked'), function (box) { return box.value; });
+        return ticked.length === preset[field].length && preset[field].every(function (k) { return ticked.indexOf(k) >= 0; });
+      });
+    });
+    name.textContent = matching ? matching.textContent : "Custom";
   }
 
   // 32 characters without look-alikes (0/O, 1/l/I): about 186 bits, and easy to read out.
