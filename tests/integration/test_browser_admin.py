@@ -14,6 +14,7 @@ from tests.integration.conftest import peer_form
 from tests.integration.test_app_ipsec import add_peer, as_peer
 from tests.integration.test_browser import (DESKTOP, PHONE, Console, chromium, fill_peer,  # noqa: F401
                                             open_page, shots, sign_in)
+from webui import backup
 
 pytestmark = pytest.mark.browser
 
@@ -309,7 +310,7 @@ def axe_violations(page, what: str) -> list[str]:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_nothing_on_any_page_or_pane(chromium, live, clean_lab, scheme):
+def test_axe_finds_nothing_on_any_page_or_pane(chromium, live, clean_lab, scheme, tmp_path):
     add_peer(live.browser(), clean_lab, peer_form())
     context = chromium.new_context(viewport=DESKTOP, color_scheme=scheme)
     page = context.new_page()
@@ -349,9 +350,25 @@ def test_axe_finds_nothing_on_any_page_or_pane(chromium, live, clean_lab, scheme
         page.click("button:has-text('Add peer')")
         page.wait_for_selector("#local_ip-warning")
     found += axe_violations(page, "warned peer form")
-    for path in ("/peers/site-b/edit", "/peers/site-b/delete", "/commands/restart", "/password", "/tokens"):
+    for path in ("/peers/site-b/edit", "/peers/site-b/delete", "/commands/restart", "/password", "/tokens",
+                 "/backup"):
         page.goto(live.url + path)
         found += axe_violations(page, path)
+    # Restore a file without keys: the preview, the outcome, and a row marked "key missing".
+    keyless = tmp_path / "backup.json"
+    keyless.write_text(json.dumps(backup.build([as_peer(peer_form(name="site-d", remote_networks="10.8.0.0/16"))],
+                                               with_keys=False, host="lab")))
+    page.set_input_files("#file", str(keyless))
+    page.click("button:has-text('Check the file')")
+    page.wait_for_selector("#restore-preview")
+    found += axe_violations(page, "restore preview")
+    page.click("button:has-text('Restore')")
+    page.wait_for_selector("#restore-done")
+    found += axe_violations(page, "restore done")
+    page.goto(live.url + "/")
+    page.wait_for_selector("#peer-site-d .badge:has-text('key missing')")
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    found += axe_violations(page, "IPsec page with a key missing")
     context.close()
     console.assert_clean()
     assert found == [], "\n".join(found)
