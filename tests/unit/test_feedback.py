@@ -67,6 +67,10 @@ def test_nothing_is_cut_without_a_word(browser):
     assert "At most 32 characters; this has 40." in page
     page = browser.post("/peers", valid_peer_form(peer_id="a" * 300)).get_data(as_text=True)
     assert "At most 253 characters; this has 300." in page
+    tokens = browser.get("/tokens").get_data(as_text=True)
+    assert "maxlength" not in tokens, "a token's name is not cut short either"
+    page = browser.post("/tokens", {"name": "a" * 60}).get_data(as_text=True)
+    assert "1–48 letters, digits, spaces" in page and "aaaa" * 15 in page
 
 
 def test_a_mismatch_keeps_the_right_current_password_in_the_browser(browser):
