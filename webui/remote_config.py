@@ -6,7 +6,7 @@ what the other side is told is exactly what this router will offer and accept.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from webui.drivers import vici_messages
 from webui.drivers.swanctl_conf import section
@@ -14,10 +14,12 @@ from webui.peers import AEAD, ALGORITHMS, ANY_GATEWAY, Peer
 
 # What the other side's key line says instead of the key: the key never leaves this router.
 PSK_PLACEHOLDER = "<the pre-shared key you agreed with this router's administrator>"
-# Who starts the tunnel on the other side is `vici_messages.mirror`'s to say: it answers a peer
-# this router starts, and starts one this router waits for (a remote gateway of "any").
-_STARTS = {"none": "no, answer: this router starts it",
-           "start": "yes, start it at once and keep it up: this router only answers",
+# Who starts the tunnel on the other side, by this router's own start action. The other side
+# always keeps a tunnel this router starts, or waits for, coming back by itself: once this router
+# has spent its keying tries (a branch that was off for an hour, say), a branch that only answered
+# would leave both ends waiting. See `other_side` for why two ends that both start cannot loop.
+_STARTS = {"start": "yes, at once, and keep trying until it is up: this router starts it too",
+           "none": "yes, at once, and keep trying until it is up: this router only answers",
            "trap": "when traffic needs it (or at once and keep it up)"}
 # The address this router calls the other side by may be a NAT's or a DNS name, not one its
 # interfaces hold: it listens on any (%any) and is still known by its ID.
@@ -33,12 +35,39 @@ class RemoteConfig:
     settings: tuple[tuple[str, str], ...]
 
 
-def for_other_side(peer: Peer) -> RemoteConfig:
+def other_side(peer: Peer) -> tuple[Peer, dict]:
+    """The other side's peer and its `load-conn` message (what the swanctl snippet says).
+
+    A side that starts the tunnel there keeps trying forever (keyingtries = 0) and restarts it
+    when dead peer detection finds this router gone. When this router starts it too, both ends
+    may initiate at once (both booting, or this router's retry meeting the branch's next try):
+    - one after the other, the later is a new IKE SA for the same IDs, and the branch closes the
+      older (unique = replace; charon applies it when it answers);
+    - at the same moment, each end answers the other before its own is up, no uniqueness policy
+      applies, and two IKE SAs stand: this router's monitor closes the older after a grace
+      (Monitor._close_duplicates).
+    None of that can loop: on both ends a closed tunnel stays closed (close_action = none), so
+    closing a duplicate starts nothing. A negotiation starts only from a start, a dead peer (DPD:
+    an IKE SA that stopped answering) or this router's backoff (no IKE SA at all). A deliberate
+    Disconnect here is not fought either: the branch sees a DELETE, not a dead peer.
+    """
     remote = vici_messages.mirror(peer, psk="")
+    if peer.start_action in ("start", "none"):
+        remote = replace(remote, start_action="start", dpd_action="restart")
     conn = vici_messages.load_conn(remote)
     conn[remote.name]["local_addrs"] = REMOTE_LOCAL_ADDRS
+    if remote.start_action == "start":
+        conn[remote.name]["keyingtries"] = "0"
+        settings = list(conn[remote.name].items())
+        at = [key for key, _ in settings].index("send_certreq")
+        conn[remote.name] = dict(settings[:at] + [("unique", "replace")] + settings[at:])
+    return remote, conn
+
+
+def for_other_side(peer: Peer) -> RemoteConfig:
+    remote, conn = other_side(peer)
     text = "\n".join(section("connections", conn) + [""] + section("secrets", _secret(remote)))
-    return RemoteConfig(name=peer.name, swanctl=text + "\n", settings=_settings(remote))
+    return RemoteConfig(name=peer.name, swanctl=text + "\n", settings=_settings(peer, remote))
 
 
 def _secret(remote: Peer) -> dict:
@@ -47,7 +76,7 @@ def _secret(remote: Peer) -> dict:
                                    "secret": PSK_PLACEHOLDER}}
 
 
-def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
+def _settings(peer: Peer, remote: Peer) -> tuple[tuple[str, str], ...]:
     """The same settings in words, for a box that is not strongSwan."""
     address = ("any: this router accepts you from whatever address you have" if remote.local_ip
                == ANY_GATEWAY else remote.local_ip)
@@ -65,7 +94,7 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
     ) + _algorithms(remote) + (
         ("Authentication", "pre-shared key (agree it out of band; it is not shown here)"),
         ("Mode", "tunnel"),
-        ("Start the tunnel", _STARTS[remote.start_action]),
+        ("Start the tunnel", _STARTS[peer.start_action]),
         ("Dead peer detection", f"every {remote.dpd_delay} s" if remote.dpd_delay else "off"),
         ("IKE SA lifetime", _lifetime(remote.ike_rekey_time) + (
             ", reauthenticate" if remote.ike_reauth or remote.ike_version == 1 else
@@ -73,7 +102,9 @@ def _settings(remote: Peer) -> tuple[tuple[str, str], ...]:
         ("Tunnel (CHILD SA) lifetime", _lifetime(remote.child_rekey_time)),
         ("UDP encapsulation (NAT-T)", "forced, even without NAT" if remote.encap
                                       else "when NAT is detected"),
-    ) + ((("MOBIKE", "off"),) if remote.disable_mobike and remote.ike_version == 2 else ()) + (
+    ) + ((("A second IKE SA with this router", "keep the newer, close the older (strongSwan: "
+                                                  "unique = replace)"),)
+          if remote.start_action == "start" else ()) + ((("MOBIKE", "off"),) if remote.disable_mobike and remote.ike_version == 2 else ()) + (
         (("IKE fragmentation", remote.fragmentation),) if remote.fragmentation != "yes" else ())
 
 

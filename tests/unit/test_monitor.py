@@ -189,3 +189,26 @@ def test_a_tunnel_charon_gave_up_on_is_retried_with_a_doubling_backoff():
         assert scan(1100) == 0 and len(tried) == 2, "a Disconnect stops the retries"
     finally:
         m.time.time = real_time
+
+
+def test_a_duplicate_ike_sa_is_closed_after_the_grace_keeping_the_newest(charon):
+    def two(older, newer):
+        return {"branch": [dict(LIST_SA, uniqueid="1", established=str(older)),
+                           dict(LIST_SA, uniqueid="2", established=str(newer))]}
+
+    closed = []
+    monitor = m.Monitor(str(charon.path), strongswan.session,
+                        close=lambda name, unique_id: closed.append((name, unique_id)))
+    monitor._apply_sas({"branch": (sa(),)}, time.time(), whole=True)
+    monitor._close_duplicates()
+    assert not monitor._duplicated and closed == []
+    sas = m.vm.parse_sas([{"branch": s} for s in two(40, 5)["branch"]])
+    monitor._apply_sas({"branch": sas}, time.time(), whole=False)
+    monitor._close_duplicates()
+    assert closed == [], "within the grace (a reauthentication overlaps like this): left alone"
+    monitor._duplicated["branch"] -= m.DUPLICATE_GRACE
+    charon.replies["list-sas"] = ([("list-sa", {"branch": s}) for s in two(70, 35)["branch"]], {})
+    monitor._close_duplicates()
+    assert closed == [("branch", 1)], "the older closed, the newer kept"
+    monitor._apply_sas({"branch": (sa(),)}, time.time(), whole=False)
+    assert not monitor._duplicated

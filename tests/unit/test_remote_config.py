@@ -25,10 +25,11 @@ connections {
         local_addrs = %any
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-curve25519-ecp256
-        keyingtries = 3
+        keyingtries = 0
         dpd_delay = 30s
         rekey_time = 14400s
         reauth_time = 6h
+        unique = replace
         send_certreq = no
         local {
             auth = psk
@@ -45,7 +46,7 @@ connections {
                 remote_ts = 198.51.100.0/24
                 esp_proposals = aes256gcm16-curve25519-ecp256
                 rekey_time = 3600s
-                start_action = none
+                start_action = start
                 dpd_action = restart
                 close_action = none
             }
@@ -157,7 +158,8 @@ def test_the_other_side_gets_lifetimes_and_the_options_that_differ():
                                              ike_rekey_time=28800, fragmentation="no",
                                              **PRESETS["compatible"])).settings)
     assert settings["Key exchange"] == "IKEv1, aggressive mode"
-    assert settings["Start the tunnel"].startswith("no")
+    assert settings["Start the tunnel"].startswith("yes") and "this router starts it too" in \
+        settings["Start the tunnel"]
     assert settings["Dead peer detection"] == "off"
     assert settings["IKE SA lifetime"] == "28800 s (8 h), reauthenticate"
     assert settings["Tunnel (CHILD SA) lifetime"] == "3600 s (1 h)"
@@ -165,3 +167,20 @@ def test_the_other_side_gets_lifetimes_and_the_options_that_differ():
     v2 = dict(for_other_side(make_peer(disable_mobike=True, ike_rekey_time=3601)).settings)
     assert v2["IKE SA lifetime"] == "3601 s, rekey; reauthenticate every 6h" and v2["MOBIKE"] == "off"
     assert for_other_side(make_peer(ike_version=1, aggressive=True)).swanctl.count("aggressive = yes") == 1
+
+
+@pytest.mark.parametrize("start_action", ["start", "none"])
+def test_the_other_side_keeps_trying_and_replaces_a_duplicate(start_action):
+    # Once this router has spent its keying tries, only the other side can bring the tunnel back.
+    config = for_other_side(make_peer(start_action=start_action, dpd_action="clear"))
+    for line in ("keyingtries = 0", "unique = replace", "start_action = start",
+                 "dpd_action = restart", "close_action = none"):
+        assert line in config.swanctl, line
+    assert dict(config.settings)["A second IKE SA with this router"].startswith("keep the newer")
+
+
+def test_a_tunnel_started_by_traffic_is_started_by_traffic_there_too():
+    config = for_other_side(make_peer(start_action="trap"))
+    assert "start_action = trap" in config.swanctl
+    assert "unique" not in config.swanctl and "keyingtries = 3" in config.swanctl
+    assert "A second IKE SA with this router" not in dict(config.settings)

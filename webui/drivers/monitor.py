@@ -36,6 +36,9 @@ HISTORY = 100  # transitions kept per peer
 SAMPLES = 60  # counter samples kept per peer, one every SAMPLE_EVERY seconds: about an hour
 SAMPLE_EVERY = 60.0
 DISCONNECTED = "disconnected by the admin"
+# How long two established IKE SAs of one peer may stand before the older is closed: longer than
+# a reauthentication's overlap (charon closes the old SA itself once the new one is up).
+DUPLICATE_GRACE = 30.0
 
 _UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
 _UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
@@ -141,7 +144,8 @@ class Monitor(threading.Thread):
                  on_missing=None, retry: float = 2.0, tick: float = 0.2,
                  meant_up: Callable[[str, TunnelState], bool] = None, initiate: Callable[[str], None] = None,
                  backoff: float = 30.0, backoff_max: float = 600.0,
-                 peers_at: Callable[[str, str], Iterable[str]] = None, log_book: PeerLog = None):
+                 peers_at: Callable[[str, str], Iterable[str]] = None, log_book: PeerLog = None,
+                 close: Callable[[str, int], None] = None):
         super().__init__(name="vici-monitor", daemon=True)
         self.socket_path = socket_path
         self.session = session  # vici_wire.session: the one place VICI errors are translated
@@ -164,6 +168,8 @@ class Monitor(threading.Thread):
         self._sa_ids: dict[str, tuple[str, str]] = {}  # unique id -> (ID asked of us, ID presented)
         self._sa_reason: dict[str, str] = {}  # unique id -> the last reason its lines gave
         self._delays: dict[str, float] = {}  # name -> the wait before its next retry
+        self.close = close  # close(name, IKE SA unique id): end one IKE SA, telling the peer
+        self._duplicated: dict[str, float] = {}  # name -> since when (monotonic) it has two
         self._scanned = 0.0
         self.listening = threading.Event()
         self._stopping = threading.Event()
@@ -292,6 +298,11 @@ class Monitor(threading.Thread):
                     if old is not None:
                         self._note_transition(old, new)
             self._sas = sas
+            for name in (set(self._duplicated) | set(sas)) if whole else by_name:
+                if sum(1 for sa in sas.get(name, ()) if sa.state == "ESTABLISHED") > 1:
+                    self._duplicated.setdefault(name, time.monotonic())
+                else:
+                    self._duplicated.pop(name, None)
             extra = {"loaded": loaded} if loaded not in (None, self._snapshot.loaded) else {}
             for name in (loaded or ()):  # loaded, no SA yet: down (not "unknown")
                 if name not in tunnels:
@@ -450,6 +461,7 @@ class Monitor(threading.Thread):
                 self._dirty |= names
                 raise
         self._retry_given_up()
+        self._close_duplicates()
         polled = now - self._polled_at < 2 * self.sync_period
         if polled and now - self._synced_at >= self.sync_period:
             self.sync()
@@ -494,6 +506,31 @@ class Monitor(threading.Thread):
                 except DriverError as err:
                     log.info("retrying %s: %s", name, err)
                 self._dirty.add(name)
+
+    def _close_duplicates(self) -> None:
+        """Two ends that both start a tunnel, at the same moment, each complete a negotiation:
+        two IKE SAs (each with its CHILD_SA) for one tunnel, which strongSwan keeps (a
+        uniqueness policy acts only when it answers, and each end answered the other before its
+        own was up). Once that has lasted DUPLICATE_GRACE, close all but the newest, with a
+        DELETE the other end honours. That ends a duplicate and starts nothing: closing is not a
+        failure, so neither end's retry, DPD or close action initiates again."""
+        if self.close is None:
+            return
+        now = time.monotonic()
+        for name, since in list(self._duplicated.items()):
+            if now - since < DUPLICATE_GRACE:
+                continue
+            del self._duplicated[name]
+            found = [sa for sa in self._list_sas(name).get(name, ()) if sa.state == "ESTABLISHED"]
+            found.sort(key=lambda sa: sa.established_for or 0)
+            for older in found[1:]:
+                log.info("closing a duplicate IKE SA of %s (#%d): both ends started it at once",
+                         name, older.unique_id)
+                try:
+                    self.close(name, older.unique_id)
+                except DriverError as err:
+                    log.info("closing a duplicate IKE SA of %s: %s", name, err)
+            self._dirty.add(name)
 
     def _handle(self, packet: bytes) -> None:
         if packet[:1] != bytes([Packet.EVENT]):

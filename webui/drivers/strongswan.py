@@ -439,6 +439,15 @@ class ViciDriver:
                 except CommandFailed:
                     pass  # failed or still negotiating: the log and the events say which
 
+    def _close_duplicate(self, name: str, unique_id: int) -> None:
+        """The monitor's clean-up of a duplicate IKE SA: a DELETE to the other end, waited on
+        only a moment (the event says when it is gone)."""
+        with session(self.socket_path, self.timeout) as vs:
+            try:
+                streamed(vs, "terminate", "control-log", {"ike-id": str(unique_id), "timeout": 1000})
+            except CommandFailed:
+                pass  # gone already, or still deleting: the next listing says which
+
     def disconnect(self, name: str) -> str:
         message = {"ike": name, "timeout": int(self.connect_timeout * 1000)}
         if self._monitor is not None:
@@ -575,7 +584,8 @@ class ViciDriver:
                                     on_connected=connected, expected=lambda: self._managed,
                                     on_missing=on_missing, meant_up=meant_up,
                                     initiate=self._retry, backoff=backoff,
-                                    backoff_max=backoff_max, peers_at=peers_at)
+                                    backoff_max=backoff_max, peers_at=peers_at,
+                                    close=self._close_duplicate)
             self._monitor.start()
         return self._monitor.listening.wait(wait)
 
