@@ -94,7 +94,7 @@ def _settings(peer: Peer, remote: Peer) -> tuple[tuple[str, str], ...]:
     ) + _algorithms(remote) + (
         ("Authentication", "pre-shared key (agree it out of band; it is not shown here)"),
         ("Mode", "tunnel"),
-        ("Start the tunnel", _STARTS[peer.start_action]),
+        ("Start the tunnel", _STARTS.get(peer.start_action, remote.start_action)),
         ("Dead peer detection", f"every {remote.dpd_delay} s" if remote.dpd_delay else "off"),
         ("IKE SA lifetime", _lifetime(remote.ike_rekey_time) + (
             ", reauthenticate" if remote.ike_reauth or remote.ike_version == 1 else
@@ -102,9 +102,10 @@ def _settings(peer: Peer, remote: Peer) -> tuple[tuple[str, str], ...]:
         ("Tunnel (CHILD SA) lifetime", _lifetime(remote.child_rekey_time)),
         ("UDP encapsulation (NAT-T)", "forced, even without NAT" if remote.encap
                                       else "when NAT is detected"),
-    ) + ((("A second IKE SA with this router", "keep the newer, close the older (strongSwan: "
-                                                  "unique = replace)"),)
-          if remote.start_action == "start" else ()) + ((("MOBIKE", "off"),) if remote.disable_mobike and remote.ike_version == 2 else ()) + (
+    ) + ((("A second IKE SA with this router",
+            "keep the newer, close the older (strongSwan: unique = replace)"),)
+          if remote.start_action == "start" else ()) + (
+        (("MOBIKE", "off"),) if remote.disable_mobike and remote.ike_version == 2 else ()) + (
         (("IKE fragmentation", remote.fragmentation),) if remote.fragmentation != "yes" else ())
 
 
