@@ -35,7 +35,7 @@ TESTS = {
     "webui/store.py": ("test_store", "test_properties", "test_round_trip", "test_peers",
                        "test_apply"),
     "webui/auth.py": ("test_auth_rules", "test_auth", "test_login", "test_api_auth",
-                      "test_hardening"),
+                      "test_hardening", "test_hardening_web"),
 }
 TESTING = ROOT / "docs" / "TESTING.md"
 COPIED = ("webui", "tests", "pytest.ini", "run.py")
