@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -84,7 +85,53 @@ def scratch_copy(module: str, tests: list[str]) -> Path:
 
 def results(scratch: Path, module: str) -> dict[str, int | None]:
     meta = scratch / "mutants" / (module + ".meta")
-    return json.loads(meta.read_text())["exit_code_by_key"]
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    rechecked = scratch / "recheck.json"
+    if rechecked.exists():
+        codes.update(json.loads(rechecked.read_text()))
+    return codes
+
+
+def recheck(module: str) -> None:
+    """Run the survivors of the last run of `module` again, against the unit test files changed
+    since (tests only grow, so a mutant killed then is killed now). The run's mutated copy is
+    used as it is: valid while the module itself is unchanged, which is checked first."""
+    scratch = ROOT / ".mutmut" / Path(module).stem
+    if (scratch / module).read_bytes() != (ROOT / module).read_bytes():
+        sys.exit(f"{module} changed since its last run: run it again, not --recheck")
+    changed = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        old = scratch / "mutants" / rel
+        if not old.exists() or old.read_bytes() != path.read_bytes():
+            changed.append(rel)
+            for base in (scratch, scratch / "mutants"):
+                (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, base / rel)
+    selected = set(test_selection(module, all_tests=False))
+    files = [str(r) for r in changed if str(r) in selected or selected == {"tests/unit"}
+             and r.parts[:2] == ("tests", "unit") and r.name.startswith("test_")]
+    codes = results(scratch, module)
+    survivors = sorted(n for n, c in codes.items() if c is not None and c not in DETECTED)
+    print(f"rechecking {len(survivors)} survivors of {module} against {', '.join(files) or 'nothing'}")
+    if not files:
+        return
+
+    def run(name: str) -> int:
+        env = dict(os.environ, MUTANT_UNDER_TEST=name)
+        return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               "--rootdir=.", *files], cwd=scratch / "mutants", env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+    if run("") != 0:
+        sys.exit("the changed tests fail without any mutant: fix them first")
+    done = json.loads((scratch / "recheck.json").read_text()) if (scratch / "recheck.json").exists() else {}
+    for name in survivors:
+        code = run(name)
+        if code not in (0, 5):
+            done[name] = 1
+            print(f"  killed now: {name}", flush=True)
+        (scratch / "recheck.json").write_text(json.dumps(done, indent=1))
 
 
 def show(scratch: Path, name: str) -> str:
@@ -93,14 +140,20 @@ def show(scratch: Path, name: str) -> str:
     return found.stdout.strip()
 
 
-def mutate(module: str, children: int, all_tests: bool) -> dict:
-    scratch = scratch_copy(module, test_selection(module, all_tests))
+def mutate(module: str, children: int, all_tests: bool, resume: bool = False,
+           summary_only: bool = False) -> dict:
+    scratch = ROOT / ".mutmut" / Path(module).stem
+    if not (resume or summary_only) or not (scratch / "setup.cfg").exists():
+        scratch = scratch_copy(module, test_selection(module, all_tests))
     started = time.monotonic()
-    with open(scratch / "mutmut.log", "w") as log:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
-                       cwd=scratch, stdout=log, stderr=subprocess.STDOUT)
+    if not summary_only:
+        with open(scratch / "mutmut.log", "a" if resume else "w") as log:
+            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+                           cwd=scratch, stdout=log, stderr=subprocess.STDOUT)
     seconds = time.monotonic() - started
     codes = results(scratch, module)
+    not_run = [n for n, c in codes.items() if c is None]
+    codes = {n: c for n, c in codes.items() if c is not None}
     # A mutant that makes the tests hang (mutmut's "timeout") is caught as surely as one that
     # makes them fail: a test run that never ends is a red build.
     killed = [n for n, c in codes.items() if c in DETECTED]
@@ -117,7 +170,7 @@ def mutate(module: str, children: int, all_tests: bool) -> dict:
     return {"module": module, "mutants": len(codes), "killed": len(killed),
             "equivalent": len(equivalent), "survived": len(open_survivors), "score": score,
             "seconds": seconds, "survivors": scratch / "survivors.txt",
-            "stale": sorted(judged & set(killed)), "timed_out": timed_out}
+            "stale": sorted(judged & set(killed)), "timed_out": timed_out, "not_run": len(not_run)}
 
 
 def main(argv=None) -> int:
@@ -128,26 +181,39 @@ def main(argv=None) -> int:
                         help="mutants run at once (default 1: the machine is shared)")
     parser.add_argument("--all-tests", action="store_true",
                         help="count kills by any unit test, not only the module's own")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the last run of each module (same tests), not a new one")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run the last run's survivors against the tests changed since")
+    parser.add_argument("--summary", action="store_true",
+                        help="only print the scores of the last runs")
     args = parser.parse_args(argv)
     rows = []
     for module in args.modules:
         if not (ROOT / module).is_file():
             parser.error(f"no such module: {module}")
+        if args.recheck:
+            recheck(module)
         print(f"mutating {module} ...", flush=True)
-        row = mutate(module, args.children, args.all_tests)
+        row = mutate(module, args.children, args.all_tests, args.resume,
+                     summary_only=args.recheck or args.summary)
         rows.append(row)
         print(f"  {row['mutants']} mutants, {row['killed']} killed, {row['equivalent']} judged "
               f"equivalent, {row['survived']} survived: {row['score']:.1f} % "
               f"({row['seconds']:.0f} s); survivors in {row['survivors'].relative_to(ROOT)}",
               flush=True)
+        if row["not_run"]:
+            print(f"  {row['not_run']} mutants not run yet (the run was stopped): "
+                  "`--resume` goes on with them", flush=True)
         for name in row["timed_out"]:
             print(f"  timed out (counted as detected; check it hangs for a reason): {name}")
         for name in row["stale"]:
             print(f"  listed as equivalent in docs/TESTING.md but killed now: {name}")
-    print("\n| module | mutants | killed | equivalent | survived | score |\n|---|---|---|---|---|---|")
+    print("\n| module | mutants run | detected | equivalent | survived | score | not run |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {r['equivalent']} | "
-              f"{r['survived']} | {r['score']:.1f} % |")
+              f"{r['survived']} | {r['score']:.1f} % | {r['not_run']} |")
     return 0 if all(r["score"] >= 90 for r in rows) else 1
 
 

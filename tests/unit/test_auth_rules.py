@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from tests.conftest import Browser
 from webui import auth
 from webui.auth import (Credentials, PasswordFile, PasswordFileError, Throttle, first_password,
                         password_problem, set_password_from)
@@ -251,10 +252,11 @@ def test_set_password_as_root_gives_the_file_to_the_data_directorys_owner(tmp_pa
     tmp_path.chmod(0o755)
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
-    os.chown(data_dir, 4321, 4322)
-    assert set_password_from(Pipe("Good-password-42\n"), io.StringIO(), data_dir) == 0
-    st = (data_dir / "admin_password.json").stat()
-    assert (st.st_uid, st.st_gid) == (4321, 4322)
+    for uid, gid in ((4321, 4322), (1, 1)):  # any user but root: 1 is Debian's "daemon"
+        os.chown(data_dir, uid, gid)
+        assert set_password_from(Pipe("Good-password-42\n"), io.StringIO(), data_dir) == 0
+        st = (data_dir / "admin_password.json").stat()
+        assert (st.st_uid, st.st_gid) == (uid, gid)
     os.chown(data_dir, 0, 0)  # root's own directory: the file stays root's
     assert set_password_from(Pipe("Good-password-43\n"), io.StringIO(), data_dir) == 0
     st = (data_dir / "admin_password.json").stat()
@@ -264,6 +266,8 @@ def test_set_password_as_root_gives_the_file_to_the_data_directorys_owner(tmp_pa
 def test_set_password_as_another_user_leaves_ownership_alone(tmp_path, monkeypatch):
     """Not root: the file is the user's own; changing owners is not tried (and would fail)."""
     changed = []
+    if os.geteuid() == 0:  # the data directory is the user's own, as it would be
+        os.chown(tmp_path, 4321, 4321)
     monkeypatch.setattr("os.geteuid", lambda: 4321)
     monkeypatch.setattr("os.chown", lambda *args: changed.append(args))
     assert set_password_from(Pipe("Good-password-42\n"), io.StringIO(), tmp_path) == 0
@@ -312,3 +316,29 @@ def test_a_broken_password_file_is_said_in_plain_words_and_logged(app, browser, 
                     "`python run.py set-password`.\n")
     logged = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
     assert logged == [body[len("The admin password file cannot be used: "):-1]]
+
+
+# --- Sessions --------------------------------------------------------------------------------------
+
+def test_signing_in_again_ends_the_session_it_replaces(app, browser):
+    before = browser.client.get_cookie("session").value
+    assert browser.login().status_code == 303
+    old = app.test_client()
+    old.set_cookie("session", before)
+    assert old.get("/peers/new").status_code == 303
+    assert browser.get("/peers/new").status_code == 200
+
+
+def test_the_thirty_two_latest_sessions_stay_open_and_the_oldest_go(app):
+    browsers = [Browser(app.test_client()) for _ in range(40)]
+    assert app.extensions["auth"].sessions_open() == 32
+    assert [b.get("/peers/new").status_code for b in browsers] == [303] * 8 + [200] * 32
+
+
+def test_a_session_idle_for_exactly_the_timeout_still_works_and_a_second_more_ends_it(app, browser):
+    clock = app.extensions["auth"].clock = Clock()
+    browser.get("/")
+    clock.now += 15 * 60  # IDLE_TIMEOUT_MINUTES
+    assert browser.get("/peers/new").status_code == 200
+    clock.now += 15 * 60 + 1
+    assert browser.get("/peers/new").status_code == 303
