@@ -29,9 +29,10 @@ CORE = ("webui/drivers/vici_messages.py", "webui/forms.py", "webui/drivers/nft_r
 TESTS = {
     "webui/drivers/vici_messages.py": ("test_vici_messages", "test_failure_reasons",
                                        "test_properties", "test_remote_config",
-                                       "test_vici_transport", "test_capabilities"),
+                                       "test_vici_transport", "test_capabilities",
+                                       "test_refusal"),
     "webui/forms.py": ("test_validation", "test_messages", "test_round_trip", "test_properties",
-                       "test_capabilities"),
+                       "test_capabilities", "test_refusal"),
     "webui/drivers/nft_rules.py": ("test_nft_rules", "test_nft_transaction"),
     "webui/store.py": ("test_store", "test_properties", "test_round_trip", "test_peers",
                        "test_apply"),
