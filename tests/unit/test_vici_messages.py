@@ -100,6 +100,21 @@ def test_impossible_proposals_name_the_field(change, field):
     assert err.value.field == field
 
 
+def test_each_side_s_builder_refuses_only_its_own_side():
+    """The IKE proposals of a peer whose ESP choice breaks a rule are still built, and the other
+    way round: each builder answers for its own side (the remote's view builds them apart)."""
+    bad_esp = make_peer(esp_encryption=("aes128",), esp_integrity=())
+    assert vm.ike_proposals(bad_esp) == ["aes256-sha256-curve25519-ecp256"]
+    with pytest.raises(vm.InvalidProposal) as err:
+        vm.esp_proposals(bad_esp)
+    assert err.value.field == "esp_integrity"
+    bad_ike = make_peer(ike_encryption=("aes256",), ike_integrity=())
+    assert vm.esp_proposals(bad_ike) == vm.esp_proposals(make_peer())
+    with pytest.raises(vm.InvalidProposal) as err:
+        vm.ike_proposals(bad_ike)
+    assert err.value.field == "ike_integrity"
+
+
 def test_mirror_swaps_sides_and_may_change_the_key():
     peer = make_peer(local_id="hq", peer_id="")
     remote = vm.mirror(peer, psk="wrong")
