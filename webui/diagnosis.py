@@ -177,7 +177,7 @@ def _proposals(peer: Peer, protocol: str, received: str, configured: str, who: s
     best = smallest_change(offers, peer, pfs_counts)
     offer_words = "; ".join(_in_words(p) for p in offers)
     text = f"The remote ({who}) offers {offer_words} for {protocol}; this peer accepts none of it."
-    if not pfs_counts:
+    if not pfs_counts and not any(p.dh for p in offers):
         text += (" (IKEv2 sends no DH group with the first tunnel: check that the PFS groups "
                  "match too, or the first rekey fails.)")
     change, fields = "", ()

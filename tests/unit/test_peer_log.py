@@ -90,3 +90,13 @@ def test_the_monitor_drops_high_levels_before_they_are_kept():
         ["received packet: from 192.0.2.2[500] to 192.0.2.1[500] (36 bytes)"]
     monitor.forget("hq")
     assert monitor.log_lines("hq") == []
+
+
+def test_what_the_monitor_remembers_per_ike_sa_stays_bounded():
+    """Rekeyed IKE SAs get new ids without an "initiating" line: every table is bounded alone."""
+    monitor = Monitor("/nonexistent", session=None)
+    for uid in range(1, 10_000):
+        monitor._log_line({"level": "1", "ikesa-name": "hq", "ikesa-uniqueid": str(uid),
+                           "msg": "scheduling rekeying in 13152s"})
+    assert len(monitor._sa_peers) <= 4096
+    assert len(monitor.log_lines("hq")) == 300

@@ -579,8 +579,8 @@ class Monitor(threading.Thread):
                 self._update(peer, lambda t: replace(t, reason=reason, reason_at=time.time(),
                                                      direction=direction))
                 self._dirty.add(peer)
-        if len(self._initiated) > 4096:  # unique ids only grow: keep the newest half
-            for table in (self._initiated, self._sa_peers, self._sa_ids, self._sa_reason):
+        for table in (self._initiated, self._sa_peers, self._sa_ids, self._sa_reason):
+            if len(table) > 4096:  # unique ids only grow: keep the newest half
                 for key in list(table)[:len(table) - 2048]:
                     del table[key]
 

@@ -189,10 +189,11 @@ class ViciDriver:
         return messages
 
     def _load(self, vs, peer: Peer, supported: frozenset[str] | None,
-              renew: bool = False) -> None:
+              renew: bool = False) -> bool:
         """Load the peer; with `renew` (or when its key, IDs, addresses or IKE version differ from
         what was loaded before), end the IKE SAs authenticated under the old settings and start
-        the tunnel again: neither load-shared nor load-conn touches an established SA."""
+        the tunnel again: neither load-shared nor load-conn touches an established SA. Whether
+        it did that."""
         # charon does not leave out an algorithm it lacks: it fails the whole negotiation. So it
         # gets the peer without them (the store keeps them; the page says what was left out).
         usable = capabilities.loadable(peer, supported)
@@ -219,6 +220,30 @@ class ViciDriver:
         log.info("loaded connection %s", peer.name)
         if old_sas:
             self._renew(vs, peer, old_sas)
+        return bool(old_sas)
+
+    def _start_if_down(self, vs, peer: Peer) -> None:
+        """After a change to a loaded peer meant to be up: start its tunnel now if it is down.
+        charon starts a connection when it is first loaded, not when it is replaced, so a change
+        that fixes a tunnel charon gave up on (the proposals, the key) would otherwise wait for
+        the monitor's next retry, minutes away after a few failures. A Disconnect stands."""
+        if peer.start_action != "start":
+            return
+        tunnel = self._monitor.snapshot(polled=False).tunnels.get(peer.name) \
+            if self._monitor is not None else None
+        if tunnel is not None and tunnel.disconnected:
+            return
+        sas = vm.parse_sas(events(vs, "list-sas", "list-sa", {"ike": peer.name, "noblock": "yes"}))
+        if any(child.state == "INSTALLED" for sa in sas for child in sa.children):
+            return
+        if self._monitor is not None:
+            self._monitor.note_connecting(peer.name)
+        for child, _, _ in vm.child_selectors(peer):
+            try:
+                streamed(vs, "initiate", "control-log",
+                         {"child": child, "ike": peer.name, "timeout": -1})
+            except CommandFailed as err:
+                log.info("starting %s after a change: %s", peer.name, err)
 
     @staticmethod
     def _sa_ids(vs, name: str) -> tuple[int, ...]:
@@ -273,7 +298,8 @@ class ViciDriver:
                 if previous_name and previous_name != peer.name:
                     self._unload(vs, previous_name, loaded)
                 if peer.enabled:
-                    self._load(vs, peer, supported, renew=renew)
+                    if not self._load(vs, peer, supported, renew=renew) and peer.name in loaded:
+                        self._start_if_down(vs, peer)
                 else:
                     self._unload(vs, peer.name, loaded)
             finally:
