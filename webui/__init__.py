@@ -191,13 +191,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     compress.init_app(app)
     formatting.init_app(app)
 
-    from webui.blueprints import auth as auth_views, backup, commands, ipsec, peers, tokens
+    from webui.blueprints import auth as auth_views, backup, commands, ipsec, peers, tokens, tunnel
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(ipsec.bp)
     app.register_blueprint(peers.bp)
     app.register_blueprint(commands.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(backup.bp)
+    app.register_blueprint(tunnel.bp)
     csrf.exempt(api.bp)  # bearer tokens only (webui/blueprints/api.py)
     app.register_blueprint(api.bp)
 

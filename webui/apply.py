@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from webui import capabilities, paging
+from webui import capabilities, paging, tunnel_test
 from webui import status as peer_state
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, DriverError, Drivers, Interface, IPsecStatus, LogLine,
@@ -85,6 +85,7 @@ class Applier:
         # reconcile working from an older read of the store could load a peer just deleted, or
         # two firewall transactions could land in the wrong order and drop a peer's rules.
         self._lock = threading.RLock()
+        self._tests = tunnel_test.Limiter()  # Test the tunnel: one at a time, spaced
 
     # --- peer changes ----------------------------------------------------------------------------
 
@@ -401,6 +402,29 @@ class Applier:
     def watch_log(self, name: str) -> None:
         """Someone reads the peer's log: keep its full ring for a while."""
         self.drivers.ipsec.watch_log(name)
+
+    # A peer's page (webui/blueprints/tunnel.py): what each of its buttons does, by name.
+    SA_ACTIONS = {"rekey-ike": "rekey_ike", "reauthenticate": "reauthenticate",
+                  "rekey-child": "rekey_child", "terminate-child": "terminate_child"}
+
+    def tunnel_action(self, peer: Peer, verb: str, sa_id: int | None = None) -> str:
+        """Connect, Disconnect, or act on one of the peer's SAs (`SA_ACTIONS`, by charon's id);
+        what happened, in words. DriverError when strongSwan cannot be asked."""
+        ipsec = self.drivers.ipsec
+        if verb == "connect":
+            if peer.responder_only:
+                return f"{peer.name} waits for the other side to connect (responder only)."
+            return ipsec.connect(peer.name)
+        if verb == "disconnect":
+            return ipsec.disconnect(peer.name)
+        if sa_id is None:
+            return "Choose an SA: that button belongs to one."
+        return getattr(ipsec, self.SA_ACTIONS[verb])(peer.name, sa_id)
+
+    def test_tunnel(self, peer: Peer, host: str) -> tunnel_test.TestOutcome:
+        """Ping `host` (in the peer's remote networks) from the router's address in its local
+        networks; whether the packets went into the tunnel (webui/tunnel_test.py)."""
+        return tunnel_test.run(self.drivers, self._tests, peer, host)
 
     def poll_key(self, snap) -> str:
         """What a status poll's answer depends on besides its page: the snapshot's version, what

@@ -20,7 +20,7 @@ HEADERS = {
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_ENDPOINTS = {"static", "auth.login"}  # the only ones reachable without a session
 PEER = "branch-a"
-ARGUMENTS = {"name": PEER, "filename": "style.css", "token_id": "0badf00d"}
+ARGUMENTS = {"name": PEER, "filename": "style.css", "token_id": "0badf00d", "verb": "connect"}
 
 
 def enumerate_routes() -> list[tuple[str, str, str]]:

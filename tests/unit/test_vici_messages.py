@@ -159,7 +159,7 @@ def test_parse_sas_decodes_everything():
                           local_ts=("198.51.100.0/24",), remote_ts=("203.0.113.0/24",),
                           bytes_in=840, bytes_out=900, packets_in=10, packets_out=11,
                           installed_for=40, rekey_in=3000, life_in=3500, spi_in="c1a2b3c4",
-                          spi_out="d5e6f708"),),
+                          spi_out="d5e6f708", unique_id=3),),
         nat_local=True, nat_remote=False, nat_forced=True),)
 
 

@@ -71,6 +71,7 @@ class ChildSA:
     life_in: int | None = None  # seconds
     spi_in: str = ""  # hex, as charon reports it
     spi_out: str = ""
+    unique_id: int = 0  # charon's id of this CHILD_SA (what rekey and terminate name)
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,11 @@ class IPsecDriver(Protocol):
     def connect(self, name: str) -> str: ...
     def disconnect(self, name: str) -> str: ...
     def rekey(self, name: str) -> str: ...
+    # One SA of the peer `name`, by charon's unique id; refused when the SA is not that peer's.
+    def rekey_ike(self, name: str, ike_id: int) -> str: ...
+    def reauthenticate(self, name: str, ike_id: int) -> str: ...
+    def rekey_child(self, name: str, child_id: int) -> str: ...
+    def terminate_child(self, name: str, child_id: int) -> str: ...
     def supported_algorithms(self) -> frozenset[str] | None: ...
     def watch(self, wait: float = 2.0, on_connected: Callable[[], None] | None = None,
               on_missing: Callable[[Iterable[str]], None] | None = None,
@@ -261,9 +267,21 @@ class Routes:
     rules: tuple[RoutingRule, ...] = ()
 
 
+@dataclass(frozen=True)
+class PingResult:
+    """What `ping` saw: echo requests sent, replies received, and each reply's round trip."""
+
+    sent: int = 0
+    received: int = 0
+    rtts: tuple[float, ...] = ()  # milliseconds
+    error: str = ""  # why it could not run (not why no reply came: that is received == 0)
+
+
 class KernelDriver(Protocol):
     def interfaces(self) -> tuple[Interface, ...]: ...
     def routes(self, peers: Sequence[Peer] = ()) -> Routes: ...
+    def ping(self, source: str, destination: str, count: int = 3,
+             deadline: float = 5.0) -> PingResult: ...
 
 
 # --- Firewall ------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import threading
 import time
 from typing import Callable, Iterable, Sequence
 
-from webui.drivers import (Address, Connection, DaemonUnavailable, Interface, IPsecStatus, LogLine,
-                           Route, Routes, RoutingRule, StateSnapshot, Step, TunnelState)
+from webui.drivers import (Address, Connection, DaemonUnavailable, IkeSA, Interface, IPsecStatus,
+                           LogLine, PingResult, Route, Routes, RoutingRule, StateSnapshot, Step,
+                           TunnelState)
 from webui.peers import Peer
 
 
@@ -26,6 +27,8 @@ class FakeIPsec:
         self.changes = 0
         self.logs: dict[str, list[LogLine]] = {}  # what a test says charon logged, per peer
         self.log_watched: list[str] = []
+        # SAs a unit test puts here, as charon would list them: the fake invents none itself.
+        self.sas: list[IkeSA] = []
         self._lock = threading.Lock()
 
     def _check(self):
@@ -43,8 +46,18 @@ class FakeIPsec:
 
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
         self._check()
-        return {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded
-                if names is None or name in names}
+        states = {name: TunnelState(name=name, state="down", loaded=True) for name in self.loaded
+                  if names is None or name in names}
+        for sa in self.sas:
+            children = [c for c in sa.children if c.state == "INSTALLED"]
+            if sa.name in states and sa.state == "ESTABLISHED" and children:
+                states[sa.name] = TunnelState(
+                    name=sa.name, state="up", loaded=True, ike_up=True, ever_up=True,
+                    bytes_in=sum(c.bytes_in for c in children),
+                    bytes_out=sum(c.bytes_out for c in children),
+                    local_ts=tuple(ts for c in children for ts in c.local_ts),
+                    remote_ts=tuple(ts for c in children for ts in c.remote_ts))
+        return states
 
     def snapshot(self) -> StateSnapshot:
         """As the monitor keeps it: a version that grows with every change to what is loaded."""
@@ -52,7 +65,8 @@ class FakeIPsec:
             return StateSnapshot(version=1, unanswered_since=time.time(),
                                  error="strongSwan is not running (fake driver set to fail).")
         return StateSnapshot(version=2 + len(self.calls) + self.changes, tunnels=self.tunnel_states(),
-                             loaded=frozenset(self.loaded), confirmed_at=time.time())
+                             sas=tuple(self.sas), loaded=frozenset(self.loaded),
+                             confirmed_at=time.time())
 
     def history(self, name: str) -> list[tuple[float, str, str, str]]:
         return []  # no monitor: tunnels never change state here
@@ -102,6 +116,30 @@ class FakeIPsec:
         self._check()
         return f"{name}: the fake driver has no tunnel to rekey."
 
+    def _sa(self, name: str, verb: str, ike_id: int | None = None,
+            child_id: int | None = None) -> str:
+        """What the real driver answers, without anything changing: SAs are the test's."""
+        self._check()
+        what = f"IKE SA #{ike_id}" if ike_id is not None else f"CHILD_SA #{child_id}"
+        for sa in self.sas:
+            if sa.name == name and (sa.unique_id == ike_id or
+                                    any(c.unique_id == child_id for c in sa.children)):
+                self.calls.append((verb, what))
+                return f"{what} of {name} is {verb}."
+        return f"{what} is no longer there: strongSwan has replaced or closed it."
+
+    def rekey_ike(self, name: str, ike_id: int) -> str:
+        return self._sa(name, "rekeying", ike_id=ike_id)
+
+    def reauthenticate(self, name: str, ike_id: int) -> str:
+        return self._sa(name, "reauthenticating", ike_id=ike_id)
+
+    def rekey_child(self, name: str, child_id: int) -> str:
+        return self._sa(name, "rekeying", child_id=child_id)
+
+    def terminate_child(self, name: str, child_id: int) -> str:
+        return self._sa(name, "closed", child_id=child_id)
+
     def supported_algorithms(self) -> frozenset[str] | None:
         return self.supported
 
@@ -127,7 +165,18 @@ class FakeIPsec:
 
 
 class FakeKernel:
-    """Plays the kernel with a fixed, plainly fake router (documentation addresses)."""
+    """Plays the kernel with a fixed, plainly fake router (documentation addresses). Pings get
+    no reply unless a unit test puts the destination's reply count in `replies`."""
+
+    def __init__(self):
+        self.replies: dict[str, int] = {}
+        self.pinged: list[tuple[str, str]] = []
+
+    def ping(self, source: str, destination: str, count: int = 4,
+             deadline: float = 5.0) -> PingResult:
+        self.pinged.append((source, destination))
+        received = min(count, self.replies.get(destination, 0))
+        return PingResult(sent=count, received=received, rtts=(0.5,) * received)
 
     def interfaces(self) -> tuple[Interface, ...]:
         return (

@@ -16,13 +16,17 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import re
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import threading
 from typing import Sequence
 
-from webui.drivers import Address, DriverError, Interface, Route, Routes, RoutingRule
+from webui.drivers import (Address, DriverError, Interface, PingResult, Route, Routes, RoutingRule,
+                           child_env)
 from webui.peers import Peer
 
 # rtnetlink message types (linux/rtnetlink.h) and netlink flags (linux/netlink.h).
@@ -286,6 +290,32 @@ def parse_rule(message) -> RoutingRule:
                        selector=" ".join(parts), table=table)
 
 
+# --- Ping ----------------------------------------------------------------------------------------
+
+# iputils: "4 packets transmitted, 4 received"; busybox: "4 packets transmitted, 4 packets received"
+_PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+_PING_REPLY = re.compile(r"^\d+ bytes from .*time[=<]([\d.]+) ?ms", re.MULTILINE)
+
+
+def parse_ping(output: str) -> PingResult:
+    """sent, received and each reply's round trip, from what ping printed (iputils or busybox)."""
+    summary = _PING_SUMMARY.search(output)
+    rtts = tuple(float(t) for t in _PING_REPLY.findall(output))
+    if summary is None:
+        return PingResult(received=len(rtts), rtts=rtts,
+                          error="ping printed no summary" if not rtts else "")
+    return PingResult(sent=int(summary.group(1)), received=int(summary.group(2)), rtts=rtts)
+
+
+def ping_argv(source: str, destination: str, count: int, deadline: float,
+              busybox: bool = False) -> list[str]:
+    """Four echo requests at most, from `source`, over in `deadline` seconds whatever answers:
+    an argument list (the addresses are checked ones, and no shell ever reads them)."""
+    numeric = [] if busybox else ["-n"]  # busybox never resolves and has no -n
+    return ["ping", *numeric, "-c", str(count), "-W", "1", "-w", str(max(1, int(deadline))),
+            "-I", source, destination]
+
+
 # --- The driver ----------------------------------------------------------------------------------
 
 
@@ -319,6 +349,29 @@ class NetlinkDriver:
                               key=lambda r: (r.family, r.priority))
         return Routes(routes=tuple(parse_route(m, names, peers) for m in shown),
                       rules=tuple(parsed_rules))
+
+    def ping(self, source: str, destination: str, count: int = 4,
+             deadline: float = 5.0) -> PingResult:
+        """Ping `destination` from the router's address `source` (in the router's namespace)."""
+        found = shutil.which("ping")
+        if found is None:
+            return PingResult(error="ping is not installed on the router.")
+        argv = ping_argv(source, destination, count, deadline,
+                         busybox=os.path.basename(os.path.realpath(found)) == "busybox")
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env=child_env(),
+                                  timeout=deadline + 2)
+        except subprocess.TimeoutExpired:
+            return PingResult(error=f"ping did not finish within {deadline + 2:g} s.")
+        except OSError as e:
+            return PingResult(error=f"ping could not be run: {e.strerror or e}.")
+        result = parse_ping(done.stdout)
+        if done.returncode not in (0, 1) and not result.sent:
+            # 2: ping itself failed (the source address is not the router's, say)
+            return PingResult(error=(done.stderr.strip().splitlines() or ["ping failed"])[-1])
+        return result
 
     def _dumps(self, *kinds: int) -> list[list]:
         """One dump per kind, on one socket; retried when the kernel says a table changed mid-dump."""

@@ -23,8 +23,8 @@ from typing import Sequence
 
 from webui import capabilities
 from webui.atomic import write_atomic
-from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IPsecStatus,
-                           LogLine, StateSnapshot, Step, TunnelState, child_env)
+from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IkeSA,
+                           IPsecStatus, LogLine, StateSnapshot, Step, TunnelState, child_env)
 from webui.drivers import vici_messages as vm
 from webui.drivers.failure_reasons import Failures
 # `stream` is not used here: tests and the lab reach the wire as strongswan.stream too.
@@ -509,6 +509,62 @@ class ViciDriver:
                     pass  # a child not up (one pair of an IKEv1 peer, say) has nothing to rekey
         log.info("rekeying %s", name)
         return f"{name} is rekeying."
+
+    def _sa_of(self, vs, name: str, ike_id: int | None = None,
+               child_id: int | None = None) -> IkeSA | None:
+        """The IKE SA of `name` with that id (or carrying that CHILD_SA): a form names SAs by
+        charon's ids, and one peer's page must never act on another peer's SA."""
+        for sa in vm.parse_sas(events(vs, "list-sas", "list-sa", {"ike": name, "noblock": "yes"})):
+            if sa.name != name:
+                continue
+            if ike_id is not None and sa.unique_id == ike_id:
+                return sa
+            if child_id is not None and any(c.unique_id == child_id for c in sa.children):
+                return sa
+        return None
+
+    def _sa_command(self, name: str, what: str, command: str, message: dict,
+                    ike_id: int | None = None, child_id: int | None = None) -> str | None:
+        """Run `rekey` or `terminate` on one SA of `name`; why it was refused, or None."""
+        with self._session(self.connect_timeout + 2) as vs:
+            if self._sa_of(vs, name, ike_id, child_id) is None:
+                return f"{what} is no longer there: strongSwan has replaced or closed it."
+            try:
+                if command == "terminate":
+                    streamed(vs, "terminate", "control-log",
+                             message | {"timeout": int(self.connect_timeout * 1000)})
+                else:
+                    request(vs, "rekey", message)
+            except CommandFailed as err:
+                return f"strongSwan refused to {command} {what}: {str(err).split(': ', 1)[-1]}"
+        if self._monitor is not None:
+            self._monitor.refresh(name)
+        log.info("%s %s of %s", command, what, name)
+        return None
+
+    def rekey_ike(self, name: str, ike_id: int) -> str:
+        """New keys for the IKE SA; its CHILD_SAs stay as they are."""
+        what = f"IKE SA #{ike_id}"
+        return self._sa_command(name, what, "rekey", {"ike-id": str(ike_id)}, ike_id=ike_id) \
+            or f"{what} of {name} is rekeying."
+
+    def reauthenticate(self, name: str, ike_id: int) -> str:
+        """IKEv2: authenticate again with the key, building a new IKE SA and its CHILD_SAs."""
+        what = f"IKE SA #{ike_id}"
+        return self._sa_command(name, what, "rekey", {"ike-id": str(ike_id), "reauth": "yes"},
+                                ike_id=ike_id) or f"{what} of {name} is reauthenticating."
+
+    def rekey_child(self, name: str, child_id: int) -> str:
+        """New keys and SPIs for one CHILD_SA; the old one carries traffic until the new is in."""
+        what = f"CHILD_SA #{child_id}"
+        return self._sa_command(name, what, "rekey", {"child-id": str(child_id)},
+                                child_id=child_id) or f"{what} of {name} is rekeying."
+
+    def terminate_child(self, name: str, child_id: int) -> str:
+        """Close one CHILD_SA; its IKE SA stays up (Connect builds the tunnel again)."""
+        what = f"CHILD_SA #{child_id}"
+        return self._sa_command(name, what, "terminate", {"child-id": str(child_id)},
+                                child_id=child_id) or f"{what} of {name} is closed."
 
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
         """Every connection's state from ONE list-sas (plus get-conns) on one session; with

@@ -275,6 +275,7 @@ def parse_child(name: str, child: Mapping) -> ChildSA:
         life_in=_int(child.get("life-time")),
         spi_in=text(child.get("spi-in")),
         spi_out=text(child.get("spi-out")),
+        unique_id=_int(child.get("uniqueid")) or 0,
     )
 
 

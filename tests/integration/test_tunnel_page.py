@@ -1,0 +1,138 @@
+"""Issue 12 against the lab: a peer's page (webui/blueprints/tunnel.py) over HTTP, the app under
+waitress managing the lab router's real charon, the lab's remote site the other end."""
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import peer_form, wait_for
+from tests.integration.test_app_ipsec import add_peer, cell
+from webui.drivers import strongswan, vici_messages
+from webui.lab import REMOTE_LAN, ROUTER_LAN
+
+
+def router_sas(lab, name="site-b"):
+    return [sa for sa in vici_messages.parse_sas(strongswan.stream(lab.router_vici, "list-sas",
+                                                                   "list-sa", {"ike": name}))]
+
+
+def page_text(browser, name="site-b") -> str:
+    page = browser.get(f"/peers/{name}")
+    assert page.status == 200, page
+    return html.unescape(page.text)
+
+
+def installed_spis(text: str) -> list[tuple[str, str]]:
+    """(in, out) of each CHILD_SA the page shows INSTALLED (a rekeyed one lingers a few seconds
+    in charon, shown with its state, until its inbound SA is deleted)."""
+    return re.findall(r">INSTALLED</span>.*?SPI in <code>(\w+)</code> out <code>(\w+)</code>", text)
+
+
+def up(browser, lab, **form):
+    add_peer(browser, lab, peer_form(**form))
+    assert wait_for(lambda: cell(browser, "site-b").get("state") == "up"), cell(browser, "site-b")
+    return wait_for(lambda: (sas := router_sas(lab)) and sas[0].children and sas[0])
+
+
+@pytest.mark.parametrize("version", ["2", "1"], ids=["IKEv2", "IKEv1"])
+def test_the_page_shows_the_sas_charon_negotiated(live, clean_lab, version):
+    browser = live.browser()
+    sa = up(browser, clean_lab, ike_version=version)
+    child = sa.children[0]
+    text = wait_for(lambda: (t := page_text(browser)) and f"IKE SA #{sa.unique_id}" in t
+                    and child.spi_in in t and t)
+    assert text, page_text(browser)
+    for shown in (f"IKEv{version}", "192.0.2.2", f"ID {sa.remote_id}", f"ID {sa.local_id}",
+                  sa.encryption, sa.dh_group, child.encryption, child.spi_out,
+                  "198.51.100.0/24 → 203.0.113.0/24", 'data-state="up"', "Rekey IKE"):
+        assert shown in text, shown
+    assert ("Reauthenticate" in text) == (version == "2"), "reauthentication is IKEv2's"
+
+
+def ping_for(lab, seconds: float) -> tuple[threading.Thread, dict]:
+    """A ping from the router's LAN address to the remote's, running in the background."""
+    result = {}
+    count = int(seconds / 0.1)
+
+    def run():
+        done = clean = lab.exec("router", ["ping", "-n", "-q", "-c", str(count), "-i", "0.1",
+                                           "-W", "1", "-I", ROUTER_LAN, REMOTE_LAN])
+        result["output"] = done.stdout
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", clean.stdout)
+        result["sent"], result["received"] = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_rekey_gives_new_spis_while_a_ping_keeps_passing(live, clean_lab):
+    browser = live.browser()
+    sa = up(browser, clean_lab)
+    old_child = sa.children[0]
+    assert wait_for(lambda: old_child.spi_in in page_text(browser))
+    thread, pinged = ping_for(clean_lab, 6)
+    try:
+        time.sleep(1)
+        answer = browser.post("/peers/site-b/tunnel/rekey-child", {"sa": str(old_child.unique_id)},
+                              htmx=True)
+        assert answer.status == 200 and f"CHILD_SA #{old_child.unique_id} of site-b is rekeying" \
+            in answer.text, answer.text[:500]
+        fresh = wait_for(lambda: (s := installed_spis(page_text(browser))) and
+                         all(old_child.spi_in not in spi for spi in s) and s, timeout=5)
+        assert fresh, (installed_spis(page_text(browser)), router_sas(clean_lab))
+        answer = browser.post("/peers/site-b/tunnel/rekey-ike", {"sa": str(sa.unique_id)},
+                              htmx=True)
+        assert f"IKE SA #{sa.unique_id} of site-b is rekeying" in answer.text
+        # an IKEv2 IKE rekey makes a new IKE SA (a new unique id) and keeps the CHILD_SAs
+        assert wait_for(lambda: (now := router_sas(clean_lab)) and now[0].unique_id != sa.unique_id
+                        and now[0].state == "ESTABLISHED", timeout=5), router_sas(clean_lab)
+    finally:
+        thread.join(timeout=20)
+    assert pinged["sent"] >= 50 and pinged["received"] == pinged["sent"], pinged
+    new_child = router_sas(clean_lab)[0].children[0]
+    assert (new_child.spi_in, new_child.spi_out) != (old_child.spi_in, old_child.spi_out)
+    print(f"\nrekeyed: SPI in {old_child.spi_in} -> {new_child.spi_in}, "
+          f"{pinged['received']}/{pinged['sent']} pings answered throughout")
+
+
+def test_terminate_child_keeps_ike_and_connect_brings_the_tunnel_back(live, clean_lab):
+    browser = live.browser()
+    sa = up(browser, clean_lab)
+    child = sa.children[0]
+    answer = browser.post("/peers/site-b/tunnel/terminate-child", {"sa": str(child.unique_id)})
+    assert answer.status == 200 and answer.url.endswith("/peers/site-b")  # after the 303
+    assert f"CHILD_SA #{child.unique_id} of site-b is closed." in answer.text
+    now = router_sas(clean_lab)
+    assert now and now[0].unique_id == sa.unique_id and not now[0].children
+    answer = browser.post("/peers/site-b/tunnel/connect", htmx=True)
+    assert "site-b is up." in answer.text, answer.text[:500]
+    assert wait_for(lambda: router_sas(clean_lab)[0].children)
+
+
+def test_reauthenticate_builds_a_new_ike_sa(live, clean_lab):
+    browser = live.browser()
+    sa = up(browser, clean_lab)
+    answer = browser.post("/peers/site-b/tunnel/reauthenticate", {"sa": str(sa.unique_id)},
+                          htmx=True)
+    assert f"IKE SA #{sa.unique_id} of site-b is reauthenticating." in answer.text
+    assert wait_for(lambda: (now := router_sas(clean_lab)) and now[0].unique_id != sa.unique_id
+                    and now[0].children, timeout=8), router_sas(clean_lab)
+
+
+def test_the_test_reports_replies_through_the_tunnel(live, clean_lab):
+    browser = live.browser()
+    up(browser, clean_lab)
+    answer = browser.post("/peers/site-b/test", {"host": REMOTE_LAN}, htmx=True)
+    text = html.unescape(answer.text)
+    assert answer.status == 200, text
+    assert "4 of 4 replied" in text and f"sent from {ROUTER_LAN}" in text, text
+    assert re.search(r"The tunnel carried \d+ bytes out and \d+ bytes in during the test", text), text
+    browser.post("/peers/site-b/tunnel/disconnect", htmx=True)
+    time.sleep(3.1)  # the test's rate limit
+    text = html.unescape(browser.post("/peers/site-b/test", {"host": REMOTE_LAN}).text)
+    assert "0 of " in text and "The tunnel is not up: the packets did not go into it." in text, text

@@ -1,0 +1,201 @@
+"""A peer's page (webui/blueprints/tunnel.py) with the fake drivers: what it shows, what its
+buttons do on the plain and the htmx paths, and the tunnel test's checks and limits."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from tests.conftest import valid_peer_form
+from webui.drivers import ChildSA, IkeSA
+
+SA = IkeSA(name="branch-a", unique_id=7, state="ESTABLISHED", version=2, local_host="192.0.2.1",
+           remote_host="192.0.2.2", local_id="192.0.2.1", remote_id="branch.example.com",
+           initiator=True, encryption="AES_CBC-256", integrity="HMAC_SHA2_256_128",
+           prf="PRF_HMAC_SHA2_256", dh_group="CURVE_25519", established_for=120, rekey_in=3000,
+           children=(ChildSA(name="branch-a", state="INSTALLED", protocol="ESP",
+                             encryption="AES_GCM_16-256", local_ts=("198.51.100.0/24",),
+                             remote_ts=("203.0.113.0/24",), bytes_in=1000, bytes_out=2000,
+                             packets_in=10, packets_out=20, rekey_in=900, spi_in="c1a2b3c4",
+                             spi_out="d5e6f708", unique_id=9),))
+
+
+@pytest.fixture
+def peer(browser):
+    assert browser.post("/peers", valid_peer_form()).status_code == 303
+    return "branch-a"
+
+
+def fakes(app):
+    drivers = app.extensions["webui"].drivers
+    return drivers.ipsec, drivers.kernel
+
+
+def test_the_peer_list_links_each_row_to_its_page(browser, peer):
+    assert 'href="/peers/branch-a"' in browser.get("/").get_data(as_text=True)
+
+
+def test_the_page_shows_the_sas_as_negotiated(app, browser, peer):
+    ipsec, _ = fakes(app)
+    ipsec.sas.append(SA)
+    page = browser.get("/peers/branch-a")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    for shown in ("IKE SA #7", "branch.example.com", "AES_CBC-256 / HMAC_SHA2_256_128",
+                  "CURVE_25519", "AES_GCM_16-256", "c1a2b3c4", "d5e6f708", "198.51.100.0/24 → 203.0.113.0/24",
+                  "Rekey IKE", "Reauthenticate", "Terminate", 'data-state="up"'):
+        assert shown in text, shown
+    # the places sections 3 and 4 fill
+    assert 'id="section-why"' in text and 'id="section-log"' in text
+
+
+def test_without_an_sa_the_page_says_so_and_offers_no_sa_button(browser, peer):
+    text = browser.get("/peers/branch-a").get_data(as_text=True)
+    assert "strongSwan has no SA for branch-a" in text
+    assert "Rekey IKE" not in text and "Connect" in text
+
+
+def test_an_unknown_peer_is_404(browser):
+    assert browser.get("/peers/nobody").status_code == 404
+    assert browser.post("/peers/nobody/tunnel/connect").status_code == 404
+
+
+def test_the_now_poll_answers_204_while_nothing_changed(browser, peer):
+    fragment = browser.get("/peers/branch-a/now", htmx=True).get_data(as_text=True)
+    key = re.search(r'/peers/branch-a/now\?v=([^"]+)"', fragment).group(1)
+    assert browser.get(f"/peers/branch-a/now?v={key}", htmx=True).status_code == 204
+    assert browser.get("/peers/branch-a/now?v=stale", htmx=True).status_code == 200
+
+
+@pytest.mark.parametrize("verb, sa, said", [
+    ("rekey-ike", "7", "IKE SA #7 of branch-a is rekeying."),
+    ("reauthenticate", "7", "IKE SA #7 of branch-a is reauthenticating."),
+    ("rekey-child", "9", "CHILD_SA #9 of branch-a is rekeying."),
+    ("terminate-child", "9", "CHILD_SA #9 of branch-a is closed."),
+    ("rekey-child", "8", "CHILD_SA #8 is no longer there"),
+])
+def test_sa_buttons_act_on_that_sa_and_say_so_inline(app, browser, peer, verb, sa, said):
+    ipsec, _ = fakes(app)
+    ipsec.sas.append(SA)
+    r = browser.post(f"/peers/branch-a/tunnel/{verb}", {"sa": sa}, htmx=True)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 200 and said in text
+    assert re.search(r'<div id="now"[^>]* hx-swap-oob="true"', text), "the Now section comes along, out of band"
+
+
+def test_an_sa_of_another_peer_is_not_acted_on(app, browser, peer):
+    ipsec, _ = fakes(app)
+    ipsec.sas.append(SA)
+    browser.post("/peers", valid_peer_form(name="branch-b", remote_networks="10.9.0.0/16"))
+    r = browser.post("/peers/branch-b/tunnel/rekey-ike", {"sa": "7"}, htmx=True)
+    assert "IKE SA #7 is no longer there" in r.get_data(as_text=True)
+    assert not [c for c in ipsec.calls if c[0] == "rekeying"]
+
+
+def test_without_javascript_an_action_redirects_to_the_page_with_its_outcome(app, browser, peer):
+    ipsec, _ = fakes(app)
+    ipsec.sas.append(SA)
+    r = browser.post("/peers/branch-a/tunnel/rekey-ike", {"sa": "7"})
+    assert r.status_code == 303 and r.headers["Location"] == "/peers/branch-a"
+    assert "IKE SA #7 of branch-a is rekeying." in browser.get("/peers/branch-a").get_data(as_text=True)
+
+
+def test_actions_need_the_csrf_token(browser, peer):
+    r = browser.client.post("/peers/branch-a/tunnel/connect", data={})
+    assert r.status_code == 400
+
+
+def test_connect_on_a_daemon_that_is_down_says_so_with_503(app, browser, peer):
+    ipsec, _ = fakes(app)
+    ipsec.fail = True
+    r = browser.post("/peers/branch-a/tunnel/connect", htmx=True)
+    assert r.status_code == 503 and "strongSwan is not running" in r.get_data(as_text=True)
+
+
+# --- Test the tunnel ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host, said", [
+    ("", "Enter the address of a host in 203.0.113.0/24."),
+    ("203.0.113.0", "the network's own address"),
+    ("10.1.2.3", "10.1.2.3 is not inside the peer's remote networks (203.0.113.0/24)."),
+    ("203.0.113.1; reboot", "is not an IP address"),
+    ("2001:db8::1", "not inside the peer's remote networks"),
+])
+def test_a_test_host_outside_the_remote_networks_is_refused_next_to_the_field(app, browser, peer,
+                                                                              host, said):
+    _, kernel = fakes(app)
+    r = browser.post("/peers/branch-a/test", {"host": host}, htmx=True)
+    text = html.unescape(r.get_data(as_text=True))
+    assert r.status_code == 422 and said in text and 'id="test-host-error"' in text
+    assert kernel.pinged == []
+
+
+def test_a_test_pings_from_the_routers_address_in_the_local_network(app, browser, peer):
+    _, kernel = fakes(app)
+    kernel.replies["203.0.113.5"] = 4
+    r = browser.post("/peers/branch-a/test", {"host": "203.0.113.5"}, htmx=True)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert kernel.pinged == [("198.51.100.1", "203.0.113.5")]
+    assert "4 of 4 replied" in text and "sent from 198.51.100.1" in text and "Round trips" in text
+    assert "The tunnel is not up: the packets did not go into it." in text
+
+
+def test_without_javascript_the_test_answers_with_the_page(app, browser, peer):
+    r = browser.post("/peers/branch-a/test", {"host": "203.0.113.5"})
+    text = r.get_data(as_text=True)
+    assert r.status_code == 200 and "<html" in text and "0 of 4 replied" in text
+
+
+def test_with_no_local_address_the_test_says_so_and_sends_nothing(app, browser):
+    browser.post("/peers", valid_peer_form(local_networks="10.50.0.0/16"))
+    _, kernel = fakes(app)
+    r = browser.post("/peers/branch-a/test", {"host": "203.0.113.5"}, htmx=True)
+    assert "This router has no address inside the peer's local networks (10.50.0.0/16)" in \
+        html.unescape(r.get_data(as_text=True))
+    assert kernel.pinged == []
+
+
+def test_tests_are_rate_limited(app, browser, peer):
+    _, kernel = fakes(app)
+    assert browser.post("/peers/branch-a/test", {"host": "203.0.113.5"}, htmx=True).status_code == 200
+    r = browser.post("/peers/branch-a/test", {"host": "203.0.113.6"}, htmx=True)
+    assert r.status_code == 429 and "at most one every" in r.get_data(as_text=True)
+    assert len(kernel.pinged) == 1
+
+
+# --- The kernel driver's ping: argument list and output, without running it -------------------
+
+from webui.drivers.kernel import parse_ping, ping_argv  # noqa: E402
+
+IPUTILS = """PING 203.0.113.1 (203.0.113.1) from 198.51.100.1 : 56(84) bytes of data.
+64 bytes from 203.0.113.1: icmp_seq=1 ttl=64 time=0.412 ms
+64 bytes from 203.0.113.1: icmp_seq=2 ttl=64 time=0.298 ms
+
+--- 203.0.113.1 ping statistics ---
+3 packets transmitted, 2 received, 33.3333% packet loss, time 2003ms
+rtt min/avg/max/mdev = 0.298/0.355/0.412/0.057 ms
+"""
+BUSYBOX = """PING 203.0.113.1 (203.0.113.1): 56 data bytes
+64 bytes from 203.0.113.1: seq=0 ttl=64 time=1.210 ms
+
+--- 203.0.113.1 ping statistics ---
+4 packets transmitted, 1 packets received, 75% packet loss
+round-trip min/avg/max = 1.210/1.210/1.210 ms
+"""
+
+
+def test_ping_output_is_read_from_iputils_and_busybox():
+    iputils = parse_ping(IPUTILS)
+    assert (iputils.sent, iputils.received, iputils.rtts) == (3, 2, (0.412, 0.298))
+    busybox = parse_ping(BUSYBOX)
+    assert (busybox.sent, busybox.received, busybox.rtts) == (4, 1, (1.21,))
+    assert parse_ping("ping: bind: Cannot assign requested address\n").error
+
+
+def test_ping_is_an_argument_list_bounded_in_time():
+    argv = ping_argv("198.51.100.1", "203.0.113.1", 4, 5.0)
+    assert argv == ["ping", "-n", "-c", "4", "-W", "1", "-w", "5", "-I", "198.51.100.1",
+                    "203.0.113.1"]
+    assert "-n" not in ping_argv("198.51.100.1", "203.0.113.1", 4, 5.0, busybox=True)

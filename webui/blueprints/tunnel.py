@@ -1,0 +1,81 @@
+"""A peer's page: its tunnel now, its history, why it is down, its live log, and a test.
+
+Each section is a fragment of `tunnel/page.html`; the htmx endpoints return the fragment alone,
+and without JavaScript the same URL answers with the whole page. The page's data comes from the
+service (`webui/apply.py`), gathered by `webui/peer_page.py`.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
+
+from webui import peer_page
+from webui.auth import polled
+from webui.drivers import DaemonUnavailable, DriverError
+from webui.htmx import redirect_303, render, wants_fragment
+
+bp = Blueprint("tunnel", __name__, url_prefix="/peers")
+
+ACTIONS = ("connect", "disconnect", "rekey-ike", "reauthenticate", "rekey-child", "terminate-child")
+
+
+def applier():
+    return current_app.extensions["webui"]
+
+
+def stored_peer(name):
+    peer = applier().store.get(name)
+    if peer is None:
+        abort(404, f"There is no peer named {name}.")
+    return peer
+
+
+def page_context(peer, **extra) -> dict:
+    """What tunnel/page.html needs: every section's context. Sections add their keys here."""
+    return peer_page.now(applier(), peer) | {"test": None} | extra
+
+
+@bp.get("/<name>")
+def page(name):
+    """The peer's page."""
+    return render_template("tunnel/page.html", **page_context(stored_peer(name)))
+
+
+@bp.get("/<name>/now")
+@polled
+def now(name):
+    """The Now section, for its poll: 204 while nothing it shows has changed."""
+    context = page_context(stored_peer(name))
+    key = context["poll_key"]
+    if key and wants_fragment() and request.args.get("v") == key:
+        return "", 204
+    return render("tunnel/page.html", "tunnel/_now.html", **context)
+
+
+@bp.post("/<name>/tunnel/<verb>")
+def action(name, verb):
+    """Connect, Disconnect, or act on one SA (named by charon's id in `sa`); the outcome in
+    the Now section (htmx), or on the page after a redirect (a plain form)."""
+    peer = stored_peer(name)
+    if verb not in ACTIONS:
+        abort(404)
+    sa = request.form.get("sa", "")
+    status = 200
+    try:
+        message = applier().tunnel_action(peer, verb, int(sa) if sa.isdigit() else None)
+    except DriverError as e:
+        message, status = str(e), 503 if isinstance(e, DaemonUnavailable) else 502
+    if not wants_fragment():
+        flash(message)
+        return redirect_303(url_for("tunnel.page", name=name))
+    return render_template("tunnel/_outcome.html", message=message, oob=True,
+                           **page_context(peer)), status
+
+
+@bp.post("/<name>/test")
+def test(name):
+    """Test the tunnel: ping a host in the peer's remote networks from the router."""
+    peer = stored_peer(name)
+    outcome = applier().test_tunnel(peer, request.form.get("host", ""))
+    status = 422 if outcome.field_error else 429 if outcome.limited else 200
+    return render("tunnel/page.html", "tunnel/_test.html", status,
+                  **page_context(peer, test=outcome))
