@@ -11,8 +11,8 @@ import pytest
 
 from tests.integration.conftest import peer_form, wait_for
 from tests.integration.test_app_ipsec import add_peer, cell
+from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.drivers import strongswan, vici_messages
-from webui.lab import REMOTE_LAN, ROUTER_LAN
 
 
 def router_sas(lab, name="site-b"):
