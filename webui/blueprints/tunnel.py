@@ -6,9 +6,10 @@ service (`webui/apply.py`), gathered by `webui/peer_page.py`.
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
+from flask import Blueprint, abort, flash, render_template, request, url_for
 
 from webui import peer_page
+from webui.apply import service
 from webui.auth import polled
 from webui.drivers import DaemonUnavailable, DriverError
 from webui.htmx import redirect_303, render, wants_fragment
@@ -18,12 +19,8 @@ bp = Blueprint("tunnel", __name__, url_prefix="/peers")
 ACTIONS = ("connect", "disconnect", "rekey-ike", "reauthenticate", "rekey-child", "terminate-child")
 
 
-def applier():
-    return current_app.extensions["webui"]
-
-
 def stored_peer(name):
-    peer = applier().store.get(name)
+    peer = service().peer(name)
     if peer is None:
         abort(404, f"There is no peer named {name}.")
     return peer
@@ -31,7 +28,7 @@ def stored_peer(name):
 
 def page_context(peer, **extra) -> dict:
     """What tunnel/page.html needs: every section's context. Sections add their keys here."""
-    return peer_page.now(applier(), peer) | {"test": None} | extra
+    return peer_page.now(service(), peer) | {"test": None} | extra
 
 
 @bp.get("/<name>")
@@ -61,21 +58,21 @@ def action(name, verb):
     sa = request.form.get("sa", "")
     status = 200
     try:
-        message = applier().tunnel_action(peer, verb, int(sa) if sa.isdigit() else None)
+        message = service().tunnel_action(peer, verb, int(sa) if sa.isdigit() else None)
     except DriverError as e:
         message, status = str(e), 503 if isinstance(e, DaemonUnavailable) else 502
     if not wants_fragment():
         flash(message)
         return redirect_303(url_for("tunnel.page", name=name))
-    return render_template("tunnel/_outcome.html", message=message, oob=True,
-                           **page_context(peer)), status
+    return render_template("tunnel/_outcome.html", message=message,
+                           **(page_context(peer) | {"oob": True})), status
 
 
 @bp.post("/<name>/test")
 def test(name):
     """Test the tunnel: ping a host in the peer's remote networks from the router."""
     peer = stored_peer(name)
-    outcome = applier().test_tunnel(peer, request.form.get("host", ""))
+    outcome = service().test_tunnel(peer, request.form.get("host", ""))
     status = 422 if outcome.field_error else 429 if outcome.limited else 200
     return render("tunnel/page.html", "tunnel/_test.html", status,
                   **page_context(peer, test=outcome))
