@@ -136,3 +136,33 @@ def test_the_test_reports_replies_through_the_tunnel(live, clean_lab):
     time.sleep(3.1)  # the test's rate limit
     text = html.unescape(browser.post("/peers/site-b/test", {"host": REMOTE_LAN}).text)
     assert "0 of " in text and "The tunnel is not up: the packets did not go into it." in text, text
+
+
+def test_the_history_and_the_chart_show_a_down_and_up_caused_here(live, clean_lab, monkeypatch):
+    # samples twice a second instead of once a minute: a test cannot wait an hour
+    monkeypatch.setattr("webui.drivers.monitor.SAMPLE_EVERY", 0.5)
+    browser = live.browser()
+    up(browser, clean_lab)
+    for _ in range(3):  # traffic, with the page open (its polls keep the monitor sampling)
+        assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=3)
+        page_text(browser)
+    strongswan.stream(clean_lab.remote_vici, "terminate", "control-log",
+                      {"ike": "site-b", "timeout": 2000})
+    assert wait_for(lambda: 'data-state="up"' not in page_text(browser), timeout=5)
+    time.sleep(1.5)
+    answer = browser.post("/peers/site-b/tunnel/connect", htmx=True)
+    assert "site-b is up." in answer.text, answer.text[:300]
+    for _ in range(3):
+        assert clean_lab.ping("router", ROUTER_LAN, REMOTE_LAN, count=3)
+        page_text(browser)
+    text = page_text(browser)
+    section = text[text.index('id="section-history"'):]
+    section = section[:section.index("</section>")]
+    rows = re.findall(r'<td data-label="From">([^<]*)</td><td data-label="To">([^<]*)</td>', section)
+    assert ("up", "down") in rows and rows[0][1] == "up", rows  # newest first: back up
+    uptime = re.search(r"Up ([\d.]+) %</strong>", section)
+    assert uptime and 50 < float(uptime.group(1)) < 100, section[:500]
+    assert "1 flap</strong>" in section
+    assert section.count('<rect class="down"') == 1, "the time it was down is shaded"
+    path = re.search(r'<path class="in" d="([^"]+)"', section)
+    assert path and path.group(1).count("M") >= 1 and "L" in path.group(1), section

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import pytest
 
@@ -46,6 +47,7 @@ def test_the_page_shows_the_sas_as_negotiated(app, browser, peer):
                   "CURVE_25519", "AES_GCM_16-256", "c1a2b3c4", "d5e6f708", "198.51.100.0/24 → 203.0.113.0/24",
                   "Rekey IKE", "Reauthenticate", "Terminate", 'data-state="up"'):
         assert shown in text, shown
+    assert ">Disconnect</button>" in text and ">Connect</button>" not in text, "up: no Connect"
     # the places sections 3 and 4 fill
     assert 'id="section-why"' in text and 'id="section-log"' in text
 
@@ -199,3 +201,29 @@ def test_ping_is_an_argument_list_bounded_in_time():
     assert argv == ["ping", "-n", "-c", "4", "-W", "1", "-w", "5", "-I", "198.51.100.1",
                     "203.0.113.1"]
     assert "-n" not in ping_argv("198.51.100.1", "203.0.113.1", 4, 5.0, busybox=True)
+
+
+# --- History --------------------------------------------------------------------------------------
+
+def test_the_history_shows_transitions_uptime_flaps_and_the_chart(app, browser, peer):
+    ipsec, _ = fakes(app)
+    now = time.time()
+    ipsec.transitions["branch-a"] = [(now - 1800, "down", "up", ""),
+                                     (now - 600, "up", "down", "peer not responding <b>x</b>"),
+                                     (now - 300, "down", "up", "")]
+    ipsec.samples["branch-a"] = [(now - 60 * k, 6000 * (30 - k), 600 * (30 - k))
+                                 for k in range(30, 0, -1)]
+    page = browser.get("/peers/branch-a").get_data(as_text=True)
+    section = page[page.index('id="section-history"'):page.index('id="section-why"')]
+    assert re.search(r"Up 83\.\d %</strong> of the last 30m", section), section[:600]
+    assert "1 flap</strong>" in section
+    assert "peer not responding &lt;b&gt;x&lt;/b&gt;" in section, "reasons are escaped"
+    assert section.count('<rect class="down"') == 1 and '<path class="in" d="M' in section
+    assert "in, peak 100 B/s" in section
+    fragment = browser.get("/peers/branch-a/history", htmx=True).get_data(as_text=True)
+    assert fragment.startswith('<section class="card" aria-labelledby="history-heading"')
+
+
+def test_a_peer_with_no_history_says_so(browser, peer):
+    page = browser.get("/peers/branch-a").get_data(as_text=True)
+    assert "Nothing recorded yet" in page and "No traffic samples in the last hour" in page

@@ -12,7 +12,7 @@ from webui import peer_page
 from webui.apply import service
 from webui.auth import polled
 from webui.drivers import DaemonUnavailable, DriverError
-from webui.htmx import redirect_303, render, wants_fragment
+from webui.htmx import redirect_303, wants_fragment
 
 bp = Blueprint("tunnel", __name__, url_prefix="/peers")
 
@@ -27,8 +27,18 @@ def stored_peer(name):
 
 
 def page_context(peer, **extra) -> dict:
-    """What tunnel/page.html needs: every section's context. Sections add their keys here."""
-    return peer_page.now(service(), peer) | {"test": None} | extra
+    """What the whole of tunnel/page.html needs: each section adds its keys here. A section's
+    own endpoint (its poll, its form) gathers only what its fragment shows."""
+    now = peer_page.now(service(), peer)
+    return now | {"history": peer_page.history(service(), peer, now["tunnel"], now["snapshot"].confirmed_at),
+                  "test": None} | extra
+
+
+def page_or(fragment: str, peer, status: int = 200, **context):
+    """The fragment alone for htmx (with `context`), else the whole page."""
+    if wants_fragment():
+        return render_template(fragment, peer=peer, **context), status
+    return render_template("tunnel/page.html", **page_context(peer, **context)), status
 
 
 @bp.get("/<name>")
@@ -41,11 +51,22 @@ def page(name):
 @polled
 def now(name):
     """The Now section, for its poll: 204 while nothing it shows has changed."""
-    context = page_context(stored_peer(name))
+    peer = stored_peer(name)
+    context = peer_page.now(service(), peer)
     key = context["poll_key"]
     if key and wants_fragment() and request.args.get("v") == key:
         return "", 204
-    return render("tunnel/page.html", "tunnel/_now.html", **context)
+    return page_or("tunnel/_now.html", **context)
+
+
+@bp.get("/<name>/history")
+@polled
+def history(name):
+    """The History section, for its poll (once a minute, as often as the counters are sampled)."""
+    peer = stored_peer(name)
+    now = peer_page.now(service(), peer)
+    return page_or("tunnel/_history.html", peer, history=peer_page.history(
+        service(), peer, now["tunnel"], now["snapshot"].confirmed_at))
 
 
 @bp.post("/<name>/tunnel/<verb>")
@@ -65,7 +86,7 @@ def action(name, verb):
         flash(message)
         return redirect_303(url_for("tunnel.page", name=name))
     return render_template("tunnel/_outcome.html", message=message,
-                           **(page_context(peer) | {"oob": True})), status
+                           **(peer_page.now(service(), peer) | {"oob": True})), status
 
 
 @bp.post("/<name>/test")
@@ -74,5 +95,4 @@ def test(name):
     peer = stored_peer(name)
     outcome = service().test_tunnel(peer, request.form.get("host", ""))
     status = 422 if outcome.field_error else 429 if outcome.limited else 200
-    return render("tunnel/page.html", "tunnel/_test.html", status,
-                  **page_context(peer, test=outcome))
+    return page_or("tunnel/_test.html", peer, status, test=outcome)

@@ -29,6 +29,8 @@ class FakeIPsec:
         self.log_watched: list[str] = []
         # SAs a unit test puts here, as charon would list them: the fake invents none itself.
         self.sas: list[IkeSA] = []
+        self.transitions: dict[str, list[tuple[float, str, str, str]]] = {}  # likewise
+        self.samples: dict[str, list[tuple[float, int, int]]] = {}
         self._lock = threading.Lock()
 
     def _check(self):
@@ -69,10 +71,10 @@ class FakeIPsec:
                              confirmed_at=time.time())
 
     def history(self, name: str) -> list[tuple[float, str, str, str]]:
-        return []  # no monitor: tunnels never change state here
+        return list(self.transitions.get(name, ()))  # a unit test's; no monitor changes state here
 
     def counters(self, name: str) -> list[tuple[float, int, int]]:
-        return []
+        return list(self.samples.get(name, ()))
 
     def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None:
         self._check()
