@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+from webui import diagnosis
 from webui import history as peer_history
 from webui import status as peer_state
+from webui.drivers.failure_reasons import failure_reason
 from webui.peers import Peer
 
 TRANSITIONS_SHOWN = 12
@@ -42,3 +44,50 @@ def history(service, peer: Peer, tunnel, confirmed_at: float = 0.0, at: float | 
                             for t, frm, to, reason in reversed(transitions[-TRANSITIONS_SHOWN:])],
             "uptime": peer_history.uptime(transitions, at),
             "chart": peer_history.chart(samples, transitions, current, at)}
+
+
+# The form's fields a finding may point at: their labels, and the id to jump to on the edit form
+# (a checkbox group's fieldset is `<id>-group`, webui/templates/peers/_macros.html).
+FIELD_LABELS = {
+    "ike_encryption": "IKE encryption", "ike_integrity": "IKE integrity",
+    "ike_dh_groups": "IKE DH groups", "esp_encryption": "ESP encryption",
+    "esp_integrity": "ESP integrity", "esp_dh_groups": "ESP DH groups",
+    "local_id": "Local ID", "peer_id": "Peer ID", "psk": "Pre-shared key",
+    "local_networks": "Local networks", "remote_networks": "Remote networks",
+    "remote_gateway": "Remote gateway",
+}
+_GROUPS = {"ike_encryption", "ike_integrity", "ike_dh_groups", "esp_encryption", "esp_integrity",
+           "esp_dh_groups"}
+FIELD_ANCHORS = {name: f"{name}-group" if name in _GROUPS else name for name in FIELD_LABELS}
+
+
+def why(applier, peer: Peer, state) -> dict:
+    """Section 3: what charon's lines say about the last failed negotiation (webui/diagnosis.py).
+    Nothing while the tunnel is up: an old failure is history then, not a reason."""
+    quiet = state.kind in ("up", "disabled", "disconnected")
+    found = [] if quiet else diagnosis.explain(peer, applier.log_lines(peer.name))
+    return {"findings": found, "field_labels": FIELD_LABELS, "field_anchors": FIELD_ANCHORS}
+
+
+# The live log's filter: charon's level 0 is the main events (initiating, established, deleting),
+# 1 adds every message and packet; "problems" is the lines that give a reason for a failure.
+LOG_LEVELS = (("all", "Everything (levels 0 and 1)"), ("events", "Main events (level 0)"),
+              ("problems", "Problems only"))
+
+
+def log(applier, peer: Peer, level: str = "all") -> dict:
+    """Section 4: charon's recent lines about the peer, filtered by `level`."""
+    level = level if level in dict(LOG_LEVELS) else "all"
+    lines = applier.log_lines(peer.name)
+    if level == "events":
+        lines = [line for line in lines if line.level == 0]
+    elif level == "problems":
+        lines = [line for line in lines if failure_reason(line.text)]
+    key = f"{level}.{len(lines)}.{lines[-1].at:.3f}" if lines else f"{level}.0"
+    return {"log_lines": lines, "log_level": level, "log_levels": LOG_LEVELS, "log_key": key}
+
+
+def log_text(lines) -> str:
+    """The lines as the download has them: one a line, with the date and charon's level."""
+    return "".join(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(line.at))} "
+                   f"[{line.level}] {line.text}\n" for line in lines)

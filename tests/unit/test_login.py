@@ -204,7 +204,8 @@ def test_polled_endpoints_are_the_ones_templates_poll(app):
         for tag in re.findall(r"<[^>]*hx-trigger=\"[^\"]*every[^>]*>", template.read_text()):
             polled_in_templates |= set(re.findall(r"hx-get=\"\{\{ url_for\('([\w.]+)'[,)]", tag))
     marked = {name for name, view in app.view_functions.items() if getattr(view, "polled", False)}
-    assert polled_in_templates == marked == {"ipsec.states", "commands.status", "tunnel.now", "tunnel.history"}
+    assert polled_in_templates == marked == {"ipsec.states", "commands.status", "tunnel.now", "tunnel.history",
+                                                 "tunnel.log"}
 
 
 # --- next ----------------------------------------------------------------------------------------

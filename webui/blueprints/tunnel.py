@@ -6,7 +6,7 @@ service (`webui/apply.py`), gathered by `webui/peer_page.py`.
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, render_template, request, url_for
 
 from webui import peer_page
 from webui.apply import service
@@ -30,8 +30,10 @@ def page_context(peer, **extra) -> dict:
     """What the whole of tunnel/page.html needs: each section adds its keys here. A section's
     own endpoint (its poll, its form) gathers only what its fragment shows."""
     now = peer_page.now(service(), peer)
+    service().watch_log(peer.name)  # someone looks: its log keeps its whole ring a while
     return now | {"history": peer_page.history(service(), peer, now["tunnel"], now["snapshot"].confirmed_at),
-                  "test": None} | extra
+                  "test": None} | peer_page.why(service(), peer, now["state"]) \
+        | peer_page.log(service(), peer, request.args.get("level", "all")) | extra
 
 
 def page_or(fragment: str, peer, status: int = 200, **context):
@@ -96,3 +98,26 @@ def test(name):
     outcome = service().test_tunnel(peer, request.form.get("host", ""))
     status = 422 if outcome.field_error else 429 if outcome.limited else 200
     return page_or("tunnel/_test.html", peer, status, test=outcome)
+
+
+@bp.get("/<name>/log")
+@polled
+def log(name):
+    """The live log's lines, for its refresh: 204 while no line came (the whole page without
+    htmx, which is where the level filter's plain form lands)."""
+    peer = stored_peer(name)
+    context = peer_page.log(service(), peer, request.args.get("level", "all"))
+    if wants_fragment():
+        service().watch_log(peer.name)
+        if request.args.get("v") == context["log_key"]:
+            return "", 204
+    return page_or("tunnel/_log_lines.html", peer, **context)
+
+
+@bp.get("/<name>/log.txt")
+def log_text(name):
+    """The live log's lines as a text file."""
+    peer = stored_peer(name)
+    context = peer_page.log(service(), peer, request.args.get("level", "all"))
+    return Response(peer_page.log_text(context["log_lines"]), mimetype="text/plain",
+                    headers={"Content-Disposition": f'attachment; filename="{peer.name}-log.txt"'})
