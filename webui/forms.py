@@ -241,6 +241,8 @@ class PeerForm(FlaskForm):
                  router_addresses: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.editing = editing
+        # The name of the peer this form edited, when it was deleted meanwhile (peers.gone).
+        self.gone = ""
         # A restored peer may come without a key (webui/backup.py): it is then saved disabled.
         self.key_optional = key_optional
         self.psk_hint = ""

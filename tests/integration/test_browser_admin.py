@@ -262,6 +262,53 @@ def test_the_row_offers_what_makes_sense_and_its_switch_works(open_page, live, c
     assert page.is_hidden(CONNECT) and page.is_visible(DISCONNECT)
 
 
+def active_text(page) -> str:
+    return page.evaluate("document.activeElement.closest('tr')?.id + ' ' + document.activeElement.textContent.trim()")
+
+
+def test_connect_disconnect_and_quick_commands_keep_the_keyboard_focus(open_page, live, clean_lab):
+    """Keyboard only: the focus goes back to the pressed button, or to the one that replaced it in
+    the row (Disconnect gives way to Connect), never to <body>."""
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    page.focus(DISCONNECT)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#state-site-b[data-state=disconnected]")
+    page.wait_for_function("() => document.activeElement.matches('#peer-site-b button.connect')")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    page.wait_for_function("() => document.activeElement.matches('#peer-site-b button.disconnect')")
+    assert active_text(page) == "peer-site-b Disconnect"
+
+    for command, pane in (("Get IPsec status", "#output-status"), ("Get interfaces", "#output-interfaces")):
+        page.focus(f"button:has-text('{command}')")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(pane)
+        page.wait_for_timeout(300)  # settled, and a poll or two later
+        assert page.evaluate("document.activeElement.textContent") == command
+
+
+def test_saving_an_edit_of_a_peer_deleted_in_another_tab_says_so_by_the_form(open_page, live, clean_lab):
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.goto(live.url + "/peers/site-b/edit")
+    live.browser().post("/peers/site-b/delete")  # another tab
+    page.fill("#remote_networks", "10.9.0.0/16")
+    with console.expecting(page, r"status of 409"):
+        page.click("button:has-text('Save changes')")
+        gone = page.wait_for_selector("#peer-gone")
+        page.wait_for_function("() => document.activeElement.id === 'peer-gone'")
+    assert "Peer site-b no longer exists" in gone.inner_text() and "Nothing was saved." in gone.inner_text()
+    assert in_viewport(page, "#peer-gone")
+    assert page.is_hidden("#request-error"), "no generic error bar at the top"
+    assert page.input_value("#remote_networks") == "10.9.0.0/16", "what was typed is kept"
+    page.fill("#psk", "a-long-enough-key-1234")
+    page.click("button:has-text('Add as a new peer')")
+    page.wait_for_url(live.url + "/")
+    assert page.inner_text("#notice") == "Peer site-b added."
+
+
 def test_a_tunnel_the_monitor_retries_offers_connect_and_disconnect(open_page, live, clean_lab):
     """A wrong key on the other side: charon gives up, the monitor will try again (the row says
     when), so the row offers Connect (now) and Disconnect (stop trying) until the admin chooses."""

@@ -241,3 +241,22 @@ def test_outputs_are_announced_by_summary_not_by_a_live_pane(browser):
     said = re.search(r'data-announce="IPsec status: ([^"]*)"', status).group(1)
     assert re.fullmatch(r"1 [a-z ]+", said), said
     assert '<span class="badge' in status and said.split(" ", 1)[1] in status
+
+
+def test_saving_an_edit_of_a_peer_deleted_meanwhile_says_so_on_the_form(browser):
+    browser.post("/peers", valid_peer_form())
+    browser.post("/peers/branch-a/delete")  # another tab
+    r = browser.post("/peers/branch-a", valid_peer_form(remote_networks="10.9.0.0/16", psk=""), htmx=True)
+    page = r.get_data(as_text=True)
+    assert r.status_code == 409, "swapped in (htmx-config), not a generic error bar"
+    gone = re.search(r'<div [^>]*id="peer-gone"[^>]*>(.*?)</div>', page, re.S)
+    assert gone and "data-focus-first" in gone.group(0), "app.js lands the admin on the message"
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", gone.group(1))).strip()
+    assert text.startswith("Peer branch-a no longer exists: it was deleted elsewhere")
+    assert "Nothing was saved." in text and 'href="/"' in gone.group(1), "a way back to the list"
+    assert 'action="/peers"' in page and ">Add as a new peer</button>" in page
+    assert re.search(r">\s*10.9.0.0/16</textarea>", page), "what was typed is kept"
+    assert browser.get("/peers/branch-a/edit").status_code == 404, "nothing was saved"
+    plain = browser.post("/peers/branch-a", valid_peer_form(psk=""))
+    assert plain.status_code == 409 and "Peer branch-a no longer exists" in plain.get_data(as_text=True)
+    assert "<h1>Add a peer</h1>" in plain.get_data(as_text=True)

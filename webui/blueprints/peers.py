@@ -56,12 +56,22 @@ def edit(name):
 @bp.post("/<name>")
 def update(name):
     """Validate and save changes to a peer (renaming included), then apply them."""
-    old = stored_peer(name)
+    old = service().peer(name)
+    if old is None:
+        return gone(name)
     form = PeerForm(editing=old, supported=supported_algorithms(),
                     router_addresses=service().router_addresses())
     if not form.validate_peer(service().peers(), warn=True):
         return form_response(form, 422)
     return save(form, lambda peer: service().update(old, peer), "Changes to {} saved.")
+
+
+def gone(name):
+    """An edit of a peer deleted meanwhile (another tab, the API): said on the form, which keeps
+    what was typed and becomes the add form, so the admin can add it as new or leave."""
+    form = PeerForm(supported=supported_algorithms(), router_addresses=service().router_addresses())
+    form.gone = name
+    return form_response(form, 409)
 
 
 def save(form, action, done: str):

@@ -36,11 +36,13 @@
   document.addEventListener("htmx:afterRequest", function (e) { e.detail.elt.removeAttribute("aria-busy"); });
 
   // A refused form comes back with its fields marked: the admin lands on the first of them, in
-  // view, not at the top of the page or on <body>.
+  // view, not at the top of the page or on <body>. A form refused as a whole (its peer deleted
+  // meanwhile) marks the message to land on.
   document.addEventListener("htmx:afterSettle", function (e) {
     var form = e.target;
     if (!form.matches || !form.matches("form")) return;
-    var field = form.querySelector(".invalid input:not([type=hidden]), .invalid textarea, .invalid select");
+    var field = form.querySelector("[data-focus-first]") ||
+      form.querySelector(".invalid input:not([type=hidden]), .invalid textarea, .invalid select");
     if (!field) return;
     field.focus({ preventScroll: true });
     field.scrollIntoView({ block: "center" });
@@ -55,6 +57,29 @@
     var focus = (next && next.querySelector("a")) || document.getElementById("peers-heading");
     if (focus) setTimeout(function () { focus.focus(); }, 0);
   });
+
+  // The keyboard stays where it was after Connect, Disconnect or a quick command. The button is
+  // disabled while it posts, and may be hidden once the state it answered changes (Disconnect
+  // gives way to Connect): either drops the focus to <body>. It goes back to the button, or to
+  // the one that replaced it beside it, unless the admin has moved on (or a dialog took it).
+  var pressed = null;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var active = document.activeElement;
+    if (active && active !== document.body && e.detail.elt.contains(active)) pressed = active;
+  });
+  document.addEventListener("pointerdown", function () { pressed = null; });  // not a keyboard user's place
+  function shown(elt) { return elt.isConnected && !elt.disabled && elt.getClientRects().length > 0; }
+  function refocus() {
+    var was = pressed, active = document.activeElement;
+    if (!was) return;
+    if (active && active !== document.body && active !== was) { pressed = null; return; }
+    if (shown(was)) { if (active !== was) was.focus(); return; }
+    var place = was.isConnected && was.closest("td, form");
+    var next = place && Array.prototype.find.call(place.querySelectorAll("button, a[href]"), shown);
+    if (next) { pressed = next; next.focus(); }
+  }
+  document.addEventListener("htmx:afterRequest", function () { setTimeout(refocus, 0); });
+  document.addEventListener("htmx:afterSettle", function () { setTimeout(refocus, 0); });
 
   // A question that must be answered first (Restart IPsec?) is a real modal dialog: focus stays
   // in it, Escape or Cancel closes it, and it is gone once closed. A request sent from it closes
