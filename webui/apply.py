@@ -76,6 +76,8 @@ class Applier:
         self.firewall_error = ""
         # peer name -> what it needs that the running charon lacks (get-algorithms), in words.
         self.lacking: dict[str, str] = {}
+        # Until when (monotonic) charon not answering is the restart the admin asked for.
+        self._restarting_until = 0.0
         # WEBUI_SWANCTL_CONF: the enabled peers also written as swanctl.conf, for the system's
         # strongSwan to load at boot when the UI is not running (webui/drivers/swanctl_conf.py).
         self.swanctl_conf = Path(swanctl_conf) if swanctl_conf else None
@@ -217,11 +219,24 @@ class Applier:
         """Restart strongSwan, then load every configured peer again (VICI config is in memory),
         and end with how many of the tunnels that were up are back."""
         before = self.tunnels_up()
-        steps = self._bring_in_line(lambda peers: self.drivers.ipsec.restart(peers),
-                                    "Restart strongSwan")
-        if before:
-            steps.append(self._tunnels_back(before))
+        self._restarting_until = float("inf")
+        try:
+            steps = self._bring_in_line(lambda peers: self.drivers.ipsec.restart(peers),
+                                        "Restart strongSwan")
+            if before:
+                steps.append(self._tunnels_back(before))
+        finally:
+            # The monitor finds the new charon a moment later; a charon still silent after
+            # this was not just restarting, and says why.
+            self._restarting_until = time.monotonic() + self.TUNNELS_BACK_SECONDS
         return steps
+
+    def status_problem(self, snap) -> str:
+        """Why the states shown are not current: a restart the admin asked for is said plainly,
+        not as the socket error it causes."""
+        if snap.problem and time.monotonic() < self._restarting_until:
+            return peer_state.RESTARTING
+        return snap.problem
 
     def _tunnels_back(self, before: set[str]) -> Step:
         deadline = time.monotonic() + self.TUNNELS_BACK_SECONDS

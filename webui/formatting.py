@@ -138,6 +138,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["clock"] = clock
     from webui import status
     app.jinja_env.globals["peer_status"] = status.of
+    app.jinja_env.globals["RESTARTING"] = status.RESTARTING
     app.jinja_env.filters["since"] = lambda at: duration(max(0, time.time() - at)) if at else ""
     app.jinja_env.filters["preset_label"] = preset_label
     app.jinja_env.globals.update(name_pattern=NAME_PATTERN, name_rule=NAME_RULE, weak=WEAK, aead=AEAD, presets=PRESETS)

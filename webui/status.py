@@ -23,7 +23,10 @@ KINDS = {
     "not-loaded": ("not loaded", "warn"),
     "disabled": ("disabled", "off"),
     "unknown": ("unknown", "unknown"),
+    "restarting": ("restarting", "unknown"),
 }
+# Said instead of the socket error while strongSwan restarts because the admin asked.
+RESTARTING = "strongSwan is restarting (Restart IPsec); the states show again once it answers."
 # What charon logs when the other side never answered: before any answer it is not "down" yet.
 _SILENT = ("not responding",)
 
@@ -82,7 +85,7 @@ def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
     if not_applied:
         return PeerStatus("not-applied", not_applied)
     if problem:
-        return PeerStatus("unknown", problem)
+        return PeerStatus("restarting") if problem == RESTARTING else PeerStatus("unknown", problem)
     if loaded is not None and peer.name not in loaded:
         return PeerStatus("not-loaded", "strongSwan does not have it")
     if tunnel is None:

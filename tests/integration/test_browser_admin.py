@@ -114,6 +114,28 @@ def test_restart_asks_first_in_a_dialog_the_keyboard_can_answer(open_page, live,
     page.wait_for_selector("#restart-dialog", state="detached")
 
 
+def test_during_restart_the_rows_say_strongswan_is_restarting_not_a_socket_error(open_page, live, clean_lab):
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    page.evaluate("""() => { window.seen = [];
+        const note = () => window.seen.push([document.getElementById('state-site-b').innerText,
+            document.getElementById('status-error').hidden ? '' : document.getElementById('status-error').innerText,
+            getComputedStyle(document.querySelector('#peer-site-b .connect')).display]);
+        new MutationObserver(note).observe(document.querySelector('main'),
+                                           {childList: true, subtree: true, characterData: true, attributes: true}); }""")
+    page.click("button:has-text('Restart IPsec')")
+    page.click("#restart-dialog button:has-text('Restart now')")
+    page.wait_for_selector("#output-steps", timeout=60_000)
+    page.wait_for_selector("#state-site-b[data-state=up]")
+    seen = page.evaluate("window.seen")
+    shown = " ".join(cell + " " + banner for cell, banner, _ in seen)
+    for raw in ("Errno", "Connection reset", ".vici", "unknown"):
+        assert raw not in shown, seen
+    assert any(cell == "restarting" and banner.startswith("strongSwan is restarting") and connect == "none"
+               for cell, banner, connect in seen), seen
+
+
 def test_without_javascript_restart_is_a_confirmation_page(chromium, live, clean_lab):
     add_peer(live.browser(), clean_lab, peer_form())
     context = chromium.new_context(java_script_enabled=False)

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from webui.apply import Applier, Refused
-from webui.drivers import CommandFailed, Drivers, TunnelState
+from webui import status
+from webui.drivers import CommandFailed, Drivers, StateSnapshot, TunnelState
 from webui.drivers.fake import FakeFirewall, FakeIPsec, FakeKernel
 from webui.peers import Peer
 from webui.store import PeerStore
@@ -148,6 +149,33 @@ def test_restart_says_which_tunnels_did_not_come_back(tmp_path, monkeypatch):
     last = a.restart()[-1]
     assert (last.what, last.ok, last.detail) == ("1 of 2 tunnels back up", False, "not yet: p2")
     assert time.monotonic() - started < 3, "the wait is bounded"
+
+
+class Restarting(FakeIPsec):
+    """charon does not answer the monitor while it restarts: what would the rows say then?"""
+
+    def restart(self, peers):
+        self.said_during = self.applier.status_problem(SILENT)
+        return super().restart(peers)
+
+
+SILENT = StateSnapshot(version=3, confirmed_at=time.time() - 2, unanswered_since=time.time() - 1,
+                       error="The connection to strongSwan broke (/run/charon.vici): "
+                             "[Errno 104] Connection reset by peer")
+
+
+def test_an_asked_for_restart_is_said_plainly_not_as_a_socket_error(tmp_path, monkeypatch):
+    ipsec = Restarting()
+    a = ipsec.applier = applier(tmp_path, ipsec)
+    assert a.status_problem(SILENT) == SILENT.problem and "Errno 104" in SILENT.problem
+    a.restart()
+    assert ipsec.said_during == status.RESTARTING
+    assert a.status_problem(SILENT) == status.RESTARTING, "while the monitor finds the new charon"
+    assert a.status_problem(StateSnapshot(version=4, confirmed_at=time.time())) == "", "once it answers"
+    monkeypatch.setattr(time, "monotonic", lambda: float("1e12"))
+    assert a.status_problem(SILENT) == SILENT.problem, "a charon silent long after is not just restarting"
+    row = status.of(peer(1), TunnelState(name="p1", state="up"), problem=status.RESTARTING)
+    assert (row.kind, row.detail, status.KINDS[row.kind][0]) == ("restarting", "", "restarting")
 
 
 def test_restart_with_no_tunnel_up_does_not_wait(tmp_path):

@@ -30,5 +30,5 @@ def states():
     page = s.page(request.args.get("q", ""), request.args.get("page", 1, type=int) or 1,
                   current_app.config["PEERS_PER_PAGE"])
     return render_template("ipsec/_states.html", peers=page.peers, states=snap.tunnels,
-                           status_error=snap.problem, snapshot=snap, poll_key=key,
+                           status_error=s.status_problem(snap), snapshot=snap, poll_key=key,
                            **s.notices())
