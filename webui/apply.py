@@ -381,8 +381,17 @@ class Applier:
                                           snap.tunnels, self.not_applied)
 
     def tunnel_states(self, names) -> dict[str, TunnelState]:
-        """The named peers' tunnels, asked of charon now (after Connect, say)."""
-        return self.drivers.ipsec.tunnel_states(names)
+        """The named peers' tunnels, asked of charon now (after Connect, say). A tunnel the admin
+        just took down keeps what only the monitor knows (disconnected by the admin, not
+        "never reached it yet"), so Disconnect's answer is the state the next poll shows."""
+        states = self.drivers.ipsec.tunnel_states(names)
+        known = self.drivers.ipsec.snapshot().tunnels
+        for name, state in states.items():
+            kept = known.get(name)
+            if state.state == "down" and kept is not None and kept.disconnected:
+                states[name] = replace(state, disconnected=True, ever_up=kept.ever_up,
+                                       reason=kept.reason, reason_at=kept.reason_at)
+        return states
 
     def tunnel_command(self, name: str, verb: str) -> str:
         """Connect, Disconnect or Rekey the peer's tunnel now; charon's answer, in words."""

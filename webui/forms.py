@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import re
 import typing
+import unicodedata
 from typing import Sequence
 
 from flask_wtf import FlaskForm
@@ -106,7 +107,8 @@ def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
             try:
                 suggestion = ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise ValidationError(f"{_short(item)} is not a CIDR prefix such as 10.1.0.0/24.")
+                raise ValidationError(f"{_short(item)} is not a CIDR prefix such as 10.1.0.0/24"
+                                      f"{_invisible(item)}.")
             raise ValidationError(f"{item} has host bits set; did you mean {suggestion}?")
         if net in networks:
             raise ValidationError(f"{net} is listed twice.")
@@ -127,6 +129,17 @@ def stored_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def overlapping(a, b) -> bool:
     return a.version == b.version and a.overlaps(b)
+
+
+def _invisible(text: str) -> str:
+    """Where a pasted value hides a character that cannot be seen (a zero-width space from a wiki
+    or PDF), said so: the value looks right otherwise. "" when there is none."""
+    for i, char in enumerate(text):
+        if unicodedata.category(char) in ("Cf", "Cc", "Zs", "Zl", "Zp") and char != " ":
+            name = unicodedata.name(char, "a control character")
+            where = f"after {_short(text[:i])}" if i else "at the start"
+            return f": it contains an invisible character ({name}, U+{ord(char):04X}) {where}"
+    return ""
 
 
 def _short(text: str, limit: int = 40) -> str:

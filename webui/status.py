@@ -91,7 +91,8 @@ def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
     if tunnel is None:
         return PeerStatus("unknown")
     if tunnel.state == "up":
-        missing = missing_networks(peer, tunnel)
+        # A listing that did not read the networks (the answer to Connect) knows nothing missing.
+        missing = missing_networks(peer, tunnel) if tunnel.local_ts or tunnel.remote_ts else []
         if missing:
             return PeerStatus("partial", "not in the tunnel: " + ", ".join(missing), tunnel.since)
         return PeerStatus("up", since=tunnel.since)

@@ -182,3 +182,20 @@ def test_restart_with_no_tunnel_up_does_not_wait(tmp_path):
     a = applier(tmp_path)
     a.add(peer(1))
     assert "back up" not in a.restart()[-1].what
+
+
+class JustDisconnected(FakeIPsec):
+    """The monitor has noted the admin's Disconnect; a fresh listing of charon cannot know it."""
+
+    def snapshot(self):
+        return StateSnapshot(version=5, confirmed_at=time.time(), tunnels={"p1": TunnelState(
+            name="p1", state="down", disconnected=True, ever_up=True, reason="taken down by the admin")})
+
+
+def test_disconnects_answer_is_the_state_the_next_poll_shows(tmp_path):
+    a = applier(tmp_path, JustDisconnected())
+    a.add(peer(1))
+    a.add(peer(2))
+    states = a.tunnel_states(["p1", "p2"])
+    assert status.of(peer(1), states["p1"]).kind == "disconnected", "not 'waiting, never reached it yet'"
+    assert status.of(peer(2), states["p2"]).kind == "waiting", "another peer is left as charon says"

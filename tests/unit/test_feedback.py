@@ -260,3 +260,28 @@ def test_saving_an_edit_of_a_peer_deleted_meanwhile_says_so_on_the_form(browser)
     plain = browser.post("/peers/branch-a", valid_peer_form(psk=""))
     assert plain.status_code == 409 and "Peer branch-a no longer exists" in plain.get_data(as_text=True)
     assert "<h1>Add a peer</h1>" in plain.get_data(as_text=True)
+
+
+def test_the_local_ip_offers_the_routers_addresses(browser):
+    for url in ("/peers/new", "/peers/branch-a/edit"):
+        if url.endswith("edit"):
+            browser.post("/peers", valid_peer_form())
+        page = browser.get(url).get_data(as_text=True)
+        assert re.search(r'<input [^>]*id="local_ip"[^>]*list="local_ip-choices"|<input [^>]*list="local_ip-choices"[^>]*id="local_ip"', page)
+        choices = re.findall(r'<option value="([^"]+)" label="([^"]+)">', page.split('<datalist id="local_ip-choices">')[1].split("</datalist>")[0])
+        assert ("192.0.2.1", "192.0.2.1 on wan0") in choices and ("198.51.100.1", "198.51.100.1 on lan0") in choices
+        assert not any(a.startswith(("127.", "::1")) for a, _ in choices), "loopback is no endpoint"
+
+
+def test_an_invisible_character_in_a_network_is_named(browser):
+    page = browser.post("/peers", valid_peer_form(remote_networks="203.0.113.0/24\u200b")).get_data(as_text=True)
+    assert ("it contains an invisible character (ZERO WIDTH SPACE, U+200B) after 203.0.113.0/24."
+            in page.replace("&#39;", "'"))
+
+
+def test_a_message_in_the_status_cell_is_its_own_sentence(browser):
+    browser.post("/peers", valid_peer_form())
+    cell = browser.post("/peers/branch-a/disconnect", {}, htmx=True).get_data(as_text=True)
+    text = re.sub(r"<[^>]+>", "", cell)
+    assert re.search(r"\S <small class=\"message\">", cell) and "branch-a" in text
+    assert not re.search(r"[a-z.](branch-a)", text), text

@@ -74,3 +74,15 @@ def test_store_states_come_first():
 def test_counts_follow_the_kinds_order():
     statuses = [status.PeerStatus("down"), status.PeerStatus("up"), status.PeerStatus("down")]
     assert status.counts(statuses) == [("up", "up", 1), ("down", "down", 2)]
+
+
+def test_an_up_tunnel_listed_without_its_networks_is_not_called_partial():
+    """The answer to Connect lists SAs without their networks: nothing is known missing then."""
+    from webui.drivers import TunnelState
+    from webui.peers import Peer
+    from webui.status import of
+    peer = Peer(name="p", local_ip="192.0.2.1", remote_gateway="192.0.2.2",
+                local_networks=("198.51.100.0/24",), remote_networks=("203.0.113.0/24",), psk="k" * 20)
+    assert of(peer, TunnelState(name="p", state="up")).kind == "up"
+    partial = of(peer, TunnelState(name="p", state="up", local_ts=("198.51.100.0/24",), remote_ts=("203.0.113.0/25",)))
+    assert (partial.kind, partial.detail) == ("partial", "not in the tunnel: 203.0.113.0/24")

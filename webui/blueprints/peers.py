@@ -29,6 +29,8 @@ def supported_algorithms():
 
 
 def form_response(form, status=200):
+    if form.router_addresses is None:  # the Local IP's pick-list
+        form.router_addresses = service().router_addresses()
     return render("peers/form.html", "peers/_form.html", status=status, form=form)
 
 

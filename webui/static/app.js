@@ -73,6 +73,7 @@
     var was = pressed, active = document.activeElement;
     if (!was) return;
     if (active && active !== document.body && active !== was) { pressed = null; return; }
+    if (was.disabled && was.getClientRects().length > 0) return;  // still posting: its answer decides
     if (shown(was)) { if (active !== was) was.focus(); return; }
     var place = was.isConnected && was.closest("td, form");
     var next = place && Array.prototype.find.call(place.querySelectorAll("button, a[href]"), shown);
