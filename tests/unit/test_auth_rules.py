@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.conftest import Browser
+from tests.conftest import ADMIN_PASSWORD, Browser
 from webui import auth
 from webui.auth import (Credentials, PasswordFile, PasswordFileError, Throttle, first_password,
                         password_problem, set_password_from)
@@ -342,3 +342,15 @@ def test_a_session_idle_for_exactly_the_timeout_still_works_and_a_second_more_en
     assert browser.get("/peers/new").status_code == 200
     clock.now += 15 * 60 + 1
     assert browser.get("/peers/new").status_code == 303
+
+
+def test_a_new_password_the_same_as_the_current_one_is_refused_in_words(browser):
+    r = browser.post("/password", {"current": ADMIN_PASSWORD, "new": ADMIN_PASSWORD,
+                                   "confirm": ADMIN_PASSWORD})
+    assert r.status_code == 422
+    assert ">Choose a password different from the current one.<" in r.get_data(as_text=True)
+    r = browser.post("/password", {"current": ADMIN_PASSWORD, "new": "Shrt-9chr",
+                                   "confirm": "Shrt-9chr"})
+    assert r.status_code == 422 and ">Use at least 10 characters.<" in r.get_data(as_text=True)
+    assert PasswordFile(browser.client.application.config["DATA_DIR"] + "/admin_password.json"
+                        ).check("admin", ADMIN_PASSWORD)
