@@ -50,7 +50,8 @@ class ConfigError(ValueError):
 # --- strongSwan ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# Slots: the monitor's snapshot holds one of these per SA charon has, a thousand on a busy router.
+@dataclass(frozen=True, slots=True)
 class ChildSA:
     name: str
     state: str  # INSTALLED, REKEYING, ...
@@ -74,7 +75,7 @@ class ChildSA:
     unique_id: int = 0  # charon's id of this CHILD_SA (what rekey and terminate name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSA:
     name: str  # the connection name
     unique_id: int
@@ -116,7 +117,7 @@ class IPsecStatus:
     sas: tuple[IkeSA, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TunnelState:
     """What the per-peer status cell shows."""
 

@@ -50,6 +50,7 @@ Decisions the builders encode (the swanctl.conf(5) names in brackets):
 """
 from __future__ import annotations
 
+import sys
 from typing import Iterable, Mapping
 
 from webui.drivers import ChildSA, CommandFailed, Connection, IkeSA, TunnelState
@@ -235,6 +236,12 @@ def text(value) -> str:
     return str(value)
 
 
+def _word(value) -> str:
+    """A value many SAs share (a state, an algorithm, an address, a network): one string for all
+    of them, not one per SA in the monitor's snapshot."""
+    return sys.intern(text(value))
+
+
 def _int(value) -> int | None:
     try:
         return int(text(value))
@@ -246,26 +253,30 @@ def _texts(values) -> tuple[str, ...]:
     return tuple(text(v) for v in values or ())
 
 
+def _words(values) -> tuple[str, ...]:
+    return tuple(_word(v) for v in values or ())
+
+
 def _algorithm(sa: Mapping, name: str) -> str:
     """'AES_GCM_16' + keysize '256' -> 'AES_GCM_16-256', as swanctl shows it."""
-    alg = text(sa.get(f"{name}-alg"))
+    alg = _word(sa.get(f"{name}-alg"))
     size = text(sa.get(f"{name}-keysize"))
-    return f"{alg}-{size}" if alg and size else alg
+    return sys.intern(f"{alg}-{size}") if alg and size else alg
 
 
 def parse_child(name: str, child: Mapping) -> ChildSA:
     # The key of a child-sas entry is "<name>-<uniqueid>" in recent charons; `name` holds the config's.
     return ChildSA(
-        name=text(child.get("name")) or name,
-        state=text(child.get("state")),
-        mode=text(child.get("mode")),
-        protocol=text(child.get("protocol")),
+        name=_word(child.get("name")) or name,
+        state=_word(child.get("state")),
+        mode=_word(child.get("mode")),
+        protocol=_word(child.get("protocol")),
         encap=text(child.get("encap")) == "yes",
         encryption=_algorithm(child, "encr"),
         integrity=_algorithm(child, "integ"),
-        dh_group=text(child.get("dh-group")),
-        local_ts=_texts(child.get("local-ts")),
-        remote_ts=_texts(child.get("remote-ts")),
+        dh_group=_word(child.get("dh-group")),
+        local_ts=_words(child.get("local-ts")),
+        remote_ts=_words(child.get("remote-ts")),
         bytes_in=_int(child.get("bytes-in")) or 0,
         bytes_out=_int(child.get("bytes-out")) or 0,
         packets_in=_int(child.get("packets-in")) or 0,
@@ -285,17 +296,17 @@ def parse_ike_sa(name: str, sa: Mapping) -> IkeSA:
     return IkeSA(
         name=name,
         unique_id=_int(sa.get("uniqueid")) or 0,
-        state=text(sa.get("state")),
+        state=_word(sa.get("state")),
         version=_int(sa.get("version")) or 0,
-        local_host=text(sa.get("local-host")),
-        remote_host=text(sa.get("remote-host")),
-        local_id=text(sa.get("local-id")),
-        remote_id=text(sa.get("remote-id")),
+        local_host=_word(sa.get("local-host")),
+        remote_host=_word(sa.get("remote-host")),
+        local_id=_word(sa.get("local-id")),
+        remote_id=_word(sa.get("remote-id")),
         initiator=text(sa.get("initiator")) == "yes",
         encryption=_algorithm(sa, "encr"),
         integrity=_algorithm(sa, "integ"),
-        prf=text(sa.get("prf-alg")),
-        dh_group=text(sa.get("dh-group")),
+        prf=_word(sa.get("prf-alg")),
+        dh_group=_word(sa.get("dh-group")),
         established_for=_int(sa.get("established")),
         rekey_in=_int(sa.get("rekey-time")),
         reauth_in=_int(sa.get("reauth-time")),
