@@ -183,9 +183,10 @@ def save(record: dict, old, created_status: int):
     except StoreError as e:
         return problem(409, str(e))
     changed("created" if old is None else "changed", peer.name)
+    not_applied = a.notices()["not_applied"]
     return jsonify(changed=True, peer=peer_json.to_json(peer),
-                   applied=peer.name not in a.not_applied,
-                   not_applied=a.not_applied.get(peer.name, ""),
+                   applied=peer.name not in not_applied,
+                   not_applied=not_applied.get(peer.name, ""),
                    warnings={"psk": [form.psk_hint]} if form.psk_hint else {}), created_status
 
 
@@ -206,10 +207,11 @@ def status():
     from webui import status as peer_status
     a = service()
     snap = a.snapshot()
+    not_applied = a.notices()["not_applied"]
     result = {}
     for peer in a.peers():
         tunnel = snap.tunnels.get(peer.name)
-        state = peer_status.of(peer, tunnel, a.not_applied.get(peer.name, ""),
+        state = peer_status.of(peer, tunnel, not_applied.get(peer.name, ""),
                                snap.loaded if snap.version else None, snap.problem)
         result[peer.name] = {
             "enabled": peer.enabled,
@@ -220,7 +222,7 @@ def status():
             "bytes_in": tunnel.bytes_in if tunnel else 0,
             "bytes_out": tunnel.bytes_out if tunnel else 0,
             "reason": tunnel.reason if tunnel else "",
-            "not_applied": a.not_applied.get(peer.name, ""),
+            "not_applied": not_applied.get(peer.name, ""),
         }
     return jsonify(peers=result, error=snap.problem, as_of=snap.confirmed_at or None,
                    version=snap.version)
