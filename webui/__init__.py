@@ -165,11 +165,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from webui.store import PeerStore
     from webui.drivers import make_drivers
-    from webui.apply import Applier
+    from webui.apply import IPsecService
 
     store = PeerStore(data_dir / "peers.json")
     drivers = make_drivers(app.config)
-    applier = Applier(store, drivers, swanctl_conf=app.config["SWANCTL_CONF"])
+    applier = IPsecService(store, drivers, swanctl_conf=app.config["SWANCTL_CONF"])
     app.extensions["webui"] = applier
     from webui.tokens import TOKENS_FILE, TokenStore
     app.extensions["tokens"] = TokenStore(data_dir / TOKENS_FILE)

@@ -1,4 +1,7 @@
-"""Applying saved peers: the store first, then strongSwan and the firewall.
+"""The IPsec service: the one door between the views and the store and drivers below.
+
+Writes apply saved peers, the store first, then strongSwan and the firewall; reads give the views
+what they show, as plain data (a page of peers, the notices, charon's status, the kernel's tables).
 
 What the administrator saved is never lost to a daemon that is down: the store is written first,
 and a peer that could not be applied is remembered as "not applied" with the reason, and applied
@@ -33,7 +36,7 @@ from webui.store import PeerStore, StoreError
 log = logging.getLogger(__name__)
 
 
-def service() -> Applier:
+def service() -> IPsecService:
     """The app's one service: the door every view goes through to the peers and the drivers."""
     return current_app.extensions["webui"]
 
@@ -66,7 +69,7 @@ def usable(peers) -> tuple[list[Peer], dict[str, str]]:
 Refused = CommandFailed
 
 
-class Applier:
+class IPsecService:
     """Owns the store and the drivers, and keeps the record of what is not applied yet."""
 
     def __init__(self, store: PeerStore, drivers: Drivers, swanctl_conf: str | Path | None = None):

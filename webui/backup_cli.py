@@ -44,14 +44,15 @@ def _service(test_config=None):
     from flask import Flask
 
     from webui import configure
-    from webui.apply import Applier
+    from webui.apply import IPsecService
     from webui.drivers import make_drivers
     from webui.store import PeerStore
     app = Flask("webui", instance_relative_config=True)
     data_dir = configure(app, test_config)
     app.config.setdefault("SECRET_KEY", "cli")  # the form wants one; nothing is signed here
     store = PeerStore(data_dir / "peers.json")
-    return app, Applier(store, make_drivers(app.config), swanctl_conf=app.config["SWANCTL_CONF"])
+    return app, IPsecService(store, make_drivers(app.config),
+                             swanctl_conf=app.config["SWANCTL_CONF"])
 
 
 def make_backup(args, stdout, stderr, test_config=None) -> int:

@@ -1,4 +1,4 @@
-"""The Applier: store first, then drivers; one change at a time; refusals undo the save."""
+"""The IPsec service's writes: store first, then drivers; one change at a time; refusals undo the save."""
 from __future__ import annotations
 
 import random
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from webui.apply import Applier, Refused
+from webui.apply import IPsecService, Refused
 from webui import status
 from webui.drivers import CommandFailed, Drivers, StateSnapshot, TunnelState
 from webui.drivers.fake import FakeFirewall, FakeIPsec, FakeKernel
@@ -48,8 +48,8 @@ class SlowIPsec(FakeIPsec):
         super().apply(peer, previous_name)
 
 
-def applier(tmp_path, ipsec=None, firewall=None) -> Applier:
-    return Applier(PeerStore(tmp_path / "peers.json"),
+def applier(tmp_path, ipsec=None, firewall=None) -> IPsecService:
+    return IPsecService(PeerStore(tmp_path / "peers.json"),
                    Drivers(ipsec=ipsec or FakeIPsec(), kernel=FakeKernel(),
                            firewall=firewall or FakeFirewall()))
 
@@ -141,7 +141,7 @@ def test_restart_ends_with_how_many_tunnels_are_back(tmp_path):
 
 
 def test_restart_says_which_tunnels_did_not_come_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(Applier, "TUNNELS_BACK_SECONDS", 1.0)
+    monkeypatch.setattr(IPsecService, "TUNNELS_BACK_SECONDS", 1.0)
     a = applier(tmp_path, ComesBack(up={"p1", "p2"}, stays_down={"p2"}))
     a.add(peer(1))
     a.add(peer(2))

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from tests.conftest import valid_peer_form
-from webui.apply import Applier, needs_fresh_sa, usable
+from webui.apply import IPsecService, needs_fresh_sa, usable
 from webui.auth import password_problem
 from webui.drivers import ConfigError, fake
 from webui.drivers import Drivers
@@ -143,7 +143,7 @@ def test_reconcile_loads_every_good_peer_and_names_the_bad_ones(tmp_path):
     for peer in [GOOD, *bad_peers()]:
         store.add(peer)
     drivers = Drivers(ipsec=fake.FakeIPsec(), kernel=fake.FakeKernel(), firewall=fake.FakeFirewall())
-    applier = Applier(store, drivers)
+    applier = IPsecService(store, drivers)
     steps = applier.reconcile()
     assert set(drivers.ipsec.loaded) == {"good"}
     assert set(applier.not_applied) == {"long-id", "scoped-gw", "scoped-net", "blank-id"}
