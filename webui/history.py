@@ -1,7 +1,7 @@
 """A peer's history as its page shows it: the last transitions, uptime over a day, the flaps, and
 the geometry of an inline SVG chart of its traffic over the last hour, drawn on the server (no
 chart library, nothing for the browser to run; the markup is tunnel/_chart.html's). Pure functions of what the monitor keeps
-(`Applier.history`, `Applier.counters`) and the time."""
+(`IPsecService.history`, `IPsecService.counters`) and the time."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,5 @@
 """What a peer's page shows, gathered from the service: plain data for the templates of
-`webui/blueprints/tunnel.py`. No view logic and no driver calls here: the Applier answers."""
+`webui/blueprints/tunnel.py`. No view logic and no driver calls here: the service answers."""
 from __future__ import annotations
 
 import time
