@@ -137,3 +137,27 @@ def test_the_key_never_shows_even_if_a_line_carried_it(app, browser, peer):
         body = browser.get(url).get_data(as_text=True)
         assert KEY not in body and KEY.encode().hex() not in body, url
         assert "(the pre-shared key, hidden)" in body
+
+
+def test_the_log_lists_the_newest_line_first_and_the_download_keeps_charons_order(app, browser, peer):
+    logs(app)[peer] = [LogLine(1.0, 0, 5, "the first line"), LogLine(2.0, 0, 5, "the last line")]
+    pane = browser.get(f"/peers/{peer}/log", htmx=True).get_data(as_text=True)
+    assert pane.index("the last line") < pane.index("the first line")
+    assert "newest first" in pane
+    body = browser.get(f"/peers/{peer}/log.txt").get_data(as_text=True)
+    assert body.index("the first line") < body.index("the last line")
+
+
+def test_a_changed_now_brings_why_along_so_a_fixed_tunnel_is_not_still_explained(app, browser, peer):
+    """The review's stale "why": Now polled and said up while section 3 still asked for a change."""
+    from tests.unit.test_tunnel_page import SA
+    logs(app)[peer] = lines_of("key-v2/remote-initiates")
+    down = browser.get(f"/peers/{peer}/now", htmx=True).get_data(as_text=True)
+    why = section(down, "section-why")
+    assert 'hx-swap-oob="true"' in why and "nothing to explain" not in words(why)
+    assert "<h3>" in why  # a finding, while it is down
+    app.extensions["webui"].drivers.ipsec.sas.append(SA)
+    up = browser.get(f"/peers/{peer}/now", htmx=True).get_data(as_text=True)
+    assert "The tunnel is up: nothing to explain." in words(section(up, "section-why"))
+    page = browser.get(f"/peers/{peer}").get_data(as_text=True)
+    assert 'id="section-why" hx-swap-oob' not in page  # in place on the whole page

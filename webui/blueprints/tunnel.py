@@ -52,13 +52,22 @@ def page(name):
 @bp.get("/<name>/now")
 @polled
 def now(name):
-    """The Now section, for its poll: 204 while nothing it shows has changed."""
+    """The Now section, for its poll: 204 while nothing it shows has changed. A changed Now
+    brings section 3 along (out of band), so "why it is down" never outlives the failure."""
     peer = stored_peer(name)
     context = peer_page.now(service(), peer)
     key = context["poll_key"]
     if key and wants_fragment() and request.args.get("v") == key:
         return "", 204
-    return page_or("tunnel/_now.html", **context)
+    if not wants_fragment():
+        return render_template("tunnel/page.html", **page_context(peer))
+    return render_template("tunnel/_now.html", **context) + why_oob(peer, context["state"])
+
+
+def why_oob(peer, state) -> str:
+    """Section 3 for the state just shown, to swap in out of band."""
+    return render_template("tunnel/_why.html", peer=peer, state=state, oob=True,
+                           **peer_page.why(service(), peer, state))
 
 
 @bp.get("/<name>/history")
@@ -87,8 +96,9 @@ def action(name, verb):
     if not wants_fragment():
         flash(message)
         return redirect_303(url_for("tunnel.page", name=name))
+    context = peer_page.now(service(), peer)
     return render_template("tunnel/_outcome.html", message=message,
-                           **(peer_page.now(service(), peer) | {"oob": True})), status
+                           **(context | {"oob": True})) + why_oob(peer, context["state"]), status
 
 
 @bp.post("/<name>/test")
