@@ -94,7 +94,13 @@ def test_rekey_gives_new_spis_while_a_ping_keeps_passing(live, clean_lab):
     finally:
         thread.join(timeout=20)
     assert pinged["sent"] >= 50 and pinged["received"] == pinged["sent"], pinged
-    new_child = router_sas(clean_lab)[0].children[0]
+    # charon may still list the rekeyed CHILD_SA beside the new one for a moment: the installed
+    # ones are what carries traffic, and none of them may keep the old SPIs
+    installed = wait_for(lambda: [c for s in router_sas(clean_lab) for c in s.children
+                                  if c.state == "INSTALLED"
+                                  and old_child.spi_in not in (c.spi_in, c.spi_out)], timeout=5)
+    assert installed, router_sas(clean_lab)
+    new_child = installed[0]
     assert (new_child.spi_in, new_child.spi_out) != (old_child.spi_in, old_child.spi_out)
     print(f"\nrekeyed: SPI in {old_child.spi_in} -> {new_child.spi_in}, "
           f"{pinged['received']}/{pinged['sent']} pings answered throughout")
