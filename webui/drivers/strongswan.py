@@ -238,12 +238,7 @@ class ViciDriver:
             return
         if self._monitor is not None:
             self._monitor.note_connecting(peer.name)
-        for child, _, _ in vm.child_selectors(peer):
-            try:
-                streamed(vs, "initiate", "control-log",
-                         {"child": child, "ike": peer.name, "timeout": -1})
-            except CommandFailed as err:
-                log.info("starting %s after a change: %s", peer.name, err)
+        self._initiate(vs, peer, "after a change")
 
     @staticmethod
     def _sa_ids(vs, name: str) -> tuple[int, ...]:
@@ -262,12 +257,18 @@ class ViciDriver:
         log.info("ended the IKE SAs of %s authenticated with its old settings", peer.name)
         if set(self._sa_ids(vs, peer.name)) - set(old_sas) or not peer.enabled:
             return
+        self._initiate(vs, peer, "again")
+
+    @staticmethod
+    def _initiate(vs, peer: Peer, when: str) -> None:
+        """Start each of the peer's CHILD_SAs without waiting (charon retries on its own); a
+        refusal is logged, not raised: the save or renewal it follows has already succeeded."""
         for child, _, _ in vm.child_selectors(peer):
             try:
                 streamed(vs, "initiate", "control-log",
                          {"child": child, "ike": peer.name, "timeout": -1})
             except CommandFailed as err:
-                log.info("starting %s again: %s", peer.name, err)
+                log.info("starting %s %s: %s", peer.name, when, err)
 
     def _unload(self, vs, name: str, loaded: set[str]) -> None:
         """Unload the connection and its key, and end its SAs (unload-conn leaves them up)."""
