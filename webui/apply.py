@@ -25,7 +25,8 @@ from webui import capabilities, paging, tunnel_test
 from webui import status as peer_state
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, DriverError, Drivers, Interface, IPsecStatus, LogLine,
-                           Routes, StateSnapshot, Step, TunnelState, swanctl_conf)
+                           Routes, StateSnapshot, Step, Transition, TunnelState,
+                           swanctl_conf)
 from webui.drivers.peer_log import redact
 from webui.drivers.vici_messages import sa_settings
 from webui.forms import peer_problem
@@ -409,7 +410,7 @@ class IPsecService:
         """The routes, each marked with the peer whose remote network it reaches."""
         return self.drivers.kernel.routes(self.store.all())
 
-    def history(self, name: str) -> list[tuple[float, str, str, str]]:
+    def history(self, name: str) -> list[Transition]:
         """A peer's last state changes (time, from, to, reason), kept in memory by the monitor."""
         return self.drivers.ipsec.history(name)
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webui.drivers import ASKED_DOWN, Transition
+
 DAY = 86400.0
 HOUR = 3600.0
-DISCONNECTED = "disconnected by the admin"  # the monitor's reason for a Disconnect
 WIDTH, HEIGHT = 600, 120  # the chart's own units; it is stretched to the page's width
 # Counter samples further apart than this did not see what happened between them (no page was
 # open to make the monitor list SAs, or the tunnel was down): the line breaks there.
@@ -17,43 +18,44 @@ GAP = 150.0
 
 @dataclass(frozen=True)
 class Uptime:
-    percent: float | None  # None: nothing known yet
+    percent: float | None  # of the time it was meant to be up; None: nothing known, or never meant
     span: float  # seconds the figure covers (less than a day while the UI has watched less)
-    flaps: int  # drops from up that nobody asked for (not a Disconnect)
-    drops: int  # every drop from up, Disconnects included
+    flaps: int  # drops from up that nobody asked for
+    drops: int  # every drop from up, the admin's own included
+    left_out: float = 0.0  # seconds within `span` the admin had it down on purpose
 
 
 def uptime(transitions, now: float, window: float = DAY) -> Uptime:
-    """How much of the last `window` the tunnel was up, as far as the transitions tell.
+    """How much of the last `window` the tunnel was up, of the time it was meant to be up, as far
+    as the transitions tell. A drop the admin asked for (Transition.asked) is not a flap; after
+    one meant to stay down (Disconnect, Terminate) the time until the next change is left out,
+    while the time a Reauthenticate or a reload takes to come back counts as down.
 
-    `transitions` are (time, from, to, reason), oldest first. Before the first one the state is
-    not known, so the figure covers from the first one (or the window's start) to now."""
+    `transitions` are Transitions (or their fields), oldest first. Before the first one the
+    state is not known, so the figure covers from the first one (or the window's start) to now."""
     start = now - window
-    known = [t for t in transitions if t[0] <= now]
+    known = [Transition(*t) for t in transitions if t[0] <= now]
     if not known:
         return Uptime(None, 0.0, 0, 0)
-    begin = max(start, known[0][0])
-    up = 0.0
+    begin = max(start, known[0].at)
     # the state in force at `begin`: the last transition before it, else the first's "from"
-    state = known[0][1]
-    for at, _frm, to, _reason in known:
-        if at <= begin:
-            state = to
+    current = known[0]._replace(new=known[0].old, asked="")
+    for t in known:
+        if t.at <= begin:
+            current = t
+    up = left_out = 0.0
     at_prev = begin
-    for at, _frm, to, _reason in known:
-        if at <= begin:
-            continue
-        if state == "up":
-            up += at - at_prev
-        state, at_prev = to, at
-    if state == "up":
-        up += now - at_prev
+    for t in [*(t for t in known if t.at > begin), Transition(now, "", "")]:
+        if current.new == "up":
+            up += t.at - at_prev
+        elif current.asked == ASKED_DOWN:
+            left_out += t.at - at_prev
+        current, at_prev = t, t.at
     span = now - begin
-    drops = [t for t in known if t[0] >= start and t[1] == "up" and t[2] != "up"]
-    flaps = sum(1 for t in drops if t[3] != DISCONNECTED)
-    return Uptime(100.0 * up / span if span > 0 else None, span, flaps, len(drops))
-
-
+    meant = span - left_out
+    drops = [t for t in known if t.at >= start and t.old == "up" and t.new != "up"]
+    flaps = sum(1 for t in drops if not t.asked)
+    return Uptime(100.0 * up / meant if meant > 0 else None, span, flaps, len(drops), left_out)
 @dataclass(frozen=True)
 class Chart:
     """The chart in its own units (WIDTH x HEIGHT, y downwards): numbers only."""
@@ -70,6 +72,11 @@ class Chart:
     total_out: int
     samples: int
     down: tuple[tuple[float, float], ...]  # (from, to) wall times the tunnel was not up
+
+    @property
+    def down_listed(self) -> tuple[tuple[float, float], ...]:
+        """The spans worth a line of text: a second or more (shorter ones are only shaded)."""
+        return tuple((a, b) for a, b in self.down if b - a >= 1)
 
 
 def rates(samples, now: float, span: float = HOUR) -> list[tuple[float, float, float, float] | None]:
@@ -97,7 +104,7 @@ def down_spans(transitions, current: str, now: float, span: float = HOUR):
     from a transition to any other state until the next one to up (or now)."""
     spans = []
     opened = None
-    for at, _frm, to, _reason in transitions:
+    for at, _frm, to, *_ in transitions:
         if to != "up" and opened is None:
             opened = at
         elif to == "up" and opened is not None:

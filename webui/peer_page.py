@@ -15,17 +15,31 @@ TRANSITIONS_SHOWN = 12
 STATE_WORDS = {"up": "up", "ike-up": "IKE up, no tunnel", "connecting": "connecting", "down": "down"}
 
 
+# SA states charon passes through while it replaces or closes an SA (a rekey, a reauthentication)
+_CHANGING = {"REKEYING", "REKEYED", "DELETING", "CREATED", "INSTALLING", "UPDATING"}
+
+
 def now(service, peer: Peer) -> dict:
-    """The Now section: the peer's state as the rows show it, and its SAs as charon has them."""
+    """The Now section: the peer's state as the rows show it, and its SAs as charon has them.
+    Every age and timer is as of one moment (`as_of`, when charon last answered), so the
+    summary's "up for" and each SA's "established … ago" agree."""
     snap = service.snapshot()
     notices = service.notices()
     tunnel = snap.tunnels.get(peer.name)
     loaded = snap.loaded if snap.version else None
     state = peer_state.of(peer, tunnel, notices["not_applied"].get(peer.name, ""), loaded,
                           snap.problem)
-    return {"peer": peer, "tunnel": tunnel, "state": state, "snapshot": snap,
-            "sas": [sa for sa in snap.sas if sa.name == peer.name], "oob": False,
-            "lacking": notices["lacking"].get(peer.name, ""), "poll_key": service.poll_key(snap)}
+    sas = [sa for sa in snap.sas if sa.name == peer.name]
+    # Disconnect while there is something to take down, or retries to stop (as the rows do)
+    idle = state.kind in ("down", "waiting", "disconnected") and not sas \
+        and not (tunnel and tunnel.retry_at)
+    return {"peer": peer, "tunnel": tunnel, "state": state, "snapshot": snap, "sas": sas,
+            "oob": False, "lacking": notices["lacking"].get(peer.name, ""),
+            "poll_key": service.poll_key(snap), "as_of": snap.confirmed_at or time.time(),
+            "offer_connect": state.kind not in ("up", "partial", "connecting"),
+            "offer_disconnect": not idle,
+            "changing": any(sa.state in _CHANGING or any(c.state in _CHANGING for c in sa.children)
+                            for sa in sas)}
 
 
 def history(service, peer: Peer, tunnel, confirmed_at: float = 0.0, at: float | None = None) -> dict:
@@ -40,8 +54,9 @@ def history(service, peer: Peer, tunnel, confirmed_at: float = 0.0, at: float | 
         # last of its once-a-minute samples
         if not samples or confirmed_at - samples[-1][0] > 1:
             samples = [*samples, (confirmed_at, tunnel.bytes_in, tunnel.bytes_out)]
-    return {"transitions": [(t, STATE_WORDS.get(frm, frm), STATE_WORDS.get(to, to), reason)
-                            for t, frm, to, reason in reversed(transitions[-TRANSITIONS_SHOWN:])],
+    return {"transitions": [(t.at, STATE_WORDS.get(t.old, t.old), STATE_WORDS.get(t.new, t.new),
+                             t.reason, bool(t.asked))
+                            for t in reversed(transitions[-TRANSITIONS_SHOWN:])],
             "uptime": peer_history.uptime(transitions, at),
             "chart": peer_history.chart(samples, transitions, current, at)}
 

@@ -60,7 +60,7 @@ def _direction(tunnel: TunnelState) -> str:
 
 def _reason(tunnel: TunnelState) -> str:
     parts = [tunnel.reason]
-    if tunnel.reason_at:
+    if tunnel.reason and tunnel.reason_at:
         parts.append(f"at {_clock(tunnel.reason_at)}")
     direction = _direction(tunnel)
     if direction:
@@ -97,6 +97,9 @@ def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
             return PeerStatus("partial", "not in the tunnel: " + ", ".join(missing), tunnel.since)
         return PeerStatus("up", since=tunnel.since)
     if tunnel.state == "ike-up":
+        if tunnel.disconnected:  # its CHILD_SA terminated by the admin
+            return PeerStatus("disconnected", "its IKE SA is up; no tunnel until Connect",
+                              tunnel.reason_at or tunnel.since)
         if tunnel.reason:
             return PeerStatus("refused", _reason(tunnel), tunnel.since)
         return PeerStatus("connecting", "IKE up, building the tunnel", tunnel.since)
@@ -108,7 +111,7 @@ def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
             parts.append(f"again, after: {_reason(tunnel)}")
         return PeerStatus("connecting", ", ".join(parts), tunnel.since)
     if tunnel.disconnected:
-        return PeerStatus("disconnected", "until Connect", tunnel.reason_at or tunnel.since)
+        return PeerStatus("disconnected", "stays down until Connect", tunnel.reason_at or tunnel.since)
     if not tunnel.ever_up and (not tunnel.reason or any(s in tunnel.reason for s in _SILENT)):
         return PeerStatus("waiting", _reason(tunnel) or "never reached it yet", tunnel.since)
     return PeerStatus("down", _reason(tunnel), tunnel.reason_at or tunnel.since)

@@ -131,10 +131,48 @@ def test_without_javascript_every_button_still_works(chromium, live, clean_lab):
         assert "4 of 4 replied" in page.inner_text("#test-result")
         page.click("#now button:has-text('Disconnect')")
         assert "site-b is disconnected." in page.inner_text("#notice")
-        # Connect is offered once the page knows the tunnel is down (the monitor's next listing)
-        assert wait_for(lambda: page.reload() and page.locator(
-            "#now button:has-text('Connect')").count(), timeout=5)
+        # the page the action leads to shows what it did, and offers what undoes it
+        assert page.locator("#now [data-state=disconnected]").count() == 1
+        assert page.locator("#now button").all_inner_texts() == ["Connect"]
         page.click("#now button:has-text('Connect')")
         assert "site-b is up." in page.inner_text("#notice")
+        assert page.locator("#now [data-state=up]").count() == 1
+        assert "Disconnect" in page.locator("#now .commands").first.inner_text()
+    finally:
+        context.close()
+
+
+def test_with_javascript_each_action_answers_with_the_state_it_left(chromium, serve, clean_lab):
+    """The Now section an action brings back (no poll in between: it polls once a minute here)."""
+    live = serve(STATUS_POLL_SECONDS=60)
+    browser = live.browser()
+    add_peer(browser, clean_lab, peer_form())
+    context = chromium.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        sign_in(page, live.url)
+        assert wait_for(lambda: page.goto(live.url + "/peers/site-b") and
+                        page.locator("#now [data-state=up]").count(), timeout=10)
+        commands = page.locator("#now > .commands")
+
+        def act(button: str, outcome: str) -> None:
+            page.click(f"#now button:has-text('{button}')")
+            page.wait_for_selector(f"#now-outcome:has-text('{outcome}')")
+
+        act("Disconnect", "is disconnected")
+        assert page.locator("#now [data-state=disconnected]").count() == 1
+        assert commands.locator("button").all_inner_texts() == ["Connect"]
+        act("Connect", "is up")
+        assert page.locator("#now [data-state=up]").count() == 1
+        assert commands.locator("button").all_inner_texts() == ["Disconnect"]
+        act("Terminate", "is closed")
+        assert page.locator("#now [data-state=disconnected]").count() == 1
+        assert commands.locator("button").all_inner_texts() == ["Connect", "Disconnect"]
+        act("Connect", "is up")
+        assert page.locator("#now [data-state=up]").count() == 1
+        old = page.inner_text("#now article.sa h3")
+        act("Reauthenticate", "reauthenticat")
+        assert page.locator("#now [data-state=up]").count() == 1
+        assert page.inner_text("#now article.sa h3") != old, "the new IKE SA, not the old"
     finally:
         context.close()

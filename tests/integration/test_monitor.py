@@ -87,7 +87,7 @@ def test_a_tunnel_taken_down_by_the_remote_shows_down_without_a_poll(live, clean
     assert down, monitor.snapshot(polled=False).tunnels["site-b"]
     print(f"\ntunnel down in the snapshot {time.monotonic() - started:.3f} s after the remote "
           f"terminated it")
-    assert [(frm, to) for _, frm, to, _ in monitor.history("site-b")][-1][0] == "up"
+    assert [(t.old, t.new) for t in monitor.history("site-b")][-1][0] == "up"
 
 
 def test_the_listener_killed_mid_stream_recovers_and_misses_no_change(live, clean_lab):

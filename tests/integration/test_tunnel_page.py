@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.integration.conftest import peer_form, wait_for
-from tests.integration.test_app_ipsec import add_peer, cell
+from tests.integration.test_app_ipsec import add_peer, as_peer, cell
 from tests.lab import REMOTE_LAN, ROUTER_LAN
 from webui.drivers import strongswan, vici_messages
 
@@ -172,3 +172,97 @@ def test_the_history_and_the_chart_show_a_down_and_up_caused_here(live, clean_la
     assert section.count('<rect class="down"') == 1, "the time it was down is shaded"
     path = re.search(r'<path class="in" d="([^"]+)"', section)
     assert path and path.group(1).count("M") >= 1 and "L" in path.group(1), section
+
+
+def history_rows(text: str) -> list[tuple[str, str, str]]:
+    """(from, to, reason) of each row of the History section, newest first."""
+    section = text[text.index('id="section-history"'):]
+    section = section[:section.index("</section>")]
+    return re.findall(r'<td data-label="From">([^<]*)</td><td data-label="To">([^<]*)</td>'
+                      r'<td data-label="Reason">([^<]*)</td>', section)
+
+
+def flaps(text: str) -> int:
+    m = re.search(r"<strong>(\d+) flaps?</strong>", text)
+    assert m, text[text.index('id="section-history"'):][:800]
+    return int(m.group(1))
+
+
+ADMINS = ("reauthenticated by the admin", "child SA terminated by the admin",
+          "peer changed and reloaded", "rekeyed by the admin", "disconnected by the admin")
+
+
+def test_the_admins_own_actions_are_not_flaps_and_a_drop_from_the_remote_is(live, clean_lab):
+    browser = live.browser()
+    form = peer_form()
+    sa = up(browser, clean_lab)
+    answer = browser.post("/peers/site-b/tunnel/reauthenticate", {"sa": str(sa.unique_id)},
+                          htmx=True)
+    assert f"IKE SA #{sa.unique_id} of site-b is reauthenticat" in answer.text, answer.text[:300]
+    sa = wait_for(lambda: (now := router_sas(clean_lab)) and now[0].unique_id != sa.unique_id
+                  and now[0].children and now[0], timeout=8)
+    assert sa, router_sas(clean_lab)
+    answer = browser.post("/peers/site-b/tunnel/terminate-child",
+                          {"sa": str(sa.children[0].unique_id)}, htmx=True)
+    assert "is closed" in answer.text and 'data-state="disconnected"' in answer.text, answer.text
+    answer = browser.post("/peers/site-b/tunnel/connect", htmx=True)
+    assert "site-b is up." in answer.text and 'data-state="up"' in answer.text, answer.text[:500]
+    # a change that ends the SAs made under the old settings: a new key, on both sides
+    changed = dict(form, psk="a-new-key-for-both-sides-0042")
+    clean_lab.load_remote_mirror(as_peer(changed))
+    assert browser.post("/peers/site-b", changed, htmx=True).status == 204
+    assert wait_for(lambda: (now := router_sas(clean_lab)) and now[0].unique_id != sa.unique_id
+                    and now[0].children, timeout=10), router_sas(clean_lab)
+    text = wait_for(lambda: 'data-state="up"' in (t := page_text(browser)) and t)
+    rows = history_rows(text)
+    print("\nhistory, newest first:", *rows, sep="\n  ")
+    assert ("up", "IKE up, no tunnel", "child SA terminated by the admin") in rows
+    drops = [row for row in rows if row[0] == "up"]
+    assert drops and all(reason in ADMINS for _, _, reason in drops), rows
+    assert not [row for row in rows if row[0] == row[1]], "no row from a state to itself"
+    assert flaps(text) == 0 and f"{len(drops)} the admin asked for besides" in text
+
+    strongswan.stream(clean_lab.remote_vici, "terminate", "control-log",
+                      {"ike": "site-b", "timeout": 2000})
+    text = wait_for(lambda: 'data-state="up"' not in (t := page_text(browser)) and t, timeout=5)
+    assert text and flaps(text) == 1, "a drop the remote caused is a flap"
+    assert history_rows(text)[0][2] not in ADMINS
+
+
+def now_section(text: str) -> str:
+    return text[text.index('<div id="now"'):text.index('<form id="sa-action"')]
+
+
+def offered(text: str) -> list[str]:
+    return re.findall(r">(Connect|Disconnect)</button>", now_section(text))
+
+
+def test_the_page_after_an_action_shows_its_outcome_and_the_button_that_undoes_it(live, clean_lab):
+    """Without JavaScript: the POST, its 303 and the page it leads to, each at once."""
+    browser = live.browser()
+    sa = up(browser, clean_lab)
+    assert wait_for(lambda: 'data-state="up"' in page_text(browser))
+    answer = browser.post("/peers/site-b/tunnel/disconnect")
+    text = html.unescape(answer.text)
+    assert answer.url.endswith("/peers/site-b") and "site-b is disconnected." in text
+    assert 'data-state="disconnected"' in now_section(text), now_section(text)[:600]
+    assert offered(text) == ["Connect"], "nothing left to disconnect"
+
+    text = html.unescape(browser.post("/peers/site-b/tunnel/connect").text)
+    assert "site-b is up." in text and 'data-state="up"' in now_section(text), now_section(text)
+    assert offered(text) == ["Disconnect"]
+
+    sa = router_sas(clean_lab)[0]
+    text = html.unescape(browser.post("/peers/site-b/tunnel/terminate-child",
+                                      {"sa": str(sa.children[0].unique_id)}).text)
+    assert 'data-state="disconnected"' in now_section(text) and "no tunnel until Connect" in text
+    assert offered(text) == ["Connect", "Disconnect"]
+    text = html.unescape(browser.post("/peers/site-b/tunnel/connect").text)
+    assert 'data-state="up"' in now_section(text), now_section(text)
+
+    sa = router_sas(clean_lab)[0]
+    text = html.unescape(browser.post("/peers/site-b/tunnel/reauthenticate",
+                                      {"sa": str(sa.unique_id)}).text)
+    shown = re.findall(r"IKE SA #(\d+)", now_section(text))
+    assert shown and str(sa.unique_id) not in shown and 'data-state="up"' in now_section(text), \
+        "the new IKE SA, not the one before"

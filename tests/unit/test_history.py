@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from webui import history
+from webui.drivers import ASKED_BACK, ASKED_DOWN, Transition
 
 NOW = 1_800_000_000.0
 
@@ -12,12 +13,37 @@ def test_uptime_covers_what_was_watched_and_counts_flaps_not_disconnects():
     transitions = [(NOW - 2000, "down", "up", ""),
                    (NOW - 600, "up", "down", "peer not responding"),
                    (NOW - 300, "down", "up", ""),
-                   (NOW - 100, "up", "down", history.DISCONNECTED),
+                   (NOW - 100, "up", "down", "disconnected by the admin", ASKED_DOWN),
                    (NOW - 50, "down", "up", "")]
     up = history.uptime(transitions, NOW)
     assert up.span == 2000  # from the first thing recorded, not a day: before it is not known
-    assert round(up.percent, 1) == round(100 * (1400 + 200 + 50) / 2000, 1)
+    # the 50 s it was disconnected on purpose are left out: up 1650 s of the 1950 meant to be
+    assert up.left_out == 50
+    assert round(up.percent, 1) == round(100 * (1400 + 200 + 50) / 1950, 1)
     assert (up.flaps, up.drops) == (1, 2)
+
+
+def test_the_admins_own_drops_are_not_flaps_and_only_down_on_purpose_is_left_out():
+    transitions = [Transition(NOW - 1000, "down", "up"),
+                   Transition(NOW - 900, "up", "down", "reauthenticated by the admin", ASKED_BACK),
+                   Transition(NOW - 890, "down", "up"),  # 10 s to come back: counted as down
+                   Transition(NOW - 800, "up", "ike-up", "child SA terminated by the admin",
+                              ASKED_DOWN),
+                   Transition(NOW - 700, "ike-up", "up"),  # 100 s down on purpose: left out
+                   Transition(NOW - 600, "up", "connecting", "peer changed and reloaded",
+                              ASKED_BACK),
+                   Transition(NOW - 595, "connecting", "up"),
+                   Transition(NOW - 100, "up", "down", "peer not responding")]
+    up = history.uptime(transitions, NOW)
+    assert (up.flaps, up.drops) == (1, 4), "only the drop no one asked for is a flap"
+    assert up.left_out == 100
+    assert round(up.percent, 3) == round(100 * (100 + 90 + 100 + 495) / 900, 3)
+
+
+def test_down_on_purpose_all_along_has_no_percentage_but_is_known():
+    up = history.uptime([Transition(NOW - 500, "up", "down", "disconnected by the admin",
+                                    ASKED_DOWN)], NOW)
+    assert up.percent is None and up.left_out == 500 and up.flaps == 0
 
 
 def test_uptime_over_a_day_starts_a_day_ago_in_the_state_then():

@@ -53,6 +53,63 @@ def test_history_is_bounded():
     assert len(history) == m.HISTORY and history[-1][3] == f"r{m.HISTORY + 29}"
 
 
+def up_then(monitor, *steps, name="b"):
+    """Bring `name` up through a listing, then apply each step: a list of SAs to list, or a
+    callable to run on the monitor."""
+    monitor._apply_sas({name: ()}, time.time(), whole=False)
+    monitor._apply_sas({name: (sa(name),)}, time.time(), whole=False)
+    for step in steps:
+        if callable(step):
+            step(monitor)
+        else:
+            monitor._apply_sas({name: tuple(step)}, time.time(), whole=False)
+    return [(t.old, t.new, t.reason, t.asked) for t in monitor.history(name)]
+
+
+def test_the_admins_own_actions_are_recorded_with_a_reason_and_marked_asked():
+    rows = up_then(m.Monitor("x", strongswan.session),
+                   lambda mo: mo.note_asked("b", m.REAUTHENTICATED), [],
+                   [sa("b")],
+                   lambda mo: mo.note_disconnected("b", m.CHILD_TERMINATED), [sa("b", children=())],
+                   lambda mo: mo.note_connecting("b"), [sa("b")],
+                   lambda mo: mo.note_disconnected("b"), [],
+                   [sa("b", state="CONNECTING", children=())])  # the remote starts it again
+    assert rows[1:] == [("up", "down", m.REAUTHENTICATED, "back"),
+                        ("down", "up", "", ""),
+                        ("up", "ike-up", m.CHILD_TERMINATED, "down"),
+                        ("ike-up", "up", "", ""),
+                        ("up", "down", m.DISCONNECTED, "down"),
+                        ("down", "connecting", "", "")], \
+        "no row from a state to itself; each drop the admin caused says so"
+
+
+def test_a_drop_no_one_asked_for_is_not_put_down_to_the_admin():
+    monitor = m.Monitor("x", strongswan.session)
+    # an action refused by charon: the drop that follows is not the admin's
+    rows = up_then(monitor, lambda mo: mo.note_asked("b", m.REKEYED),
+                   lambda mo: mo.note_not_asked("b"), [])
+    assert rows[-1] == ("up", "down", "", "")
+    # an action long ago: its note has lapsed
+    rows = up_then(monitor, lambda mo: mo.note_asked("b", m.REKEYED), name="c")
+    monitor._asked["c"] = (m.REKEYED, "back", time.monotonic() - 1)
+    monitor._apply_sas({"c": ()}, time.time(), whole=False)
+    assert monitor.history("c")[-1][1:] == ("up", "down", "", "")
+    # a Terminate charon refused: the tunnel is not down on purpose
+    monitor.note_disconnected("d", m.CHILD_TERMINATED)
+    monitor.note_not_asked("d")
+    assert not monitor.snapshot(polled=False).tunnels["d"].disconnected
+
+
+def test_a_reason_without_a_change_of_state_goes_to_the_change_into_that_state():
+    monitor = m.Monitor("x", strongswan.session)
+    monitor._apply_sas({"b": ()}, time.time(), whole=False)
+    monitor._apply_sas({"b": (sa(state="CONNECTING", children=()),)}, time.time(), whole=False)
+    monitor.note_reason("b", "authentication failed")
+    monitor.note_reason("b", "peer not responding")  # the row has its reason already
+    assert [(t.old, t.new, t.reason) for t in monitor.history("b")] == \
+        [("down", "connecting", "authentication failed")]
+
+
 def test_counter_ring_keeps_the_last_samples_in_order():
     ring = m.CounterRing()
     for i in range(m.SAMPLES + 5):
@@ -97,7 +154,7 @@ def test_sync_fills_the_snapshot_and_each_change_grows_the_version(charon):
     monitor._periodic()
     after = monitor.snapshot()
     assert after.tunnels["branch"].state == "down" and after.version > snap.version
-    assert [(frm, to) for _, frm, to, _ in monitor.history("branch")] == [("up", "down")]
+    assert [(t.old, t.new) for t in monitor.history("branch")] == [("up", "down")]
 
 
 def test_a_failure_in_the_log_is_the_reason_with_its_direction(charon):

@@ -103,6 +103,75 @@ def test_without_javascript_an_action_redirects_to_the_page_with_its_outcome(app
     assert "IKE SA #7 of branch-a is rekeying." in browser.get("/peers/branch-a").get_data(as_text=True)
 
 
+def as_monitor_has_it(ipsec, monkeypatch, tunnel, sas=(), listed_ago=0.0):
+    """The fake's snapshot replaced by one the monitor could hold: `tunnel` and `sas`, charon
+    last answering now and its SAs listed `listed_ago` seconds before."""
+    from webui.drivers import StateSnapshot
+    now = time.time()
+    snap = StateSnapshot(version=9, tunnels={tunnel.name: tunnel}, sas=tuple(sas),
+                         loaded=frozenset({tunnel.name}), confirmed_at=now,
+                         listed_at={tunnel.name: now - listed_ago})
+    monkeypatch.setattr(ipsec, "snapshot", lambda: snap)
+    return now
+
+
+def buttons(text):
+    return re.findall(r">(Connect|Disconnect)</button>", text)
+
+
+@pytest.mark.parametrize("tunnel, offered", [
+    (dict(state="down", disconnected=True, reason="disconnected by the admin"), ["Connect"]),
+    (dict(state="down", ever_up=True, reason="peer not responding"), ["Connect"]),
+    (dict(state="down", ever_up=True, reason="peer not responding", retry_at=1e10),
+     ["Connect", "Disconnect"]),  # Disconnect stops the retries
+    (dict(state="connecting"), ["Disconnect"]),
+], ids=["disconnected", "down, nothing to take down", "down, retrying", "connecting"])
+def test_now_offers_the_button_that_makes_sense(app, browser, peer, monkeypatch, tunnel, offered):
+    from webui.drivers import TunnelState
+    ipsec, _ = fakes(app)
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", **tunnel))
+    assert buttons(browser.get("/peers/branch-a").get_data(as_text=True)) == offered
+
+
+def test_a_terminated_child_reads_down_on_purpose_and_offers_connect(app, browser, peer,
+                                                                    monkeypatch):
+    from webui.drivers import TunnelState
+    ipsec, _ = fakes(app)
+    ike_only = IkeSA(name="branch-a", unique_id=7, state="ESTABLISHED", version=2,
+                     established_for=60)
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState(
+        "branch-a", "ike-up", ike_up=True, disconnected=True, reason_at=time.time(),
+        reason="child SA terminated by the admin"), [ike_only])
+    text = html.unescape(browser.get("/peers/branch-a").get_data(as_text=True))
+    assert 'data-state="disconnected"' in text and "no tunnel until Connect" in text
+    assert buttons(text) == ["Connect", "Disconnect"], "Connect builds it again; Disconnect ends IKE"
+
+
+def test_the_summary_and_the_sa_age_are_on_one_clock(app, browser, peer, monkeypatch):
+    from webui.drivers import TunnelState
+    ipsec, _ = fakes(app)
+    # listed 10 s before charon last answered: the SA was 120 s old then, 130 s now
+    now = as_monitor_has_it(ipsec, monkeypatch, TunnelState(
+        "branch-a", "up", ike_up=True, up_since=time.time() - 130, local_ts=SA.children[0].local_ts,
+        remote_ts=SA.children[0].remote_ts), [SA], listed_ago=10)
+    text = browser.get("/peers/branch-a").get_data(as_text=True)
+    assert "<small>for 2m 10s</small>" in text and "Established</dt><dd>2m 10s ago" in text, text
+    assert f"as of {time.strftime('%H:%M:%S', time.localtime(now))}" in text
+    assert "Rekey in</dt><dd>49m 50s" in text and ">14m 50s</td>" in text, "timers too"
+
+
+def test_now_says_when_strongswan_is_still_replacing_an_sa(app, browser, peer, monkeypatch):
+    from dataclasses import replace
+    from webui.drivers import TunnelState
+    ipsec, _ = fakes(app)
+    rekeying = replace(SA, children=(replace(SA.children[0], state="REKEYED"),
+                                     replace(SA.children[0], unique_id=10, spi_in="aa")))
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "up"), [rekeying])
+    assert 'id="now-changing"' in browser.get("/peers/branch-a").get_data(as_text=True)
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "up"), [SA])
+    assert 'id="now-changing"' not in browser.get("/peers/branch-a").get_data(as_text=True)
+
+
 def test_actions_need_the_csrf_token(browser, peer):
     r = browser.client.post("/peers/branch-a/tunnel/connect", data={})
     assert r.status_code == 400
@@ -215,7 +284,8 @@ def test_the_history_shows_transitions_uptime_flaps_and_the_chart(app, browser, 
                                  for k in range(30, 0, -1)]
     page = browser.get("/peers/branch-a").get_data(as_text=True)
     section = page[page.index('id="section-history"'):page.index('id="section-why"')]
-    assert re.search(r"Up 83\.\d %</strong> of the last 30m", section), section[:600]
+    assert re.search(r"Up 83\.\d %</strong> of the time it was meant to be up, over the last 30m",
+                     section), section[:600]
     assert "1 flap</strong>" in section
     assert "peer not responding &lt;b&gt;x&lt;/b&gt;" in section, "reasons are escaped"
     assert section.count('<rect class="down"') == 1 and '<path class="in" d="M' in section

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from webui.peers import Peer
 
@@ -142,6 +142,23 @@ class TunnelState:
     retry_at: float = 0.0  # when the monitor initiates it again, if it gave up
 
 
+# Why the admin's own action took a tunnel from its state (Transition.asked): to stay down until
+# Connect (Disconnect, Terminate), or to come straight back (Reauthenticate, Rekey, a changed peer
+# reloaded). Neither is a flap; only the first is time the tunnel was not meant to be up.
+ASKED_DOWN = "down"
+ASKED_BACK = "back"
+
+
+class Transition(NamedTuple):
+    """One change of a tunnel's state as the monitor saw it (webui/drivers/monitor.py)."""
+
+    at: float  # wall clock
+    old: str  # the monitor's states: "down", "connecting", "ike-up", "up"
+    new: str
+    reason: str = ""
+    asked: str = ""  # "" when nobody here asked for it, else ASKED_DOWN or ASKED_BACK
+
+
 @dataclass(frozen=True)
 class StateSnapshot:
     """Every tunnel's state as the monitor last knew it, and how current that is."""
@@ -151,6 +168,8 @@ class StateSnapshot:
     sas: tuple[IkeSA, ...] = ()
     loaded: frozenset[str] = frozenset()
     confirmed_at: float = 0.0  # wall clock: when charon last answered the monitor (0: never)
+    # wall clock: when charon listed each tunnel's SAs in `sas` (their ages are as of then)
+    listed_at: dict[str, float] = field(default_factory=dict)
     unanswered_since: float = 0.0  # wall clock: charon has not answered since (0: it answers)
     error: str = ""  # why charon is not answering
 
@@ -193,7 +212,7 @@ class IPsecDriver(Protocol):
     def status(self) -> IPsecStatus: ...
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]: ...
     def snapshot(self) -> StateSnapshot: ...
-    def history(self, name: str) -> list[tuple[float, str, str, str]]: ...
+    def history(self, name: str) -> list[Transition]: ...
     def counters(self, name: str) -> list[tuple[float, int, int]]: ...
     def apply(self, peer: Peer, previous_name: str | None = None, renew: bool = False) -> None: ...
     def remove(self, name: str) -> None: ...

@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Sequence
 
 from webui.drivers import (Address, Connection, DaemonUnavailable, IkeSA, Interface, IPsecStatus,
                            LogLine, PingResult, Route, Routes, RoutingRule, StateSnapshot, Step,
-                           TunnelState)
+                           Transition, TunnelState)
 from webui.peers import Peer
 
 
@@ -29,7 +29,7 @@ class FakeIPsec:
         self.log_watched: list[str] = []
         # SAs a unit test puts here, as charon would list them: the fake invents none itself.
         self.sas: list[IkeSA] = []
-        self.transitions: dict[str, list[tuple[float, str, str, str]]] = {}  # likewise
+        self.transitions: dict[str, list[tuple]] = {}  # likewise: Transition's fields
         self.samples: dict[str, list[tuple[float, int, int]]] = {}
         self._lock = threading.Lock()
 
@@ -70,8 +70,9 @@ class FakeIPsec:
                              sas=tuple(self.sas), loaded=frozenset(self.loaded),
                              confirmed_at=time.time())
 
-    def history(self, name: str) -> list[tuple[float, str, str, str]]:
-        return list(self.transitions.get(name, ()))  # a unit test's; no monitor changes state here
+    def history(self, name: str) -> list[Transition]:
+        # a unit test's; no monitor changes state here
+        return [Transition(*t) for t in self.transitions.get(name, ())]
 
     def counters(self, name: str) -> list[tuple[float, int, int]]:
         return list(self.samples.get(name, ()))

@@ -23,7 +23,8 @@ from typing import Callable, Iterable
 
 from vici.protocol import Packet
 
-from webui.drivers import DriverError, IkeSA, StateSnapshot, TunnelState
+from webui.drivers import (ASKED_BACK, ASKED_DOWN, DriverError, IkeSA, StateSnapshot, Transition,
+                           TunnelState)
 from webui.drivers import failure_reasons
 from webui.drivers import vici_messages as vm
 from webui.drivers.peer_log import LogLine, PeerLog
@@ -36,10 +37,19 @@ HISTORY = 100  # transitions kept per peer
 SAMPLES = 60  # counter samples kept per peer, one every SAMPLE_EVERY seconds: about an hour
 SAMPLE_EVERY = 60.0
 DISCONNECTED = "disconnected by the admin"
+# The reasons the history gives for what the admin did (Transition.asked says which were asked).
+CHILD_TERMINATED = "child SA terminated by the admin"
+REAUTHENTICATED = "reauthenticated by the admin"
+REKEYED = "rekeyed by the admin"
+RELOADED = "peer changed and reloaded"
+# How long an action of the admin waits for the state change it causes: charon's answer comes
+# within a second or two; longer, and a drop no one asked for would be put down to the admin.
+ASKED_FOR = 20.0
 # How long two established IKE SAs of one peer may stand before the older is closed: longer than
 # a reauthentication's overlap (charon closes the old SA itself once the new one is up).
 DUPLICATE_GRACE = 30.0
 
+_RANK = {"down": 0, "connecting": 1, "ike-up": 2, "up": 3}  # a move down this scale is a drop
 _UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
 _UP_CHILD = {"INSTALLED", "REKEYING", "REKEYED", "UPDATING"}
 # "initiating IKE_SA site-b[3] to 192.0.2.2", "initiating Main Mode IKE_SA ..." (IKEv1)
@@ -176,7 +186,8 @@ class Monitor(threading.Thread):
         self._lock = threading.Lock()
         self._snapshot = StateSnapshot()
         self._sas: dict[str, tuple[IkeSA, ...]] = {}
-        self._history: dict[str, collections.deque] = {}
+        self._history: dict[str, collections.deque[Transition]] = {}
+        self._asked: dict[str, tuple[str, str, float]] = {}  # name -> (reason, asked, until)
         self._counters: dict[str, CounterRing] = {}
         self._initiated: dict[str, str] = {}  # IKE SA unique id -> "we" or the remote's address
         self._polled_at = 0.0  # monotonic: when a page last read the snapshot
@@ -184,6 +195,10 @@ class Monitor(threading.Thread):
         self._checked_at = 0.0  # monotonic: the last get-conns
         self._sampled_at = 0.0
         self._dirty: set[str] = set()
+        # settle(): listings are numbered as they start; the last one applied to the snapshot
+        self._listings = 0
+        self._applied = 0
+        self._listed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._identity: tuple[int, int] | None = None
         self._listener = None  # the listening socket, while connected
@@ -197,8 +212,8 @@ class Monitor(threading.Thread):
             self._polled_at = time.monotonic()
         return self._snapshot
 
-    def history(self, name: str) -> list[tuple[float, str, str, str]]:
-        """The peer's last transitions: (time, from, to, reason), oldest first."""
+    def history(self, name: str) -> list[Transition]:
+        """The peer's last transitions, oldest first."""
         with self._lock:
             return list(self._history.get(name, ()))
 
@@ -213,13 +228,35 @@ class Monitor(threading.Thread):
         return self.log_book.lines(name)
 
     # --- what the driver tells it ----------------------------------------------------------------
-    def note_disconnected(self, name: str) -> None:
-        self._update(name, lambda t: replace(t, disconnected=True, reason=DISCONNECTED,
+    def note_asked(self, name: str, reason: str, stays_down: bool = False) -> None:
+        """The admin is about to act on the tunnel (before the command, so the event it causes
+        finds the note): the next change from its state is theirs, with `reason` in the history,
+        and not a flap. `stays_down`: it is meant to stay down until Connect."""
+        with self._lock:
+            self._asked[name] = (reason, ASKED_DOWN if stays_down else ASKED_BACK,
+                                 time.monotonic() + ASKED_FOR)
+
+    def note_not_asked(self, name: str) -> None:
+        """The admin's action was refused: it changed nothing, and what changes next is not
+        theirs (a tunnel noted down on purpose is not any more)."""
+        with self._lock:
+            pending = self._asked.pop(name, None)
+        if pending and pending[1] == ASKED_DOWN:
+            self._update(name, lambda t: replace(t, disconnected=False, reason="")
+                         if t.disconnected and t.reason == pending[0] else t)
+
+    def note_disconnected(self, name: str, reason: str = DISCONNECTED) -> None:
+        """Taken down by the admin (Disconnect; Terminate of its CHILD_SA): not retried until
+        Connect, and not a flap."""
+        self.note_asked(name, reason, stays_down=True)
+        self._update(name, lambda t: replace(t, disconnected=True, reason=reason,
                                              reason_at=time.time(), direction="", retry_at=0.0))
 
     def note_connecting(self, name: str) -> None:
+        with self._lock:
+            self._asked.pop(name, None)
         self._update(name, lambda t: replace(t, disconnected=False, retry_at=0.0,
-                                             reason="" if t.reason == DISCONNECTED else t.reason))
+                                             reason="" if t.disconnected else t.reason))
 
     def note_reason(self, name: str, reason: str, direction: str = "we") -> None:
         self._update(name, lambda t: replace(t, reason=reason, reason_at=time.time(),
@@ -244,6 +281,7 @@ class Monitor(threading.Thread):
         with self._lock:
             self._sas.pop(name, None)
             self._history.pop(name, None)
+            self._asked.pop(name, None)
             self._counters.pop(name, None)
             self.log_book.forget(name)
             tunnels = dict(self._snapshot.tunnels)
@@ -252,8 +290,31 @@ class Monitor(threading.Thread):
 
     def refresh(self, name: str) -> None:
         """Ask charon for this connection's SAs soon (after Connect, say)."""
-        self._dirty.add(name)
+        with self._lock:
+            self._dirty.add(name)
         self._wake.set()
+
+    def settle(self, name: str, until: Callable[[tuple[IkeSA, ...]], bool] | None = None,
+               timeout: float = 3.0) -> bool:
+        """After the admin acted on the tunnel: wait until the snapshot holds a listing of its
+        SAs that charon gave after now (and, with `until`, one where `until(sas)` holds: a
+        rekey is still under way when charon answers), so the page drawn next shows the state
+        the action left. At most `timeout`; whether it got there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._listed:
+                self._dirty.add(name)
+                wanted = self._listings + 1  # the next listing to start covers `name`
+                self._wake.set()
+                if not self._listed.wait_for(lambda: self._applied >= wanted,
+                                             max(0.0, deadline - time.monotonic())):
+                    return False
+                sas = self._sas.get(name, ())
+            if until is None or until(sas):
+                return True
+            if time.monotonic() + 0.1 > deadline:
+                return False
+            time.sleep(0.1)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -276,15 +337,32 @@ class Monitor(threading.Thread):
                 self._publish(tunnels=tunnels)
 
     def _note_transition(self, old: TunnelState, new: TunnelState) -> None:
-        if old.state != new.state or (new.reason and new.reason != old.reason):
-            history = self._history.setdefault(old.name, collections.deque(maxlen=HISTORY))
-            history.append((time.time(), old.state, new.state, new.reason))
+        """A row in the peer's history for each change of state (lock held). A reason that comes
+        while the state stays (charon's failure after the monitor saw "connecting") is the
+        reason of the change into that state, not a row of its own."""
+        history = self._history.setdefault(old.name, collections.deque(maxlen=HISTORY))
+        if old.state == new.state:
+            last = history[-1] if history else None
+            if new.reason and new.reason != old.reason and new.state != "up" \
+                    and not new.disconnected and last and last.new == new.state and not last.reason:
+                history[-1] = last._replace(reason=new.reason)
+            return
+        reason, asked = new.reason, ""
+        if _RANK[new.state] > _RANK[old.state] and reason == old.reason:
+            reason = ""  # what kept it down explains nothing about it coming up
+        # the first drop after the admin's action is theirs; back up, the action is over
+        pending = self._asked.pop(old.name, None)
+        if pending and pending[2] >= time.monotonic() and _RANK[new.state] < _RANK[old.state]:
+            reason, asked = pending[0], pending[1]
+        history.append(Transition(time.time(), old.state, new.state, reason, asked))
 
     def _apply_sas(self, by_name: dict[str, tuple[IkeSA, ...]], at: float, whole: bool,
-                   loaded: frozenset[str] | None = None) -> None:
-        """Replace the SAs of the names in `by_name` (of every name, when `whole`)."""
+                   loaded: frozenset[str] | None = None, listing: int = 0) -> None:
+        """Replace the SAs of the names in `by_name` (of every name, when `whole`), as listed
+        at `at` by the listing numbered `listing`."""
         with self._lock:
             sas = dict(by_name) if whole else {**self._sas, **by_name}
+            listed_at = {**({} if whole else self._snapshot.listed_at), **dict.fromkeys(by_name, at)}
             sas = {name: found for name, found in sas.items() if found}
             tunnels = dict(self._snapshot.tunnels)
             names = set(by_name) | (set(tunnels) if whole else set())
@@ -310,11 +388,13 @@ class Monitor(threading.Thread):
                     changed = True
             everything = tuple(sa for found in sas.values() for sa in found)
             if changed or extra:
-                self._publish(tunnels=tunnels, sas=everything, **extra)
+                self._publish(tunnels=tunnels, sas=everything, listed_at=listed_at, **extra)
             else:
                 # Only the SAs' own clocks moved (established, rekey in): worth showing the next
                 # time anything renders, not a change every open page has to fetch again.
-                self._snapshot = replace(self._snapshot, sas=everything)
+                self._snapshot = replace(self._snapshot, sas=everything, listed_at=listed_at)
+            self._applied = max(self._applied, listing)
+            self._listed.notify_all()
 
     def _confirmed(self) -> None:
         with self._lock:
@@ -344,17 +424,23 @@ class Monitor(threading.Thread):
         with self.session(self.socket_path, self.query_timeout) as vs:
             return frozenset(vm.text(n) for n in vs.request("get-conns").get("conns", []))
 
+    def _next_listing(self) -> int:
+        with self._lock:
+            self._listings += 1
+            return self._listings
+
     def sync(self) -> None:
         """A full list-sas and get-conns: the snapshot as charon has it now."""
+        listing = self._next_listing()
         at = time.time()
         loaded = self._get_conns()
         by_name = self._list_sas()
-        self._apply_sas(by_name, at, whole=True, loaded=loaded)
+        self._apply_sas(by_name, at, whole=True, loaded=loaded, listing=listing)
         self._synced_at = self._checked_at = time.monotonic()
         self._confirmed()
         self._sample(at)
 
-    def _refresh(self, names: set[str]) -> None:
+    def _refresh(self, names: set[str], listing: int) -> None:
         at = time.time()
         if len(names) > 20:  # a storm (charon restarted, a thousand tunnels up): one full listing
             self.sync()
@@ -362,7 +448,7 @@ class Monitor(threading.Thread):
         by_name = {}
         for name in names:
             by_name[name] = self._list_sas(name).get(name, ())
-        self._apply_sas(by_name, at, whole=False)
+        self._apply_sas(by_name, at, whole=False, listing=listing)
         self._confirmed()
 
     def _check_loaded(self) -> None:
@@ -454,11 +540,15 @@ class Monitor(threading.Thread):
     def _due(self) -> None:
         now = time.monotonic()
         if self._dirty:
-            names, self._dirty = self._dirty, set()
+            with self._lock:  # settle() adds its name and reads the number under this lock
+                names, self._dirty = self._dirty, set()
+                self._listings += 1
+                listing = self._listings
             try:
-                self._refresh(names)
+                self._refresh(names, listing)
             except DriverError:
-                self._dirty |= names
+                with self._lock:
+                    self._dirty |= names
                 raise
         self._retry_given_up()
         self._close_duplicates()

@@ -19,14 +19,16 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from webui import capabilities
 from webui.atomic import write_atomic
 from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverError, IkeSA,
-                           IPsecStatus, LogLine, StateSnapshot, Step, TunnelState, child_env)
+                           IPsecStatus, LogLine, StateSnapshot, Step, Transition, TunnelState,
+                           child_env)
 from webui.drivers import vici_messages as vm
 from webui.drivers.failure_reasons import Failures
+from webui.drivers.monitor import CHILD_TERMINATED, REAUTHENTICATED, REKEYED, RELOADED
 # `stream` is not used here: tests and the lab reach the wire as strongswan.stream too.
 from webui.drivers.vici_wire import (DEFAULT_TIMEOUT, call, events, request, session, stream,  # noqa: F401
                                      streamed)
@@ -96,6 +98,27 @@ def _check_sizes(message) -> None:
             _check_sizes(value)
         elif len(str(value).encode()) > VICI_MAX_VALUE:
             raise CommandFailed("A value of this peer is too long for strongSwan.")
+
+
+# Said after an action's outcome when the monitor has not seen it through yet.
+STILL_AT_IT = (" strongSwan is still at it: Now shows the result when it has it (without "
+               "JavaScript, reload the page).")
+
+
+def _replaced_ike(ike_id: int) -> Callable[[tuple[IkeSA, ...]], bool]:
+    """Whether a rekey or reauthentication of IKE SA `ike_id` is done: another IKE SA is
+    established with its tunnel installed."""
+    return lambda sas: any(sa.unique_id != ike_id and sa.state == "ESTABLISHED" and
+                           any(c.state == "INSTALLED" for c in sa.children) for sa in sas)
+
+
+def _replaced_child(child_id: int) -> Callable[[tuple[IkeSA, ...]], bool]:
+    """Whether a rekey of CHILD_SA `child_id` is done: another one is installed in its place."""
+    def done(sas):
+        children = [c for sa in sas for c in sa.children]
+        return not any(c.unique_id == child_id and c.state == "INSTALLED" for c in children) \
+            and any(c.state == "INSTALLED" for c in children)
+    return done
 
 
 def default_restart_command() -> list[str] | None:
@@ -219,6 +242,8 @@ class ViciDriver:
             self._monitor.note_loaded([peer.name])
         log.info("loaded connection %s", peer.name)
         if old_sas:
+            if self._monitor is not None:
+                self._monitor.note_asked(peer.name, RELOADED)
             self._renew(vs, peer, old_sas)
         return bool(old_sas)
 
@@ -445,12 +470,12 @@ class ViciDriver:
                 self.failures.record(name, reason)
                 if self._monitor is not None:
                     self._monitor.note_reason(name, reason, "we")
-                    self._monitor.refresh(name)
+                    self._monitor.settle(name)
                 log.info("connecting %s failed", name)
                 return f"{name} did not come up: {reason}."
         self.failures.clear(name)
-        if self._monitor is not None:
-            self._monitor.refresh(name)
+        if self._monitor is not None and not self._monitor.settle(name):  # drawn next: up
+            return f"{name} is up." + STILL_AT_IT
         return f"{name} is up."
 
     def _retry(self, name: str) -> None:
@@ -479,26 +504,30 @@ class ViciDriver:
         message = {"ike": name, "timeout": int(self.connect_timeout * 1000)}
         if self._monitor is not None:
             self._monitor.note_disconnected(name)
-        try:
-            with self._session(self.connect_timeout + 2) as vs:
-                try:
-                    streamed(vs, "terminate", "control-log", message)
-                except CommandFailed as err:
-                    if "no matching SAs" in str(err):
-                        return f"{name} was not connected."
-                    return f"{name} could not be disconnected: {err.reason}"
-        finally:
-            if self._monitor is not None:
-                self._monitor.refresh(name)
+        with self._session(self.connect_timeout + 2) as vs:
+            try:
+                streamed(vs, "terminate", "control-log", message)
+            except CommandFailed as err:
+                if self._monitor is not None:
+                    self._monitor.refresh(name)
+                if "no matching SAs" in str(err):
+                    return f"{name} was not connected."
+                return f"{name} could not be disconnected: {err.reason}"
+        if self._monitor is not None and not self._monitor.settle(name):  # drawn next: down
+            return f"{name} is disconnected." + STILL_AT_IT
         return f"{name} is disconnected."
 
     def rekey(self, name: str) -> str:
         """Rekey the tunnel now: its IKE SA, then each CHILD_SA (new keys and SPIs; the old SAs
         carry traffic until the new ones are in, so nothing is dropped)."""
+        if self._monitor is not None:
+            self._monitor.note_asked(name, REKEYED)
         with self._session(self.connect_timeout + 2) as vs:
             try:
                 request(vs, "rekey", {"ike": name})
             except CommandFailed as err:
+                if self._monitor is not None:
+                    self._monitor.note_not_asked(name)
                 if "no matching" in str(err) or "not found" in str(err):
                     return f"{name} is not connected."
                 return f"{name} could not be rekeyed: {err.reason}"
@@ -524,12 +553,23 @@ class ViciDriver:
                 return sa
         return None
 
-    def _sa_command(self, name: str, what: str, command: str, message: dict,
-                    ike_id: int | None = None, child_id: int | None = None) -> str | None:
-        """Run `rekey` or `terminate` on one SA of `name`; why it was refused, or None."""
+    def _sa_command(self, name: str, what: str, command: str, message: dict, asked: str,
+                    done: str, ike_id: int | None = None, child_id: int | None = None,
+                    until: Callable[[tuple[IkeSA, ...]], bool] | None = None) -> str:
+        """Run `rekey` or `terminate` on one SA of `name`; `done`, or why it was refused. The
+        monitor is told first that the admin asked (`asked`, the history's reason): the drop it
+        may cause is not a flap, and a terminated CHILD_SA stays down until Connect. Returns
+        once the monitor has the SAs as the command left them (`until` them, for a rekey, which
+        charon carries out after answering), or says it is still under way."""
+        monitor = self._monitor
         with self._session(self.connect_timeout + 2) as vs:
             if self._sa_of(vs, name, ike_id, child_id) is None:
                 return f"{what} is no longer there: strongSwan has replaced or closed it."
+            if monitor is not None:
+                if command == "terminate":
+                    monitor.note_disconnected(name, asked)
+                else:
+                    monitor.note_asked(name, asked)
             try:
                 if command == "terminate":
                     streamed(vs, "terminate", "control-log",
@@ -537,35 +577,41 @@ class ViciDriver:
                 else:
                     request(vs, "rekey", message)
             except CommandFailed as err:
+                if monitor is not None:
+                    monitor.note_not_asked(name)
                 return f"strongSwan refused to {command} {what}: {str(err).split(': ', 1)[-1]}"
-        if self._monitor is not None:
-            self._monitor.refresh(name)
         log.info("%s %s of %s", command, what, name)
-        return None
+        if monitor is not None and not monitor.settle(name, until):
+            return done + STILL_AT_IT
+        return done
 
     def rekey_ike(self, name: str, ike_id: int) -> str:
         """New keys for the IKE SA; its CHILD_SAs stay as they are."""
         what = f"IKE SA #{ike_id}"
-        return self._sa_command(name, what, "rekey", {"ike-id": str(ike_id)}, ike_id=ike_id) \
-            or f"{what} of {name} is rekeying."
+        return self._sa_command(name, what, "rekey", {"ike-id": str(ike_id)}, REKEYED,
+                                f"{what} of {name} is rekeying.", ike_id=ike_id,
+                                until=_replaced_ike(ike_id))
 
     def reauthenticate(self, name: str, ike_id: int) -> str:
         """IKEv2: authenticate again with the key, building a new IKE SA and its CHILD_SAs."""
         what = f"IKE SA #{ike_id}"
         return self._sa_command(name, what, "rekey", {"ike-id": str(ike_id), "reauth": "yes"},
-                                ike_id=ike_id) or f"{what} of {name} is reauthenticating."
+                                REAUTHENTICATED, f"{what} of {name} is reauthenticating.",
+                                ike_id=ike_id, until=_replaced_ike(ike_id))
 
     def rekey_child(self, name: str, child_id: int) -> str:
         """New keys and SPIs for one CHILD_SA; the old one carries traffic until the new is in."""
         what = f"CHILD_SA #{child_id}"
-        return self._sa_command(name, what, "rekey", {"child-id": str(child_id)},
-                                child_id=child_id) or f"{what} of {name} is rekeying."
+        return self._sa_command(name, what, "rekey", {"child-id": str(child_id)}, REKEYED,
+                                f"{what} of {name} is rekeying.", child_id=child_id,
+                                until=_replaced_child(child_id))
 
     def terminate_child(self, name: str, child_id: int) -> str:
         """Close one CHILD_SA; its IKE SA stays up (Connect builds the tunnel again)."""
         what = f"CHILD_SA #{child_id}"
         return self._sa_command(name, what, "terminate", {"child-id": str(child_id)},
-                                child_id=child_id) or f"{what} of {name} is closed."
+                                CHILD_TERMINATED, f"{what} of {name} is closed.",
+                                child_id=child_id)
 
     def tunnel_states(self, names: Sequence[str] | None = None) -> dict[str, TunnelState]:
         """Every connection's state from ONE list-sas (plus get-conns) on one session; with
@@ -686,7 +732,7 @@ class ViciDriver:
         except DaemonUnavailable as err:
             return StateSnapshot(unanswered_since=time.time(), error=str(err))
 
-    def history(self, name: str) -> list[tuple[float, str, str, str]]:
+    def history(self, name: str) -> list[Transition]:
         """The peer's last transitions (time, from, to, reason), oldest first; [] without a monitor."""
         return self._monitor.history(name) if self._monitor is not None else []
 
