@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from wtforms.validators import ValidationError
+
 from webui.drivers import LogLine
 from webui.drivers.vici_messages import esp_proposals, ike_proposals
+from webui.forms import MAX_CHARS, check_identity
 from webui.peers import ALGORITHMS, Peer
 
 # charon's transform names -> the catalogue's keywords (webui/peers.py)
@@ -209,18 +212,38 @@ def _refused_proposals(peer: Peer, protocol: str) -> Finding:
                    "", ask, (names["encryption"], names["integrity"], names["dh"]), (), "we")
 
 
+def _acceptable_id(text: str) -> bool:
+    """Whether the peer form would take `text` as an ID (its own check, webui/forms.py)."""
+    try:
+        check_identity(text)
+    except ValidationError:
+        return False
+    return len(text) <= MAX_CHARS["peer_id"]
+
+
 def _ids(peer: Peer, presented: str, asked_for: str, who: str) -> Finding:
     parts, change, fields = [], [], []
     if presented != peer.effective_peer_id:
         parts.append(f"The remote ({who}) presented ID {presented}; this peer expects "
                      f"{peer.effective_peer_id}.")
-        change.append(f"set Peer ID to {presented}")
-        fields.append("peer_id")
+        if _acceptable_id(presented):
+            change.append(f"set Peer ID to {presented}")
+            fields.append("peer_id")
+        else:  # suggesting it would send the admin to a field that refuses it
+            parts.append("This router cannot accept that ID (a Peer ID is an IP address, a DNS "
+                         "name or user@example.com): ask the remote's administrator to change "
+                         "it.")
     if asked_for and asked_for != "%any" and asked_for != peer.effective_local_id:
         parts.append(f"It asked for this router as {asked_for}; this peer presents "
                      f"{peer.effective_local_id}.")
-        change.append(f"set Local ID to {asked_for}")
-        fields.append("local_id")
+        if _acceptable_id(asked_for):
+            change.append(f"set Local ID to {asked_for}")
+            fields.append("local_id")
+        else:
+            parts.append("This router cannot present that ID (a Local ID is an IP address, a "
+                         "DNS name or user@example.com): ask the remote's administrator to "
+                         "expect another.")
+    unacceptable = len(parts) > len(change)  # an ID no field here takes: nothing to change
     if not parts:  # the IDs match this peer: charon chose no connection for other reasons
         parts.append(f"The remote ({who}) presented ID {presented}, and asked for this router "
                      f"as {asked_for or 'any ID'}, but no enabled connection here took it.")
@@ -228,7 +251,7 @@ def _ids(peer: Peer, presented: str, asked_for: str, who: str) -> Finding:
            f"{peer.effective_local_id} for this router.")
     return Finding("ids", "The IDs do not match", " ".join(parts),
                    ("To match them: " + " and ".join(change) + ".") if change else "", ask,
-                   tuple(fields) or ("peer_id", "local_id"), (), who)
+                   tuple(fields) or (() if unacceptable else ("peer_id", "local_id")), (), who)
 
 
 def _split_selectors(text: str) -> list[str]:

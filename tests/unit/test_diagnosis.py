@@ -127,6 +127,19 @@ def test_a_wrong_remote_id_names_both_ids(case):
     assert finding.change == "To match them: set Peer ID to branch.example.com."
 
 
+@pytest.mark.parametrize("presented", ["<img src=x onerror=alert(1)>", "has space.example.com",
+                                       "x" * 254 + ".example.com"])
+def test_an_id_the_form_would_refuse_is_not_suggested(presented):
+    lines = [LogLine(1.0, 0, 5, "192.0.2.2 is initiating an IKE_SA"),
+             LogLine(2.0, 1, 5, "looking for peer configs matching 192.0.2.1[%any]...192.0.2.2"
+                                f"[{presented}]"),
+             LogLine(3.0, 1, 5, "no matching peer config found")]
+    finding = explain(PEER, lines)[0]
+    assert finding.kind == "ids" and f"presented ID {presented}" in finding.text
+    assert "This router cannot accept that ID" in finding.text and "ask the remote's" in finding.text
+    assert finding.change == "" and finding.fields == (), "no field here would take it"
+
+
 def test_the_reverse_the_remote_expects_another_id_for_this_router():
     finding = only("our-id-v2/remote-initiates")
     assert finding.kind == "ids" and finding.fields == ("local_id",)
