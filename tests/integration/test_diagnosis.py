@@ -105,7 +105,7 @@ def test_proposals_that_do_not_match(live, clean_lab, version, protocol):
     assert "ask the remote's administrator for AES-256-CBC / SHA-256 / MODP-2048" in text
     assert "192.0.2.2 initiated" in text
     page = browser.get("/peers/site-b").text
-    assert f'href="/peers/site-b/edit#{low}_integrity-group"' in page
+    assert f'href="/peers/site-b/edit?next=/peers/site-b#{low}_integrity-group"' in page
     # The change it suggests, through the form: the remote's algorithms added after this peer's.
     fixed = dict(form)
     for field, value in (("encryption", "aes128"), ("integrity", "sha1")) + \
@@ -285,12 +285,12 @@ def test_in_the_browser_the_explanation_the_log_and_the_change_through_the_form(
 
     # The change it suggests, through the form, from the link next to it.
     page.click("#section-why a:has-text('Change IKE integrity')")
-    page.wait_for_url("**/peers/site-b/edit#ike_integrity-group")
+    page.wait_for_url("**/peers/site-b/edit?next=/peers/site-b#ike_integrity-group")
     for name, value in (("ike_encryption", "aes128"), ("ike_integrity", "sha1"),
                         ("ike_dh_groups", "modp1024")):
         page.check(f"input[name={name}][value={value}]")
     page.click("button:has-text('Save changes')")
-    page.wait_for_url(live.url + "/")
+    page.wait_for_url(live.url + "/peers/site-b")  # back where the link was, to see it work
     assert comes_up(browser, clean_lab), cell(browser, "site-b")
     page.goto(live.url + "/peers/site-b")
     assert "nothing to explain" in page.inner_text("#section-why")

@@ -53,7 +53,34 @@ def test_proposals_side_by_side_with_the_change_and_links_to_the_fields(app, bro
     assert ("Change here: Add AES-128-CBC to IKE encryption, SHA-1 (weak) to IKE integrity and "
             "MODP-1024 (weak) to IKE DH groups.") in text
     for field in ("ike_encryption-group", "ike_integrity-group", "ike_dh_groups-group"):
-        assert f'href="/peers/{peer}/edit#{field}"' in why
+        assert f'href="/peers/{peer}/edit?next=/peers/{peer}#{field}"' in why
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain form", "htmx"])
+def test_saving_from_the_peers_page_goes_back_to_it(browser, peer, htmx):
+    form = browser.get(f"/peers/{peer}/edit?next=%2Fpeers%2F{peer}").get_data(as_text=True)
+    assert f'<input type="hidden" name="next" value="/peers/{peer}">' in form
+    assert f'class="button" href="/peers/{peer}">Cancel' in form
+    data = valid_peer_form(ike_dh_groups=["modp2048"], esp_encryption=["aes256"],
+                           esp_integrity=["sha256"], esp_dh_groups=["modp2048"],
+                           next=f"/peers/{peer}")
+    answer = browser.post(f"/peers/{peer}", data, htmx=htmx)
+    where = answer.headers.get("HX-Redirect") if htmx else answer.headers["Location"]
+    assert where == f"/peers/{peer}"
+    renamed = browser.post(f"/peers/{peer}", dict(data, name="branch-z"), htmx=htmx)
+    where = renamed.headers.get("HX-Redirect") if htmx else renamed.headers["Location"]
+    assert where == "/peers/branch-z", "renamed: its page has its new name"
+
+
+@pytest.mark.parametrize("elsewhere", ["https://evil.example/", "//evil.example/peers/branch-a",
+                                       "/peers/branch-b", "/peers/branch-a/../../logout",
+                                       "/peers/branch-a?x=1", "javascript:alert(1)"])
+def test_next_leads_nowhere_but_this_peers_page(browser, peer, elsewhere):
+    form = browser.get(f"/peers/{peer}/edit", query_string={"next": elsewhere}).get_data(as_text=True)
+    assert 'name="next"' not in form and 'href="/">Cancel' in form
+    data = valid_peer_form(ike_dh_groups=["modp2048"], esp_encryption=["aes256"],
+                           esp_integrity=["sha256"], esp_dh_groups=["modp2048"], next=elsewhere)
+    assert browser.post(f"/peers/{peer}", data).headers["Location"] == "/"
 
 
 def test_the_form_has_the_anchors_the_links_point_at(browser, peer):

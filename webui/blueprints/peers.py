@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flask import Blueprint, abort, flash, render_template, url_for
+from flask import Blueprint, abort, flash, render_template, request, url_for
 
 from webui.apply import Refused, service
 from webui.drivers import DriverError
@@ -28,10 +28,19 @@ def supported_algorithms():
     return service().supported_algorithms()
 
 
+def came_from_its_page(form) -> bool:
+    """Whether the edit was opened from the peer's own page (its "Change …" links and Edit peer
+    say so in `next`). Only that exact path is recognised, and never followed as given: the
+    answer is a redirect this app builds, so `next` cannot send anyone elsewhere."""
+    return bool(form.editing) and \
+        request.values.get("next") == url_for("tunnel.page", name=form.editing.name)
+
+
 def form_response(form, status=200):
     if form.router_addresses is None:  # the Local IP's pick-list
         form.router_addresses = service().router_addresses()
-    return render("peers/form.html", "peers/_form.html", status=status, form=form)
+    back = url_for("tunnel.page", name=form.editing.name) if came_from_its_page(form) else ""
+    return render("peers/form.html", "peers/_form.html", status=status, form=form, back=back)
 
 
 @bp.get("/new")
@@ -87,6 +96,8 @@ def save(form, action, done: str):
         form.name.errors.append(str(e))
         return form_response(form, 409)
     flash(done.format(peer.name))
+    if came_from_its_page(form):  # back to see whether the change worked (renamed: its new page)
+        return redirect_303(url_for("tunnel.page", name=peer.name))
     return redirect_303(url_for("ipsec.index"))
 
 
