@@ -47,9 +47,11 @@ def check_host(peer: Peer, text: str) -> tuple[str, str]:
     for cidr in peer.remote_networks:
         network = ipaddress.ip_network(cidr, strict=False)
         if address.version == network.version and address in network:
-            if network.num_addresses > 2 and address in (network.network_address,
-                                                         network.broadcast_address):
+            if network.num_addresses > 2 and address == network.network_address:
                 return "", f"{address} is the network's own address in {cidr}; enter a host's."
+            if network.num_addresses > 2 and address.version == 4 \
+                    and address == network.broadcast_address:  # IPv6 has no broadcast
+                return "", f"{address} is the broadcast address of {cidr}; enter a host's."
             return str(address), ""
     return "", f"{address} is not inside the peer's remote networks ({_networks(peer.remote_networks)})."
 

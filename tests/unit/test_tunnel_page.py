@@ -189,6 +189,7 @@ def test_connect_on_a_daemon_that_is_down_says_so_with_503(app, browser, peer):
 @pytest.mark.parametrize("host, said", [
     ("", "Enter the address of a host in 203.0.113.0/24."),
     ("203.0.113.0", "the network's own address"),
+    ("203.0.113.255", "203.0.113.255 is the broadcast address of 203.0.113.0/24"),
     ("10.1.2.3", "10.1.2.3 is not inside the peer's remote networks (203.0.113.0/24)."),
     ("203.0.113.1; reboot", "is not an IP address"),
     ("2001:db8::1", "not inside the peer's remote networks"),
