@@ -28,7 +28,19 @@ def retarget(body: str, target: str, swap: str = "outerHTML") -> Response:
     return Response(body, headers={"HX-Retarget": target, "HX-Reswap": swap})
 
 
+def form_expired(error):
+    """A post whose CSRF token is missing or stale (a tab left open across a new sign-in or a
+    restart): a plain form gets a page that says what to do; htmx keeps its own banner, which
+    shows the status (the same 400 either way; nothing was changed)."""
+    if request.headers.get("HX-Request") == "true":
+        return error
+    return render_template("form_expired.html", why=error.description), 400
+
+
 def init_app(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFError
+    app.register_error_handler(CSRFError, form_expired)
+
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:
         # One URL serves both the page and its fragment: caches must keep them apart.

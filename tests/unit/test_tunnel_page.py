@@ -174,7 +174,12 @@ def test_now_says_when_strongswan_is_still_replacing_an_sa(app, browser, peer, m
 
 def test_actions_need_the_csrf_token(browser, peer):
     r = browser.client.post("/peers/branch-a/tunnel/connect", data={})
-    assert r.status_code == 400
+    text = r.get_data(as_text=True)
+    assert r.status_code == 400 and "<html" in text and "reload the page, and try again" in text
+    r = browser.client.post("/peers/branch-a/tunnel/connect", data={"csrf_token": "stale"})
+    assert r.status_code == 400 and "the form had expired" in r.get_data(as_text=True)
+    r = browser.client.post("/peers/branch-a/tunnel/connect", headers={"HX-Request": "true"})
+    assert r.status_code == 400 and "expired" not in r.get_data(as_text=True), "htmx: its banner"
 
 
 def test_connect_on_a_daemon_that_is_down_says_so_with_503(app, browser, peer):
