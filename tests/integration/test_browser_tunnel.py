@@ -96,6 +96,8 @@ def test_the_peers_page_on_a_phone_in_the_dark(open_page, live, clean_lab, shots
     bounce(clean_lab, live, browser)
     traffic(clean_lab)
     page.wait_for_timeout(2500)
+    for verb in ("disconnect", "connect"):  # a row with a reason, the widest column
+        browser.post(f"/peers/site-b/tunnel/{verb}", htmx=True)
     page.goto(live.url + "/peers/site-b")
     page.wait_for_selector("#now [data-state=up]")
     assert sideways_overflow(page) == 0
@@ -107,6 +109,14 @@ def test_the_peers_page_on_a_phone_in_the_dark(open_page, live, clean_lab, shots
         out: getComputedStyle(svg.querySelector('path.out')).stroke})""")
     assert len({colours["card"], colours["in_"], colours["out"]}) == 3, colours
     assert colours["card"] != "rgb(255, 255, 255)", "the dark scheme applies to the card"
+    # History's rows fit: each reason on its own line, nothing scrolled out of sight (review m4)
+    rows = page.locator("#section-history table.transitions")
+    assert rows.count() == 1
+    assert page.eval_on_selector("#section-history .table-wrap",
+                                 "w => w.scrollWidth <= w.clientWidth"), "the table scrolls sideways"
+    reason = page.locator("#section-history td[data-label=Reason]:not(:empty)").first
+    box, wrap = reason.bounding_box(), page.locator("#section-history .table-wrap").bounding_box()
+    assert box["x"] + box["width"] <= wrap["x"] + wrap["width"] + 0.5, (box, wrap)
     page.fill("#test-host", REMOTE_LAN)
     page.click("#section-test button:has-text('Test')")
     page.wait_for_selector("#test-result:has-text('replied')", timeout=15_000)
