@@ -91,9 +91,16 @@ def test_a_drop_no_one_asked_for_is_not_put_down_to_the_admin():
     assert rows[-1] == ("up", "down", "", "")
     # an action long ago: its note has lapsed
     rows = up_then(monitor, lambda mo: mo.note_asked("b", m.REKEYED), name="c")
-    monitor._asked["c"] = (m.REKEYED, "back", time.monotonic() - 1)
+    monitor._asked["c"] = (m.REKEYED, "back", time.monotonic() - 1, frozenset())
     monitor._apply_sas({"c": ()}, time.time(), whole=False)
     assert monitor.history("c")[-1][1:] == ("up", "down", "", "")
+    # a reload whose new SA came up before any listing saw a drop: the action is over, and
+    # the remote's drop a moment later is a flap
+    new = IkeSA(name="e", unique_id=2, state="ESTABLISHED", version=2, established_for=1,
+                children=sa("e").children)
+    rows = up_then(monitor, lambda mo: mo.note_asked("e", m.RELOADED, replacing=(1,)),
+                   [new], [], name="e")
+    assert rows[-1] == ("up", "down", "", "")
     # a Terminate charon refused: the tunnel is not down on purpose
     monitor.note_disconnected("d", m.CHILD_TERMINATED)
     monitor.note_not_asked("d")

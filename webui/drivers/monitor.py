@@ -187,7 +187,8 @@ class Monitor(threading.Thread):
         self._snapshot = StateSnapshot()
         self._sas: dict[str, tuple[IkeSA, ...]] = {}
         self._history: dict[str, collections.deque[Transition]] = {}
-        self._asked: dict[str, tuple[str, str, float]] = {}  # name -> (reason, asked, until)
+        # name -> (reason, asked, until (monotonic), the IKE SA ids the action replaces)
+        self._asked: dict[str, tuple[str, str, float, frozenset[int]]] = {}
         self._counters: dict[str, CounterRing] = {}
         self._initiated: dict[str, str] = {}  # IKE SA unique id -> "we" or the remote's address
         self._polled_at = 0.0  # monotonic: when a page last read the snapshot
@@ -228,13 +229,21 @@ class Monitor(threading.Thread):
         return self.log_book.lines(name)
 
     # --- what the driver tells it ----------------------------------------------------------------
-    def note_asked(self, name: str, reason: str, stays_down: bool = False) -> None:
+    def note_asked(self, name: str, reason: str, stays_down: bool = False,
+                   replacing: Iterable[int] = ()) -> None:
         """The admin is about to act on the tunnel (before the command, so the event it causes
-        finds the note): the next change from its state is theirs, with `reason` in the history,
-        and not a flap. `stays_down`: it is meant to stay down until Connect."""
+        finds the note): its next drop is theirs, with `reason` in the history, and not a flap.
+        `stays_down`: it is meant to stay down until Connect. `replacing`: the IKE SAs (unique
+        ids) the action replaces; once the tunnel is up on others, the action is over, drop or
+        not, and the note goes (a drop after that is no one's doing)."""
         with self._lock:
             self._asked[name] = (reason, ASKED_DOWN if stays_down else ASKED_BACK,
-                                 time.monotonic() + ASKED_FOR)
+                                 time.monotonic() + ASKED_FOR, frozenset(replacing))
+
+    def note_done(self, name: str) -> None:
+        """The admin's action is over (its result listed): what changes next is not theirs."""
+        with self._lock:
+            self._asked.pop(name, None)
 
     def note_not_asked(self, name: str) -> None:
         """The admin's action was refused: it changed nothing, and what changes next is not
@@ -376,6 +385,11 @@ class Monitor(threading.Thread):
                     if old is not None:
                         self._note_transition(old, new)
             self._sas = sas
+            for name in set(by_name) & set(self._asked):
+                replacing = self._asked[name][3]
+                if replacing and tunnels.get(name) and tunnels[name].state == "up" and \
+                        not replacing & {sa.unique_id for sa in sas.get(name, ())}:
+                    del self._asked[name]  # up on new SAs without a drop seen: it is over
             for name in (set(self._duplicated) | set(sas)) if whole else by_name:
                 if sum(1 for sa in sas.get(name, ()) if sa.state == "ESTABLISHED") > 1:
                     self._duplicated.setdefault(name, time.monotonic())

@@ -243,7 +243,7 @@ class ViciDriver:
         log.info("loaded connection %s", peer.name)
         if old_sas:
             if self._monitor is not None:
-                self._monitor.note_asked(peer.name, RELOADED)
+                self._monitor.note_asked(peer.name, RELOADED, replacing=old_sas)
             self._renew(vs, peer, old_sas)
         return bool(old_sas)
 
@@ -513,8 +513,10 @@ class ViciDriver:
                 if "no matching SAs" in str(err):
                     return f"{name} was not connected."
                 return f"{name} could not be disconnected: {err.reason}"
-        if self._monitor is not None and not self._monitor.settle(name):  # drawn next: down
-            return f"{name} is disconnected." + STILL_AT_IT
+        if self._monitor is not None:
+            if not self._monitor.settle(name):  # the page drawn next shows it down
+                return f"{name} is disconnected." + STILL_AT_IT
+            self._monitor.note_done(name)
         return f"{name} is disconnected."
 
     def rekey(self, name: str) -> str:
@@ -569,7 +571,7 @@ class ViciDriver:
                 if command == "terminate":
                     monitor.note_disconnected(name, asked)
                 else:
-                    monitor.note_asked(name, asked)
+                    monitor.note_asked(name, asked, replacing=(ike_id,) if ike_id else ())
             try:
                 if command == "terminate":
                     streamed(vs, "terminate", "control-log",
@@ -581,8 +583,10 @@ class ViciDriver:
                     monitor.note_not_asked(name)
                 return f"strongSwan refused to {command} {what}: {str(err).split(': ', 1)[-1]}"
         log.info("%s %s of %s", command, what, name)
-        if monitor is not None and not monitor.settle(name, until):
-            return done + STILL_AT_IT
+        if monitor is not None:
+            if not monitor.settle(name, until):
+                return done + STILL_AT_IT
+            monitor.note_done(name)  # its drop, if it made one, is in the history by now
         return done
 
     def rekey_ike(self, name: str, ike_id: int) -> str:
