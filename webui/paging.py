@@ -1,10 +1,11 @@
 """The peer list a page at a time, after a filter: shared by the IPsec page, the status pane and
-the API, so all three page and filter alike."""
+the API, so all three page and filter alike. The route view pages and filters the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
+from webui.drivers import Route
 from webui.peers import Peer
 
 QUERY_MAX = 64
@@ -55,3 +56,37 @@ def matching(peers: Sequence[Peer], query: str) -> list[Peer]:
 def _haystack(peer: Peer) -> str:
     return " ".join((peer.name, peer.remote_gateway, peer.peer_id, *peer.local_networks,
                      *peer.remote_networks)).lower()
+
+
+@dataclass(frozen=True)
+class RoutePage:
+    """One page of the route view, after its filter: strongSwan installs a route per tunnel, so
+    a router with a thousand tunnels has a thousand routes in table 220."""
+
+    routes: Sequence[Route]
+    number: int  # 1-based
+    pages: int
+    total: int  # routes matching the filter
+    listed: int  # routes in the tables shown
+    query: str
+    first: int  # 1-based index of the first row shown
+
+    def args(self, number: int | None = None) -> dict:
+        """Query arguments that reproduce this page (or page `number` of the same filter)."""
+        args = {"page": number or self.number} if (number or self.number) > 1 else {}
+        return args | ({"q": self.query} if self.query else {})
+
+
+def route_page(routes: Sequence[Route], query: str, wanted: int, size: int) -> RoutePage:
+    """Page `wanted` of the routes that match `query`, `size` a page."""
+    query = query.strip()[:QUERY_MAX]
+    needle = query.lower()
+    found = [r for r in routes if needle in _route_haystack(r)] if needle else list(routes)
+    number, pages, start = page_of(len(found), size, wanted)
+    return RoutePage(found[start:start + size], number, pages, len(found), len(routes), query,
+                     start + 1)
+
+
+def _route_haystack(route: Route) -> str:
+    return " ".join((route.table, route.destination, route.gateway, route.device, route.source,
+                     route.protocol, route.peer)).lower()

@@ -4,6 +4,7 @@ from flask import render_template
 
 from webui.drivers import Interface, Route, Routes
 from webui.drivers.fake import FakeKernel
+from webui.paging import route_page
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,8 @@ def test_interfaces_fragment_marks_the_tunnel():
 def test_routes_fragment_labels_and_escapes_the_peer():
     routes = Routes(routes=(Route(4, "220", "203.0.113.0/24", device="ipsec0", peer="<b>hq"),),
                     rules=FakeKernel().routes().rules)
-    html = render_template("commands/_routes.html", routes=routes, peers=[])
+    html = render_template("commands/_routes.html", page=route_page(routes.routes, "", 1, 100),
+                           rules=routes.rules)
     assert html.strip().startswith('<section class="output" id="output-routes"')
     assert "&lt;b&gt;hq" in html and "<b>hq" not in html
     assert "style=" not in html and "<script" not in html

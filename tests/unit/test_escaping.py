@@ -16,6 +16,7 @@ from markupsafe import escape
 
 import webui.drivers as drivers
 from tests.conftest import valid_peer_form
+from webui.paging import route_page
 from webui.status import status_overview
 from webui.peers import Peer
 
@@ -105,7 +106,8 @@ FRAGMENTS = {
                          dataclasses.replace(filled(drivers.Connection, p), managed=False)),
             sas=(filled(drivers.IkeSA, p), dataclasses.replace(filled(drivers.IkeSA, p), name="branch-a"))))),
     "commands/_interfaces.html": lambda p: dict(interfaces=(filled(drivers.Interface, p),)),
-    "commands/_routes.html": lambda p: dict(routes=filled(drivers.Routes, p), peers=[]),
+    "commands/_routes.html": lambda p: dict(page=route_page(filled(drivers.Routes, p).routes, p, 1, 10),
+                                            rules=filled(drivers.Routes, p).rules),
     "commands/_steps.html": lambda p: dict(title=p, steps=[filled(drivers.Step, p)]),
     "commands/_error.html": lambda p: dict(title=p, error=p),
     "ipsec/_states.html": lambda p: dict(

@@ -12,8 +12,10 @@ from webui.auth import polled
 from webui.drivers import DaemonUnavailable, DriverError
 from webui.htmx import wants_fragment
 from webui.pages import output
+from webui.paging import route_page
 
 bp = Blueprint("commands", __name__, url_prefix="/commands")
+ROUTES_PER_PAGE = 100  # a route per tunnel in table 220: a thousand tunnels, ten pages
 
 
 def error_status(error: DriverError) -> int:
@@ -50,12 +52,15 @@ def interfaces():
 
 @bp.get("/routes")
 def routes():
-    """Get routes: the main table, strongSwan's table 220, and the policy rules."""
+    """Get routes: the main table, strongSwan's table 220 (a page at a time, `?q=` filters), and
+    the policy rules."""
     try:
         found = service().routes()
     except DriverError as e:
         return output("commands/_error.html", error_status(e), title="Routes", error=str(e))
-    return output("commands/_routes.html", routes=found, peers=service().peers())
+    page = route_page(found.routes, request.args.get("q", ""),
+                      request.args.get("page", 1, type=int) or 1, ROUTES_PER_PAGE)
+    return output("commands/_routes.html", page=page, rules=found.rules)
 
 
 @bp.get("/restart")

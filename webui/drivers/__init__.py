@@ -261,7 +261,7 @@ class Interface:
     ipsec: bool = False  # the IPsec tunnel interface (ipsec0 with libipsec, xfrm/vti)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per tunnel in table 220
 class Route:
     family: int
     table: str  # "main", "220", ...

@@ -1,7 +1,9 @@
 """The kernel driver: the router's interfaces, addresses, routes and policy rules, read over rtnetlink.
 
-Transport is a plain netlink socket of our own (one short-lived socket per call, a few dumps on it);
-decoding of the messages is pyroute2's. pyroute2's package `__init__` eagerly imports its whole API
+Transport is a plain netlink socket of our own (one short-lived socket per call, a few dumps on it).
+Links, addresses and rules are decoded by pyroute2. Routes, which grow with the tunnels (a route per
+tunnel in table 220), are read straight from the wire for the few fields shown (`parse_route`).
+pyroute2's package `__init__` eagerly imports its whole API
 (hundreds of modules, most of a small router's budget: docs/PERFORMANCE.md, "Measured by hand"), so
 `_pyroute2_messages()` loads only the four rtnetlink message modules and leaves a package stub that
 completes the full import if anything else asks for it.
@@ -56,6 +58,15 @@ IPSEC_KINDS = frozenset({"xfrm", "vti", "vti6"})
 ARPHRD_KINDS = {1: "ether", 772: "loopback", 65534: "none", 768: "ipip", 776: "sit", 778: "gre"}
 IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _RECV_SIZE = 1 << 18
+# Routes and link names are read straight from the wire (see `parse_route`): the message headers
+# (linux/rtnetlink.h, linux/if_link.h) and the few attributes the route view shows.
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTATTR = struct.Struct("=HH")  # length, type
+_RTNEXTHOP = struct.Struct("=HBBi")  # length, flags, hops, ifindex
+_IFINFOMSG_SIZE = 16
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 7, 9, 15
+IFLA_IFNAME = 3
 
 
 # --- Loading pyroute2's decoders without its 24 MiB package import -----------------------------
@@ -163,11 +174,10 @@ def dump_request(kind: int, seq: int, family: int = socket.AF_UNSPEC) -> bytes:
     return _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
-def _dump(sock: socket.socket, kind: int, seq: int) -> list:
-    """Every message of one dump, decoded; raises DriverError for a netlink error."""
-    classes = _pyroute2_messages()
+def _dump(sock: socket.socket, kind: int, seq: int) -> list[bytes]:
+    """Every message of one dump, as received; raises DriverError for a netlink error."""
     sock.send(dump_request(kind, seq))
-    decoded = []
+    found = []
     while True:
         for mtype, flags, mseq, raw in split_messages(sock.recv(_RECV_SIZE)):
             if mseq != seq:
@@ -175,16 +185,26 @@ def _dump(sock: socket.socket, kind: int, seq: int) -> list:
             if mtype == NLMSG_DONE:
                 if flags & NLM_F_DUMP_INTR:
                     raise _Interrupted()
-                return decoded
+                return found
             if mtype == NLMSG_ERROR:
                 code = -struct.unpack_from("=i", raw, _HEADER.size)[0]
                 if code:
                     raise DriverError(f"The kernel refused to list: {os.strerror(code)}.")
-                return decoded
-            if mtype in classes:
-                message = classes[mtype](raw)
-                message.decode()
-                decoded.append(message)
+                return found
+            found.append(raw)
+
+
+def decoded(messages: Sequence[bytes]) -> list:
+    """Messages of a link, address or rule dump, decoded by pyroute2."""
+    classes = _pyroute2_messages()
+    result = []
+    for raw in messages:
+        kind = _HEADER.unpack_from(raw)[1]
+        if kind in classes:
+            message = classes[kind](raw)
+            message.decode()
+            result.append(message)
+    return result
 
 
 class _Interrupted(Exception):
@@ -226,46 +246,122 @@ def table_name(number: int) -> str:
     return TABLE_NAMES.get(number, str(number))
 
 
-def route_table(message) -> int:
-    return message.get_attr("RTA_TABLE") or message["table"]
+def attributes(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    """The netlink attributes in data[offset:end], by type (the last one of a type wins)."""
+    found = {}
+    while offset + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size or offset + length > end:
+            raise DriverError("The kernel sent a malformed netlink attribute.")
+        found[kind & NLA_TYPE_MASK] = data[offset + _RTATTR.size:offset + length]
+        offset += (length + 3) & ~3
+    return found
 
 
-def parse_route(message, names: dict[int, str], peers: Sequence[Peer] = ()) -> Route:
-    family = 6 if message["family"] == socket.AF_INET6 else 4
-    dst = message.get_attr("RTA_DST")
-    destination = f"{dst}/{message['dst_len']}" if dst else "default"
+def _text(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def link_name(raw: bytes) -> tuple[int, str]:
+    """(index, name) of one link message, without decoding the rest of it."""
+    index = struct.unpack_from("=i", raw, _HEADER.size + 4)[0]
+    attrs = attributes(raw, _HEADER.size + _IFINFOMSG_SIZE, len(raw))
+    return index, _text(attrs.get(IFLA_IFNAME, b""))
+
+
+def shown_route(raw: bytes) -> bool:
+    """Whether a route message is one the route view lists: IPv4 or IPv6, in the main table or
+    strongSwan's. Read from the fixed header alone, so the others cost no decoding (a table
+    numbered above 255 says RT_TABLE_COMPAT there, which is not one of them)."""
+    if _HEADER.unpack_from(raw)[1] != RTM_NEWROUTE or len(raw) < _HEADER.size + _RTMSG.size:
+        return False
+    family, _dst, _src, _tos, table = _RTMSG.unpack_from(raw, _HEADER.size)[:5]
+    return family in IP_FAMILIES and table in SHOWN_TABLES
+
+
+def parse_route(raw: bytes, names: dict[int, str], peers: PeerNetworks | None = None) -> Route:
+    """One route message, read for the fields the route view shows, straight from the wire: a
+    thousand tunnels' routes decoded into pyroute2's objects cost more time and memory than the
+    whole listing needs."""
+    family_number, dst_len, _src, _tos, table, protocol = _RTMSG.unpack_from(raw, _HEADER.size)[:6]
+    attrs = attributes(raw, _HEADER.size + _RTMSG.size, len(raw))
+    family = 6 if family_number == socket.AF_INET6 else 4
+    dst = attrs.get(RTA_DST)
+    destination = f"{socket.inet_ntop(family_number, dst)}/{dst_len}" if dst else "default"
     gateways, devices = [], []
-    hops = message.get_attr("RTA_MULTIPATH") or [message]
-    for hop in hops:  # a multipath route lists its next hops; a plain one is its own single hop
-        gateway = hop.get_attr("RTA_GATEWAY")
-        oif = hop.get_attr("RTA_OIF") if hop is message else hop["oif"]
+    for gateway, oif in _hops(attrs):  # a multipath route lists its next hops
         if gateway:
-            gateways.append(gateway)
+            gateways.append(socket.inet_ntop(family_number, gateway))
         if oif:
             devices.append(names.get(oif, f"#{oif}"))
-    protocol = message["proto"]
-    return Route(family=family, table=table_name(route_table(message)), destination=destination,
+    if RTA_TABLE in attrs:
+        table = struct.unpack("=I", attrs[RTA_TABLE])[0]
+    source = attrs.get(RTA_PREFSRC)
+    return Route(family=family, table=table_name(table), destination=destination,
                  gateway=", ".join(gateways), device=", ".join(dict.fromkeys(devices)),
-                 source=message.get_attr("RTA_PREFSRC") or "",
+                 source=socket.inet_ntop(family_number, source) if source else "",
                  protocol=PROTOCOL_NAMES.get(protocol, str(protocol)),
-                 peer=peer_for(destination, family, peers))
+                 peer=peers.peer(family, dst, dst_len) if peers else "")
+
+
+def _hops(attrs: dict[int, bytes]) -> list[tuple[bytes | None, int]]:
+    """(gateway, output interface) of each next hop; a plain route is its own single hop."""
+    multipath = attrs.get(RTA_MULTIPATH)
+    if multipath is None:
+        oif = attrs.get(RTA_OIF)
+        return [(attrs.get(RTA_GATEWAY), struct.unpack("=i", oif)[0] if oif else 0)]
+    hops, offset = [], 0
+    while offset + _RTNEXTHOP.size <= len(multipath):
+        length, _flags, _weight, oif = _RTNEXTHOP.unpack_from(multipath, offset)
+        if length < _RTNEXTHOP.size:
+            raise DriverError("The kernel sent a malformed multipath route.")
+        hop = attributes(multipath, offset + _RTNEXTHOP.size, min(offset + length, len(multipath)))
+        hops.append((hop.get(RTA_GATEWAY), oif))
+        offset += (length + 3) & ~3
+    return hops
+
+
+class PeerNetworks:
+    """The peers' remote networks, for naming the peer a route reaches. Built once per listing:
+    each route then costs a dictionary probe per distinct prefix length, where comparing every
+    route with every peer's networks grows with tunnels times peers."""
+
+    def __init__(self, peers: Sequence[Peer]):
+        self._networks: dict[tuple[int, int], dict[int, str]] = {}
+        for peer in peers:
+            for remote in peer.remote_networks:
+                try:
+                    net = ipaddress.ip_network(remote, strict=False)
+                except ValueError:
+                    continue  # the store validates; a bad record must not break the whole listing
+                # setdefault: of two peers with the same network, the first one listed names it
+                self._networks.setdefault((net.version, net.prefixlen), {}) \
+                    .setdefault(int(net.network_address), peer.name)
+        self._lengths = {family: sorted((length for (version, length) in self._networks
+                                         if version == family), reverse=True)
+                         for family in (4, 6)}
+
+    def peer(self, family: int, address: bytes | None, prefix: int) -> str:
+        """The peer whose remote network holds `address`/`prefix` (None: the default route); the
+        most specific one if several do."""
+        bits = 32 if family == 4 else 128
+        number = int.from_bytes(address, "big") if address else 0
+        for length in self._lengths[family]:
+            if length > prefix:
+                continue  # a network narrower than the route cannot hold it
+            network = number >> (bits - length) << (bits - length) if length else 0
+            name = self._networks[family, length].get(network)
+            if name is not None:
+                return name
+        return ""
 
 
 def peer_for(destination: str, family: int, peers: Sequence[Peer]) -> str:
-    """The peer whose remote network holds `destination`; the most specific one if several do."""
-    net = ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0") \
-        if destination == "default" else ipaddress.ip_network(destination, strict=False)
-    best, best_len = "", -1
-    for peer in peers:
-        for remote in peer.remote_networks:
-            try:
-                remote_net = ipaddress.ip_network(remote, strict=False)
-            except ValueError:
-                continue  # the store validates; a bad record must not break the whole listing
-            if remote_net.version == net.version and net.subnet_of(remote_net) \
-                    and remote_net.prefixlen > best_len:
-                best, best_len = peer.name, remote_net.prefixlen
-    return best
+    """The peer whose remote network holds `destination` ("default" or a CIDR)."""
+    if destination == "default":
+        return PeerNetworks(peers).peer(family, None, 0)
+    net = ipaddress.ip_network(destination, strict=False)
+    return PeerNetworks(peers).peer(family, net.network_address.packed, net.prefixlen)
 
 
 def parse_rule(message) -> RoutingRule:
@@ -329,7 +425,7 @@ class NetlinkDriver:
         self.timeout = timeout
 
     def interfaces(self) -> tuple[Interface, ...]:
-        links, addrs = self._dumps(RTM_GETLINK, RTM_GETADDR)
+        links, addrs = (decoded(messages) for messages in self._dumps(RTM_GETLINK, RTM_GETADDR))
         by_index: dict[int, list[Address]] = {}
         for message in addrs:
             index, address = parse_address(message)
@@ -339,16 +435,17 @@ class NetlinkDriver:
 
     def routes(self, peers: Sequence[Peer] = ()) -> Routes:
         links, routes, rules = self._dumps(RTM_GETLINK, RTM_GETROUTE, RTM_GETRULE)
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
-        # An AF_UNSPEC dump also brings multicast-routing (ipmr) entries: not what "routes" means here.
-        shown = [m for m in routes
-                 if m["family"] in IP_FAMILIES and route_table(m) in SHOWN_TABLES]
-        shown.sort(key=lambda m: (m["family"] != socket.AF_INET,
-                                  SHOWN_TABLES.index(route_table(m))))
-        parsed_rules = sorted((parse_rule(m) for m in rules if m["family"] in IP_FAMILIES),
+        names = dict(link_name(raw) for raw in links
+                     if _HEADER.unpack_from(raw)[1] == RTM_NEWLINK)
+        # An AF_UNSPEC dump also brings multicast-routing (ipmr) entries and the local table:
+        # not what "routes" means here.
+        networks = PeerNetworks(peers)
+        shown = [parse_route(raw, names, networks) for raw in routes if shown_route(raw)]
+        order = {table_name(number): i for i, number in enumerate(SHOWN_TABLES)}
+        shown.sort(key=lambda r: (r.family, order[r.table]))
+        parsed_rules = sorted((parse_rule(m) for m in decoded(rules) if m["family"] in IP_FAMILIES),
                               key=lambda r: (r.family, r.priority))
-        return Routes(routes=tuple(parse_route(m, names, peers) for m in shown),
-                      rules=tuple(parsed_rules))
+        return Routes(routes=tuple(shown), rules=tuple(parsed_rules))
 
     def ping(self, source: str, destination: str, count: int = 4,
              deadline: float = 5.0) -> PingResult:
