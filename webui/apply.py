@@ -322,8 +322,14 @@ class IPsecService:
                 self.reconcile()
 
     def _charon_connected(self) -> None:
-        log.info("strongSwan answers; loading the configured peers")
-        self.reconcile()
+        with self._lock:
+            # Restart IPsec loads the charon it started, holding this lock; the listener finds
+            # that charon a moment before or after, and must not load every peer a second time.
+            if self.drivers.ipsec.loaded_this_charon():
+                log.info("strongSwan answers; the configured peers are loaded already")
+                return
+            log.info("strongSwan answers; loading the configured peers")
+            self.reconcile()
 
     def _meant_up(self, name: str, tunnel) -> bool:
         """Whether this peer's tunnel should be kept up (started, not waited for): the monitor

@@ -9,7 +9,7 @@ import pytest
 
 from webui.apply import IPsecService, Refused
 from webui import status
-from webui.drivers import CommandFailed, Drivers, StateSnapshot, TunnelState
+from webui.drivers import CommandFailed, Drivers, StateSnapshot, Step, TunnelState
 from webui.drivers.fake import FakeFirewall, FakeIPsec, FakeKernel
 from webui.peers import Peer
 from webui.store import PeerStore
@@ -149,6 +149,41 @@ def test_restart_says_which_tunnels_did_not_come_back(tmp_path, monkeypatch):
     last = a.restart()[-1]
     assert (last.what, last.ok, last.detail) == ("1 of 2 tunnels back up", False, "not yet: p2")
     assert time.monotonic() - started < 3, "the wait is bounded"
+
+
+class NoticedDuringRestart(FakeIPsec):
+    """The listener notices the new charon while Restart IPsec is still loading it (charon's
+    socket is back before the restart's reconcile ends), as the real listener does."""
+
+    def watch(self, wait=2.0, on_connected=None, **kw):
+        self.on_connected = on_connected  # what the listener calls for each new charon
+        return True
+
+    def restart(self, peers):
+        self.charon, self.loaded = self.charon + 1, {}
+        self.listener = threading.Thread(target=self.on_connected)
+        self.listener.start()
+        self.listener.join(timeout=0.2)  # it waits: the restart holds the service's lock
+        return [Step("Restart strongSwan (fake: a new charon)", True)] + self.reconcile(peers)
+
+
+def test_restart_ipsec_loads_the_new_charon_once(tmp_path):
+    ipsec = NoticedDuringRestart()
+    a = applier(tmp_path, ipsec)
+    a.start(watch=True, reconcile=True)
+    a.add(peer(1))
+    a.add(peer(2))
+    ipsec.on_connected()  # the first charon, at start-up: loaded
+    before = ipsec.changes
+    steps = a.restart()
+    ipsec.listener.join(timeout=5)
+    assert not ipsec.listener.is_alive()
+    assert ipsec.changes == before + 1, "the listener loaded the restarted charon a second time"
+    assert set(ipsec.loaded) == {"p1", "p2"} and all(s.ok for s in steps)
+    ipsec.charon += 1  # restarted by something else (swanctl, a crash, the init system)
+    ipsec.loaded = {}
+    ipsec.on_connected()
+    assert ipsec.changes == before + 2 and set(ipsec.loaded) == {"p1", "p2"}
 
 
 class Restarting(FakeIPsec):

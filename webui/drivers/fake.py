@@ -25,6 +25,8 @@ class FakeIPsec:
         self.calls: list[tuple[str, str]] = []
         self.renewed: list[str] = []  # peers whose SAs a real charon would have ended and restarted
         self.changes = 0
+        self.charon = 1  # which charon answers: a restart (or a test) starts another
+        self._loaded_charon = 0
         self.logs: dict[str, list[LogLine]] = {}  # what a test says charon logged, per peer
         self.log_watched: list[str] = []
         # SAs a unit test puts here, as charon would list them: the fake invents none itself.
@@ -101,11 +103,17 @@ class FakeIPsec:
         with self._lock:
             self.loaded = {p.name: p for p in peers if p.enabled}
             self.changes += 1
+            self._loaded_charon = self.charon
         return [Step(f"Loaded {len(self.loaded)} enabled peer(s)", True)]
+
+    def loaded_this_charon(self) -> bool:
+        return self._loaded_charon == self.charon
 
     def restart(self, peers: Sequence[Peer]) -> list[Step]:
         self._check()
-        return [Step("Restart strongSwan (fake: nothing restarted)", True)] + self.reconcile(peers)
+        self.charon += 1  # a new charon holds nothing: what is loaded is what the reconcile loads
+        self.loaded = {}
+        return [Step("Restart strongSwan (fake: a new charon)", True)] + self.reconcile(peers)
 
     def connect(self, name: str) -> str:
         self._check()

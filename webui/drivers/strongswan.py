@@ -155,6 +155,7 @@ class ViciDriver:
         self._salt, self._digests = self._read_digests()
         self._algorithms: frozenset[str] | None = None
         self._monitor = None  # webui.drivers.monitor.Monitor, once watch() started it
+        self._loaded_charon: tuple[int, int] | None = None  # socket identity at the last reconcile
         self._external_cache: tuple[frozenset[str], list[Connection]] = (frozenset(), [])
 
     # --- what this UI loaded ---------------------------------------------------------------------
@@ -344,6 +345,7 @@ class ViciDriver:
         wanted = {p.name: p for p in peers if p.enabled}
         steps, failed = [], []
         supported = self.supported_algorithms()
+        charon = self._socket_identity()  # before connecting: a charon restarted since is not this one
         with self._changing(), self._session() as vs:
             try:
                 loaded = self._loaded(vs)
@@ -362,6 +364,7 @@ class ViciDriver:
                 everything = self._loaded(vs)
                 if self._monitor is not None:
                     self._monitor.note_loaded(everything=frozenset(everything))
+                self._loaded_charon = charon
             finally:
                 self._save_state()
         ok = len(wanted) - len(failed)
@@ -381,6 +384,12 @@ class ViciDriver:
         for key_id in request(vs, "get-shared").get("keys", []):
             if vm.text(key_id).startswith(vm.LEGACY_SHARED_ID_PREFIX):
                 request(vs, "unload-shared", {"id": vm.text(key_id)})
+
+    def loaded_this_charon(self) -> bool:
+        """Whether the charon answering now is the one the last reconcile loaded every peer into
+        (charon binds its VICI socket anew each time it starts)."""
+        identity = self._socket_identity()
+        return identity is not None and identity == self._loaded_charon
 
     def restart(self, peers: Sequence[Peer]) -> list[Step]:
         """Restart strongSwan with the configured command, wait for VICI, then reconcile."""
