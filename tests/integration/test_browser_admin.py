@@ -453,3 +453,39 @@ def test_axe_runs_and_would_catch_a_violation(chromium, live):
     found = " ".join(axe_violations(page, "planted"))
     page.close()
     assert "button-name" in found and "color-contrast" in found, found
+
+
+def test_routes_of_many_tunnels_come_a_page_at_a_time_with_a_filter(open_page, live, clean_lab):
+    """Table 220 with a route per tunnel, as strongSwan fills it: the pane says how many there
+    are, pages through them and finds one by its network, in place and without JavaScript alike."""
+    batch = "".join(f"route add 10.77.{i}.0/24 dev lo table 220 proto static\n" for i in range(150))
+    assert clean_lab.exec("router", ["ip", "-batch", "-"], input=batch).returncode == 0
+    try:
+        page, console = open_page()
+        page.evaluate("window.notReloaded = true")  # gone if the page reloads
+        page.click("button:has-text('Get routes')")
+        page.wait_for_selector("#output-routes nav.pager")
+        rows = "#output-routes td[data-label=Destination]"
+        listed = int(page.inner_text("#output-routes nav.pager span").split(" of ")[1])
+        assert listed >= 150 and page.locator(rows).count() == 100
+        assert page.inner_text("#output-routes nav.pager span") == f"Routes 1–100 of {listed}"
+        page.click("#output-routes a[rel=next]")
+        page.wait_for_selector("#output-routes nav.pager span:has-text('Routes 101–')")
+        assert page.locator(rows).count() == listed - 100
+        assert page.evaluate("window.notReloaded"), "the pager swaps the pane, not the page"
+
+        page.fill("#route-filter", "10.77.14")
+        page.press("#route-filter", "Enter")
+        page.wait_for_selector("#output-routes a:has-text('Show all')")
+        found = page.locator(rows).all_inner_texts()
+        assert found == ["10.77.14.0/24"] + [f"10.77.{i}.0/24" for i in range(140, 150)]
+        assert page.input_value("#route-filter") == "10.77.14"
+        assert axe_violations(page, "Get routes, filtered") == []
+        page.click("#output-routes a:has-text('Show all')")
+        page.wait_for_selector("#output-routes nav.pager")
+        assert page.locator(rows).count() == 100
+
+        page.goto(live.url + "/commands/routes?q=10.77.149")  # without JavaScript: the whole page
+        assert page.locator(rows).all_inner_texts() == ["10.77.149.0/24"]
+    finally:
+        clean_lab.exec("router", ["ip", "route", "flush", "table", "220", "root", "10.77.0.0/16"])
