@@ -237,10 +237,16 @@ class IPsecService:
 
     def status_problem(self, snap) -> str:
         """Why the states shown are not current: a restart the admin asked for is said plainly,
-        not as the socket error it causes."""
+        not as the socket error it causes. While Restart IPsec runs, every row says so, whether or
+        not the monitor has seen charon go yet: the states it last listed are about to end."""
+        if self.restart_in_progress():
+            return peer_state.RESTARTING
         if snap.problem and time.monotonic() < self._restarting_until:
             return peer_state.RESTARTING
         return snap.problem
+
+    def restart_in_progress(self) -> bool:
+        return self._restarting_until == float("inf")
 
     def _tunnels_back(self, before: set[str]) -> Step:
         deadline = time.monotonic() + self.TUNNELS_BACK_SECONDS
@@ -467,7 +473,8 @@ class IPsecService:
         if not snap.version:
             return ""
         applied = hash(frozenset(self.not_applied.items())) & 0xffffff
-        return f"{snap.version}.{applied:x}.{int(time.time() // 30)}"
+        restarting = "r" if self.restart_in_progress() else ""
+        return f"{snap.version}.{applied:x}.{int(time.time() // 30)}{restarting}"
 
     def snapshot(self):
         """Every tunnel's state as the monitor keeps it (webui/drivers/monitor.py)."""

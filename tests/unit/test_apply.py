@@ -191,6 +191,8 @@ class Restarting(FakeIPsec):
 
     def restart(self, peers):
         self.said_during = self.applier.status_problem(SILENT)
+        self.said_before_silence = self.applier.status_problem(StateSnapshot(version=3, confirmed_at=time.time()))
+        self.key_during = self.applier.poll_key(StateSnapshot(version=3, confirmed_at=time.time()))
         return super().restart(peers)
 
 
@@ -203,8 +205,11 @@ def test_an_asked_for_restart_is_said_plainly_not_as_a_socket_error(tmp_path, mo
     ipsec = Restarting()
     a = ipsec.applier = applier(tmp_path, ipsec)
     assert a.status_problem(SILENT) == SILENT.problem and "Errno 104" in SILENT.problem
+    key_before = a.poll_key(StateSnapshot(version=3, confirmed_at=time.time()))
     a.restart()
     assert ipsec.said_during == status.RESTARTING
+    assert ipsec.said_before_silence == status.RESTARTING, "from the click, before charon has gone"
+    assert ipsec.key_during != key_before, "an open page's poll is answered with the rows, not 204"
     assert a.status_problem(SILENT) == status.RESTARTING, "while the monitor finds the new charon"
     assert a.status_problem(StateSnapshot(version=4, confirmed_at=time.time())) == "", "once it answers"
     monkeypatch.setattr(time, "monotonic", lambda: float("1e12"))
