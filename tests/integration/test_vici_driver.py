@@ -128,9 +128,9 @@ def test_rename_and_remove_unload(driver, clean_lab):
     assert "old-name" not in {sa.name for sa in driver.status().sas}
 
     driver.remove("new-name")
-    status = driver.status()
-    assert "new-name" not in {c.name for c in status.connections}
-    assert "new-name" not in {sa.name for sa in status.sas}
+    assert "new-name" not in {c.name for c in driver.status().connections}
+    # its SAs are ended without waiting (terminate, timeout -1): gone once charon has deleted them
+    assert wait_for(lambda: "new-name" not in {sa.name for sa in driver.status().sas}), driver.status().sas
     assert driver._managed == set()
 
 
