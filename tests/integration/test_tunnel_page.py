@@ -266,3 +266,49 @@ def test_the_page_after_an_action_shows_its_outcome_and_the_button_that_undoes_i
     shown = re.findall(r"IKE SA #(\d+)", now_section(text))
     assert shown and str(sa.unique_id) not in shown and 'data-state="up"' in now_section(text), \
         "the new IKE SA, not the one before"
+
+
+def test_restart_ipsec_drops_every_tunnel_on_the_admins_word_a_charon_restarted_elsewhere_is_a_flap(
+        live, clean_lab):
+    from tests.integration.test_swanctl_conf import EXTRA_NET, drop_extra_network, extra_network
+    extra_network(clean_lab)
+    try:
+        browser = live.browser()
+        up(browser, clean_lab)
+        add_peer(browser, clean_lab, peer_form(name="site-c", remote_networks=EXTRA_NET,
+                                               psk="site-c-key-0123456789",
+                                               local_id="hq.router.example",
+                                               peer_id="site-c.remote.example"))
+        names = ("site-b", "site-c")
+        for name in names:
+            assert wait_for(lambda: cell(browser, name).get("state") == "up"), cell(browser, name)
+        answer = browser.post("/commands/restart", htmx=True)
+        assert answer.status == 200 and "failed" not in answer.text, answer.text
+        for name in names:
+            text = wait_for(lambda: len(history_rows(t := page_text(browser, name))) >= 2
+                            and 'data-state="up"' in t and t, timeout=15)
+            assert text, history_rows(page_text(browser, name))
+            rows = history_rows(text)
+            print(f"\n{name} after Restart IPsec, newest first:", *rows, sep="\n  ")
+            assert rows[:2] == [("down", "up", ""),
+                                ("up", "down", "strongSwan restarted by the admin")], rows
+            assert flaps(text) == 0 and "1 the admin asked for besides" in text
+
+        # Reload all peers loads each unchanged peer again: the tunnels stay as they are
+        before = history_rows(page_text(browser))
+        answer = browser.post("/commands/reconcile", htmx=True)
+        assert answer.status == 200 and "Load 2 of 2 enabled peer(s)" in answer.text, answer.text
+        time.sleep(1)
+        assert history_rows(page_text(browser)) == before
+
+        clean_lab.restart_router_charon()  # as a crash, or `systemctl restart strongswan` elsewhere
+        for name in names:
+            text = wait_for(lambda: len(history_rows(t := page_text(browser, name))) >= 4
+                            and 'data-state="up"' in t and t, timeout=20)
+            assert text, history_rows(page_text(browser, name))
+            rows = history_rows(text)
+            assert rows[:2] == [("down", "up", ""),
+                                ("up", "down", "strongSwan stopped or restarted, not from this UI")], rows
+            assert flaps(text) == 1 and "1 the admin asked for besides" in text
+    finally:
+        drop_extra_network(clean_lab)

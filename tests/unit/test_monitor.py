@@ -107,6 +107,79 @@ def test_a_drop_no_one_asked_for_is_not_put_down_to_the_admin():
     assert not monitor.snapshot(polled=False).tunnels["d"].disconnected
 
 
+def test_a_new_charon_ends_every_tunnel_the_admins_restart_is_not_a_flap_a_crash_is(tmp_path):
+    """The monitor's own thread against a fake charon that exits and is started anew on the same
+    socket path (a new socket file, as charon binds it)."""
+    import contextlib
+    import socket
+    path = tmp_path / "charon.vici"
+
+    def start():
+        fake = ListeningCharon(path)
+        fake.replies.update({"get-conns": ([], {"conns": ["branch"]}),
+                             "list-sas": ([("list-sa", {"branch": LIST_SA})], {})})
+        return fake
+
+    def exits(fake):
+        fake.close()
+        path.unlink()
+        for served in fake.served:
+            with contextlib.suppress(OSError):  # the queries' are closed already
+                served.conn.shutdown(socket.SHUT_RDWR)
+
+    def rows():
+        return [(t.old, t.new, t.reason, t.asked) for t in monitor.history("branch")]
+
+    def wait_for(check):
+        deadline = time.monotonic() + 5
+        while not check() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return check()
+
+    charon = start()
+    monitor = m.Monitor(str(path), strongswan.session, retry=0.05, tick=0.02)
+    monitor.start()
+    try:
+        assert wait_for(lambda: monitor.snapshot().tunnels.get("branch", None) is not None
+                        and monitor.snapshot().tunnels["branch"].state == "up")
+        monitor.note_restart(m.RESTARTED, m._socket_identity(str(path)))
+        exits(charon)
+        charon = start()
+        assert wait_for(lambda: len(rows()) == 2), rows()
+        assert rows() == [("up", "down", m.RESTARTED, "back"), ("down", "up", "", "")]
+        dropped = monitor.history("branch")[0].at
+        assert dropped < monitor.history("branch")[1].at, "the drop is when the old one went"
+
+        # a charon that exits with no restart asked for (a crash, systemd starting it again)
+        exits(charon)
+        charon = start()
+        assert wait_for(lambda: len(rows()) == 4), rows()
+        assert rows()[2:] == [("up", "down", m.CHARON_REPLACED, ""), ("down", "up", "", "")]
+
+        # a note for a charon that is not the one replaced (the restart command failed and
+        # took its note back, or a later charon): not the admin's
+        monitor.note_restart(m.RESTARTED, (1, 2))
+        exits(charon)
+        charon = start()
+        assert wait_for(lambda: len(rows()) == 6), rows()
+        assert rows()[4] == ("up", "down", m.CHARON_REPLACED, "")
+    finally:
+        monitor.stop()
+        charon.close()
+
+
+def test_restart_ipsec_notes_the_charon_it_replaces_and_takes_it_back_when_the_command_fails(
+        charon, tmp_path):
+    driver = strongswan.ViciDriver(charon.path, data_dir=tmp_path, restart_command=["true"],
+                                   restart_wait=0.2)
+    driver._monitor = m.Monitor(str(charon.path), strongswan.session)  # not started: its notes
+    driver.restart([])  # "restarted", but the same charon still answers: the wait says so
+    assert driver._monitor._restart[:2] == (m.RESTARTED, m._socket_identity(str(charon.path)))
+    driver.restart_command = ["false"]
+    assert not driver.restart([])[0].ok
+    assert driver._monitor._restart is None, "that charon was not replaced: its crash is a flap"
+
+
 def test_a_reason_without_a_change_of_state_goes_to_the_change_into_that_state():
     monitor = m.Monitor("x", strongswan.session)
     monitor._apply_sas({"b": ()}, time.time(), whole=False)

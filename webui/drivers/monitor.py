@@ -42,6 +42,9 @@ CHILD_TERMINATED = "child SA terminated by the admin"
 REAUTHENTICATED = "reauthenticated by the admin"
 REKEYED = "rekeyed by the admin"
 RELOADED = "peer changed and reloaded"
+# A new charon answers: every SA of the one before ended with it (Restart IPsec, or not).
+RESTARTED = "strongSwan restarted by the admin"
+CHARON_REPLACED = "strongSwan stopped or restarted, not from this UI"
 # How long an action of the admin waits for the state change it causes: charon's answer comes
 # within a second or two; longer, and a drop no one asked for would be put down to the admin.
 ASKED_FOR = 20.0
@@ -204,6 +207,9 @@ class Monitor(threading.Thread):
         self._identity: tuple[int, int] | None = None
         self._listener = None  # the listening socket, while connected
         self._was_up = False  # this connection got as far as a first listing
+        self._lost_at = 0.0  # wall clock: when a listener that was up broke (0: it did not)
+        # note_restart(): (reason, the charon being replaced (socket identity), until (monotonic))
+        self._restart: tuple[str, tuple[int, int], float] | None = None
 
     # --- what the web requests read --------------------------------------------------------------
     def snapshot(self, polled: bool = True) -> StateSnapshot:
@@ -260,6 +266,16 @@ class Monitor(threading.Thread):
         self.note_asked(name, reason, stays_down=True)
         self._update(name, lambda t: replace(t, disconnected=True, reason=reason,
                                              reason_at=time.time(), direction="", retry_at=0.0))
+
+    def note_restart(self, reason: str | None, charon: tuple[int, int] | None,
+                     lasting: float = ASKED_FOR) -> None:
+        """The admin is about to replace `charon` (the VICI socket's identity, the driver's
+        reading): when the monitor finds another charon in its place, within `lasting`, every
+        tunnel's drop is theirs, with `reason`. `reason` None takes the note back (the restart
+        command failed and that charon still answers)."""
+        with self._lock:
+            self._restart = (reason, charon, time.monotonic() + lasting) \
+                if reason and charon else None
 
     def note_connecting(self, name: str) -> None:
         with self._lock:
@@ -345,7 +361,7 @@ class Monitor(threading.Thread):
                 self._note_transition(old, new)
                 self._publish(tunnels=tunnels)
 
-    def _note_transition(self, old: TunnelState, new: TunnelState) -> None:
+    def _note_transition(self, old: TunnelState, new: TunnelState, at: float | None = None) -> None:
         """A row in the peer's history for each change of state (lock held). A reason that comes
         while the state stays (charon's failure after the monitor saw "connecting") is the
         reason of the change into that state, not a row of its own."""
@@ -363,7 +379,7 @@ class Monitor(threading.Thread):
         pending = self._asked.pop(old.name, None)
         if pending and pending[2] >= time.monotonic() and _RANK[new.state] < _RANK[old.state]:
             reason, asked = pending[0], pending[1]
-        history.append(Transition(time.time(), old.state, new.state, reason, asked))
+        history.append(Transition(at or time.time(), old.state, new.state, reason, asked))
 
     def _apply_sas(self, by_name: dict[str, tuple[IkeSA, ...]], at: float, whole: bool,
                    loaded: frozenset[str] | None = None, listing: int = 0) -> None:
@@ -503,6 +519,8 @@ class Monitor(threading.Thread):
             except Exception:  # noqa: BLE001 - the monitor must outlive a bug in one event
                 log.exception("the VICI monitor failed; reconnecting")
                 self._unanswered("the UI's connection to strongSwan failed")
+            if self._was_up and not self._lost_at:
+                self._lost_at = time.time()  # when the old charon went, if a new one answers
             # A listener that was up and broke tries again at once (charon restarting binds its
             # socket anew within a second); one that could not connect waits a little.
             pause = 0.0 if self._was_up else self.retry
@@ -510,13 +528,16 @@ class Monitor(threading.Thread):
 
     def _listen(self) -> None:
         with self.session(self.socket_path, self.query_timeout) as vs:
+            identity = _socket_identity(self.socket_path)
             for event in EVENTS:
                 vs.register(event)
             # Registered: from here on no event is missed, whatever the listing below takes.
             self.listening.set()
+            if None not in (identity, self._identity) and identity != self._identity:
+                self._charon_replaced(self._identity)
+            self._lost_at = 0.0
             self.sync()
             self._was_up = True
-            identity = _socket_identity(self.socket_path)
             if identity is None or identity != self._identity:
                 # A new charon (or the first): it holds nothing loaded over VICI. The same charon
                 # after a stall still has everything: reloading a thousand peers would be waste.
@@ -533,6 +554,31 @@ class Monitor(threading.Thread):
                 if self._wake.is_set():
                     self._wake.clear()
                 self._periodic()
+
+    def _charon_replaced(self, old: tuple[int, int]) -> None:
+        """Another charon answers than the one listened to before: every SA went with that one,
+        whatever the new one has started since. Each tunnel not down dropped when the listener
+        broke: the admin's doing when they restarted that very charon (note_restart), not
+        otherwise (a crash, a restart by someone else: a flap)."""
+        at = self._lost_at or time.time()
+        with self._lock:
+            note, self._restart = self._restart, None
+            asked = note is not None and note[1] == old and note[2] >= time.monotonic()
+            reason = note[0] if asked else CHARON_REPLACED
+            tunnels = dict(self._snapshot.tunnels)
+            for name, tunnel in tunnels.items():
+                self._asked.pop(name, None)  # an action on the old charon's SAs is over
+                if tunnel.state == "down":
+                    continue
+                tunnels[name] = replace(tunnel, state="down", since=at, ike_up=False,
+                                        up_since=0.0, bytes_in=0, bytes_out=0, local_ts=(),
+                                        remote_ts=(), retry_at=0.0)
+                self._asked[name] = (reason, ASKED_BACK if asked else "", float("inf"), frozenset())
+                self._note_transition(tunnel, tunnels[name], at)
+            self._sas = {}
+            self._duplicated.clear()
+            self._publish(tunnels=tunnels, sas=(), listed_at={})
+        log.info("a new charon answers: %s", reason)
 
     def _connected(self) -> None:
         if self.on_connected is None:

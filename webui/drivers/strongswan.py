@@ -28,7 +28,8 @@ from webui.drivers import (CommandFailed, Connection, DaemonUnavailable, DriverE
                            child_env)
 from webui.drivers import vici_messages as vm
 from webui.drivers.failure_reasons import Failures
-from webui.drivers.monitor import CHILD_TERMINATED, REAUTHENTICATED, REKEYED, RELOADED
+from webui.drivers.monitor import (ASKED_FOR, CHILD_TERMINATED, REAUTHENTICATED, REKEYED, RELOADED,
+                                   RESTARTED)
 # `stream` is not used here: tests and the lab reach the wire as strongswan.stream too.
 from webui.drivers.vici_wire import (DEFAULT_TIMEOUT, call, events, request, session, stream,  # noqa: F401
                                      streamed)
@@ -398,8 +399,14 @@ class ViciDriver:
                          "No restart command is configured (WEBUI_IPSEC_RESTART_COMMAND) and this "
                          "host is neither systemd nor OpenWrt.")]
         old_socket = self._socket_identity()
+        if self._monitor is not None:
+            # The tunnels drop with this charon: the admin's doing, not flaps. The command and
+            # the wait for VICI may each take restart_wait; the monitor reconnects soon after.
+            self._monitor.note_restart(RESTARTED, old_socket, 2 * self.restart_wait + ASKED_FOR)
         steps = [self._run_restart_command()]
         if not steps[0].ok:
+            if self._monitor is not None and self._socket_identity() == old_socket:
+                self._monitor.note_restart(None, None)  # that charon still answers
             return steps
         steps.append(self._wait_for_vici(old_socket))
         if steps[-1].ok:
