@@ -50,6 +50,15 @@ def needs_fresh_sa(old: Peer, new: Peer) -> bool:
     return sa_settings(old) != sa_settings(new)
 
 
+def auth_changes(old: Peer, new: Peer) -> tuple[str, ...]:
+    """Which of what authentication rests on a save changed (the form's field names): the IDs as
+    charon uses them, and the key (that it changed, never what it is)."""
+    changed = [("local_id", old.effective_local_id != new.effective_local_id),
+               ("peer_id", old.effective_peer_id != new.effective_peer_id),
+               ("psk", old.psk != new.psk)]
+    return tuple(name for name, differs in changed if differs)
+
+
 def usable(peers) -> tuple[list[Peer], dict[str, str]]:
     """The peers that pass every field rule, and why each other one is left out. A peer stored by an
     older version or edited by hand must not stop the others from loading."""
@@ -92,6 +101,9 @@ class IPsecService:
         # two firewall transactions could land in the wrong order and drop a peer's rules.
         self._lock = threading.RLock()
         self._tests = tunnel_test.Limiter()  # Test the tunnel: one at a time, spaced
+        # peer name -> {field: when (wall clock) a save here last changed it}, for auth_changes'
+        # fields: "Why it is down" points at a change the tunnel has not been up since
+        self._auth_changed: dict[str, dict[str, float]] = {}
 
     # --- peer changes ----------------------------------------------------------------------------
 
@@ -108,6 +120,7 @@ class IPsecService:
             self._write_swanctl_conf()
 
     def update(self, old: Peer, peer: Peer) -> None:
+        saved_at = time.time()  # before charon starts the tunnel with the change
         with self._lock:
             self.store.replace(old.name, peer)
             try:
@@ -117,6 +130,10 @@ class IPsecService:
                 self._apply(old, peer.name if peer.name != old.name else None)
                 raise
             self.lacking.pop(old.name, None)
+            changed = self._auth_changed.pop(old.name, {})
+            changed.update(dict.fromkeys(auth_changes(old, peer), saved_at))
+            if changed:
+                self._auth_changed[peer.name] = changed
             self._check_algorithms([peer])
             self._apply_firewall()
             self._write_swanctl_conf()
@@ -126,6 +143,7 @@ class IPsecService:
             self.store.delete(peer.name)
             self.not_applied.pop(peer.name, None)
             self.lacking.pop(peer.name, None)
+            self._auth_changed.pop(peer.name, None)
             try:
                 self.drivers.ipsec.remove(peer.name)
             except DriverError as e:
@@ -143,6 +161,8 @@ class IPsecService:
                 raise StoreError("The peers changed since this restore was checked; "
                                  "nothing was restored. Check the file again.")
             self.store.replace_all(peers)
+            names = {p.name for p in peers}
+            self._auth_changed = {n: c for n, c in self._auth_changed.items() if n in names}
             return self.reconcile()
 
     def _apply(self, peer: Peer, previous_name: str | None, renew: bool = False) -> None:
@@ -425,6 +445,13 @@ class IPsecService:
     def history(self, name: str) -> list[Transition]:
         """A peer's last state changes (time, from, to, reason), kept in memory by the monitor."""
         return self.drivers.ipsec.history(name)
+
+    def auth_changed(self, name: str) -> dict[str, float]:
+        """The IDs and key of the peer changed by a save here since its tunnel was last up
+        ({field: when}): what "Why it is down" points at when authentication fails."""
+        changed = self._auth_changed.get(name, {})
+        last_up = max((t.at for t in self.history(name) if t.new == "up"), default=0.0)
+        return {field: at for field, at in changed.items() if at > last_up}
 
     def counters(self, name: str) -> list[tuple[float, int, int]]:
         """A peer's byte counters (time, in, out), sampled while pages poll, about an hour."""

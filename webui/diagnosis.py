@@ -67,6 +67,9 @@ class Finding:
     who: str = ""  # "we" when this router started the negotiation, else the remote's address
     at: float = 0.0
     lines: tuple[str, ...] = field(default=(), compare=False)  # the lines it was read from
+    # (field, when) the admin changed here shortly before: the tunnel failed after it, and was
+    # not up in between (ids and key findings: the log cannot tell a wrong ID from a wrong key)
+    changed: tuple[tuple[str, float], ...] = ()
 
 
 def label(name: str) -> str:
@@ -308,12 +311,42 @@ def _attempt(lines: Sequence[LogLine]) -> list[LogLine]:
     return by_sa[failed[-1]] if failed else []
 
 
-def explain(peer: Peer, lines: Iterable[LogLine]) -> list[Finding]:
+def explain(peer: Peer, lines: Iterable[LogLine],
+            changed: dict[str, float] | None = None) -> list[Finding]:
     """What charon's lines say about the peer's last failed negotiation; [] when they say
-    nothing this page can explain."""
-    attempt = _attempt(list(lines))
+    nothing this page can explain. `changed`: {field: when} the admin changed the peer's IDs or
+    key here and the tunnel has not been up since (IPsecService.auth_changed)."""
+    lines = list(lines)
+    attempt = _attempt(lines)
     if not attempt:
         return []
+    found = _explain(peer, attempt)
+    return [_changed_before(f, changed, lines) for f in found] if changed else found
+
+
+# Which of the admin's changes may explain each kind of finding
+_AUTH_FIELDS = {"key": ("local_id", "peer_id", "psk"), "ids": ("local_id", "peer_id")}
+_CHILD_UP = re.compile(r"^CHILD_SA \S+ established")
+
+
+def _changed_before(finding: Finding, changed: dict[str, float], lines: list[LogLine]) -> Finding:
+    """An authentication finding that a change of this peer's IDs or key came just before:
+    that change is named (first among the fields to change), as long as no tunnel came up
+    between it and the failure."""
+    from dataclasses import replace
+    fields = _AUTH_FIELDS.get(finding.kind, ())
+    up = [line.at for line in lines if _CHILD_UP.match(line.text)]
+    before = tuple(sorted(((name, at) for name, at in changed.items() if name in fields
+                           and at <= finding.at and not any(at < u <= finding.at for u in up)),
+                          key=lambda item: fields.index(item[0])))
+    if not before:
+        return finding
+    first = tuple(name for name, _ in before)
+    return replace(finding, changed=before,
+                   fields=first + tuple(f for f in finding.fields if f not in first))
+
+
+def _explain(peer: Peer, attempt: list[LogLine]) -> list[Finding]:
     texts = [line.text for line in attempt]
     at = attempt[-1].at
     who, remote = "we", peer.remote_gateway

@@ -76,12 +76,19 @@ _GROUPS = {"ike_encryption", "ike_integrity", "ike_dh_groups", "esp_encryption",
 FIELD_ANCHORS = {name: f"{name}-group" if name in _GROUPS else name for name in FIELD_LABELS}
 
 
+# A change of the IDs or the key, as "Why it is down" names it (the key's value never)
+CHANGE_WORDS = {"local_id": "the Local ID", "peer_id": "the Peer ID", "psk": "the pre-shared key"}
+
+
 def why(applier, peer: Peer, state) -> dict:
-    """Section 3: what charon's lines say about the last failed negotiation (webui/diagnosis.py).
-    Nothing while the tunnel is up: an old failure is history then, not a reason."""
+    """Section 3: what charon's lines say about the last failed negotiation (webui/diagnosis.py),
+    and a change of the peer's IDs or key made here just before it. Nothing while the tunnel is
+    up: an old failure is history then, not a reason."""
     quiet = state.kind in ("up", "disabled", "disconnected")
-    found = [] if quiet else diagnosis.explain(peer, applier.log_lines(peer.name))
-    return {"findings": found, "field_labels": FIELD_LABELS, "field_anchors": FIELD_ANCHORS}
+    found = [] if quiet else diagnosis.explain(peer, applier.log_lines(peer.name),
+                                               applier.auth_changed(peer.name))
+    return {"findings": found, "field_labels": FIELD_LABELS, "field_anchors": FIELD_ANCHORS,
+            "change_words": CHANGE_WORDS}
 
 
 # The live log's filter: charon's level 0 is the main events (initiating, established, deleting),

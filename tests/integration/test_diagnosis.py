@@ -223,6 +223,38 @@ def test_the_live_log_shows_this_peers_lines_and_never_its_key(serve, clean_lab)
             assert key.encode().hex()[:16] not in text.lower()
 
 
+def test_a_peer_id_changed_here_just_before_the_remote_refused_is_named(live, clean_lab):
+    """Review m7: with a wrong ID or a wrong key the remote answers the same
+    AUTHENTICATION_FAILED; a change of the Peer ID saved here just before points at the cause.
+    A failure after the tunnel was up again is not put down to it."""
+    browser = live.browser()
+    form = peer_form(**{**ROUTER, "start_action": "start"})
+    load_remote(clean_lab, vm.mirror(as_peer(form)))
+    assert browser.post("/peers", form, htmx=True).status == 204
+    assert comes_up(browser, clean_lab, remote_starts=False), cell(browser, "site-b")
+    save(browser, {**form, "peer_id": "wrong.example.com"})
+    text = explained(browser, "The remote refused this router's authentication",
+                     "expects wrong.example.com")
+    changed = re.search(r"You changed the Peer ID at (\d\d:\d\d:\d\d) ?, just before this "
+                        r"started, and the tunnel has not been up since", text)
+    assert changed, text
+    assert "pre-shared key at" not in text and KEY not in browser.get("/peers/site-b").text
+    page = browser.get("/peers/site-b").text
+    assert re.findall(r'#(\w+)">Change', page)[:1] == ["peer_id"], "the changed field first"
+
+    save(browser, form)  # the admin puts it back: up again
+    assert comes_up(browser, clean_lab, remote_starts=False), cell(browser, "site-b")
+    # the remote's administrator changes their key; this router's next try is refused
+    load_remote(clean_lab, vm.mirror(as_peer(form)), REMOTE_KEY)
+    strongswan.stream(clean_lab.remote_vici, "terminate", "control-log",
+                      {"ike": "site-b", "timeout": 2000})
+    assert wait_for(lambda: cell(browser, "site-b").get("state") != "up", timeout=5)
+    browser.post("/peers/site-b/tunnel/connect", htmx=True)
+    text = explained(browser, "The remote refused this router's authentication",
+                     "expects 192.0.2.2")
+    assert "You changed" not in text, "the tunnel was up after that change: not its cause"
+
+
 def test_the_log_level_filter(live, clean_lab):
     browser, _ = start(live, clean_lab, lambda p: p, remote_psk=REMOTE_KEY)
     explained(browser, "The pre-shared keys differ")

@@ -168,6 +168,28 @@ def test_refused_by_the_remote_in_ikev2_says_key_or_ids_with_this_peers_values(c
     assert finding.fields == ("psk", "local_id", "peer_id")
 
 
+def test_a_change_of_the_ids_or_key_just_before_an_authentication_failure_is_named_first():
+    monitor, peer = replay("key-v2/router-initiates")
+    lines = monitor.log_lines(peer.name)
+    failed_at = lines[-1].at
+    finding = explain(peer, lines, {"peer_id": failed_at - 5, "psk": failed_at - 2})[0]
+    assert finding.changed == (("peer_id", failed_at - 5), ("psk", failed_at - 2))
+    assert finding.fields == ("peer_id", "psk", "local_id"), "the changed fields first"
+    assert "diagnosis-key-never-shown" not in repr(finding)
+    # a change after the failure (a fix being tried), or one the tunnel came up after: not it
+    assert explain(peer, lines, {"peer_id": failed_at + 1})[0].changed == ()
+    up = LogLine(failed_at - 3, 0, 1, "CHILD_SA diag{1} established with SPIs c1_i c2_o and TS "
+                 "198.51.100.0/24 === 203.0.113.0/24")
+    assert explain(peer, [up, *lines], {"peer_id": failed_at - 5})[0].changed == ()
+    assert explain(peer, [up, *lines], {"psk": failed_at - 2})[0].changed == (("psk", failed_at - 2),)
+
+
+def test_a_changed_key_is_no_cause_of_a_proposal_mismatch():
+    monitor, peer = replay("ike-v2/remote-initiates")
+    lines = monitor.log_lines(peer.name)
+    assert [f.changed for f in explain(peer, lines, {"psk": lines[0].at - 1})] == [()]
+
+
 # --- networks, reachability ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["ts-v2/remote-initiates", "ts-v1/remote-initiates"])

@@ -188,3 +188,36 @@ def test_a_changed_now_brings_why_along_so_a_fixed_tunnel_is_not_still_explained
     assert "The tunnel is up: nothing to explain." in words(section(up, "section-why"))
     page = browser.get(f"/peers/{peer}").get_data(as_text=True)
     assert 'id="section-why" hx-swap-oob' not in page  # in place on the whole page
+
+
+def test_a_peer_id_or_key_changed_here_just_before_it_failed_is_named_not_the_key(app, browser, peer):
+    """Review m7: the remote answered AUTHENTICATION_FAILED (a wrong ID or key, the log cannot
+    tell); the admin had changed the Peer ID and the key here just before."""
+    base = dict(ike_dh_groups=["modp2048"], esp_encryption=["aes256"], esp_integrity=["sha256"],
+                esp_dh_groups=["modp2048"])
+    new_key = "a-brand-new-key-never-shown-7781"
+    saved = browser.post(f"/peers/{peer}", valid_peer_form(peer_id="wrong.example.com",
+                                                           psk=new_key, **base))
+    assert saved.status_code == 303
+    logs(app)[peer] = lines_of("key-v2/router-initiates")  # dated after the save
+    page = browser.get(f"/peers/{peer}").get_data(as_text=True)
+    why = words(section(page, "section-why"))
+    changed = re.search(r"You changed the Peer ID at (\d\d:\d\d:\d\d) and the pre-shared key at "
+                        r"\1 ?, just before this started, and the tunnel has not been up since", why)
+    assert changed, why
+    assert new_key not in page and valid_peer_form()["psk"] not in page
+    links = re.findall(r'#(\w+)">Change', section(page, "section-why"))
+    assert links == ["peer_id", "psk", "local_id"], "the changed fields first"
+
+    # a save that changes neither the IDs nor the key: nothing new to name; the tunnel up since
+    # the change: no longer a suspect
+    assert browser.post(f"/peers/{peer}", valid_peer_form(peer_id="wrong.example.com", psk="",
+                                                          keying_retries="4", **base)).status_code == 303
+    assert "You changed the Peer ID" in words(section(browser.get(f"/peers/{peer}").get_data(
+        as_text=True), "section-why"))
+    ipsec = app.extensions["webui"].drivers.ipsec
+    ipsec.transitions[peer] = [(2e9 - 1, "down", "up", ""), (2e9, "up", "down", "")]
+    logs(app)[peer] = [LogLine(2e9 + n, line.level, line.ike, line.text)
+                       for n, line in enumerate(lines_of("key-v2/router-initiates"))]
+    assert "You changed" not in section(browser.get(f"/peers/{peer}").get_data(as_text=True),
+                                        "section-why")
