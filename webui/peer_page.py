@@ -98,8 +98,8 @@ LOG_LEVELS = (("all", "Everything (levels 0 and 1)"), ("events", "Main events (l
 
 
 def log(applier, peer: Peer, level: str = "all") -> dict:
-    """Section 4: charon's recent lines about the peer, filtered by `level`."""
-    level = level if level in dict(LOG_LEVELS) else "all"
+    """Section 4: charon's recent lines about the peer, filtered by `level` (one of LOG_LEVELS:
+    the view refuses any other)."""
     lines = applier.log_lines(peer.name)
     if level == "events":
         lines = [line for line in lines if line.level == 0]

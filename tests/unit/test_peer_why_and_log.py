@@ -149,6 +149,18 @@ def test_the_level_filter_and_the_download(app, browser, peer):
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[1\] received packet", body)
 
 
+@pytest.mark.parametrize("url", ["/peers/{}/log.txt", "/peers/{}/log", "/peers/{}"])
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+@pytest.mark.parametrize("level", ["<script>alert(1)</script>", "everything", "", "ALL"])
+def test_a_log_level_the_filter_does_not_have_is_a_400_with_a_plain_message(app, browser, peer,
+                                                                            url, htmx, level):
+    logs(app)[peer] = lines_of("key-v2/remote-initiates")
+    answer = browser.get(url.format(peer), query_string={"level": level}, htmx=htmx)
+    assert answer.status_code == 400 and answer.mimetype == "text/plain"
+    assert answer.get_data(as_text=True) == ("The live log has no such level. Choose one of: all, "
+                                             "events, problems.\n"), "and nothing of what was sent"
+
+
 def test_without_javascript_the_pane_says_it_does_not_refresh_and_the_filter_is_a_form(browser, peer):
     page = browser.get(f"/peers/{peer}").get_data(as_text=True)
     log = section(page, "section-log")

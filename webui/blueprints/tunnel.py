@@ -26,6 +26,17 @@ def stored_peer(name):
     return peer
 
 
+def log_level() -> str:
+    """The live log's level filter from the query; a level it does not have is a 400 with a
+    plain message, not everything instead (the filter's own choices are the only levels)."""
+    level = request.args.get("level", "all")
+    if level not in dict(peer_page.LOG_LEVELS):
+        abort(Response("The live log has no such level. Choose one of: "
+                       + ", ".join(dict(peer_page.LOG_LEVELS)) + ".\n", 400,
+                       mimetype="text/plain"))
+    return level
+
+
 def page_context(peer, **extra) -> dict:
     """What the whole of tunnel/page.html needs: each section adds its keys here. A section's
     own endpoint (its poll, its form) gathers only what its fragment shows."""
@@ -33,7 +44,7 @@ def page_context(peer, **extra) -> dict:
     service().watch_log(peer.name)  # someone looks: its log keeps its whole ring a while
     return now | {"history": peer_page.history(service(), peer, now["tunnel"], now["snapshot"].confirmed_at),
                   "test": None} | peer_page.why(service(), peer, now["state"]) \
-        | peer_page.log(service(), peer, request.args.get("level", "all")) | extra
+        | peer_page.log(service(), peer, log_level()) | extra
 
 
 def page_or(fragment: str, peer, status: int = 200, **context):
@@ -116,7 +127,7 @@ def log(name):
     """The live log's lines, for its refresh: 204 while no line came (the whole page without
     htmx, which is where the level filter's plain form lands)."""
     peer = stored_peer(name)
-    context = peer_page.log(service(), peer, request.args.get("level", "all"))
+    context = peer_page.log(service(), peer, log_level())
     if wants_fragment():
         service().watch_log(peer.name)
         if request.args.get("v") == context["log_key"]:
@@ -128,6 +139,6 @@ def log(name):
 def log_text(name):
     """The live log's lines as a text file."""
     peer = stored_peer(name)
-    context = peer_page.log(service(), peer, request.args.get("level", "all"))
+    context = peer_page.log(service(), peer, log_level())
     return Response(peer_page.log_text(context["log_lines"]), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{peer.name}-log.txt"'})
