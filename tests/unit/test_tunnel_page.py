@@ -52,6 +52,24 @@ def test_the_page_shows_the_sas_as_negotiated(app, browser, peer):
     assert 'id="section-why"' in text and 'id="section-log"' in text
 
 
+@pytest.mark.parametrize("nat,said", [
+    (dict(nat_remote=True), "charon detected NAT: the other side seems to be behind one (or the "
+                            "other side forces UDP encapsulation)"),
+    (dict(nat_local=True), "charon detected NAT: this router seems to be behind one"),
+    (dict(nat_local=True, nat_remote=True), "charon detected NAT: this router and the other side "
+                                            "seem to be behind one (or the other side forces UDP "
+                                            "encapsulation)"),
+    (dict(nat_local=True, nat_forced=True), "UDP encapsulation forced"),
+    ({}, None)])
+def test_the_nat_line_says_it_is_what_charon_detected(app, browser, peer, nat, said):
+    from dataclasses import replace
+    ipsec, _ = fakes(app)
+    ipsec.sas.append(replace(SA, **nat))
+    text = html.unescape(browser.get("/peers/branch-a").get_data(as_text=True))
+    shown = re.search(r"<dt>NAT</dt><dd>([^<]*)</dd>", text)
+    assert (shown and shown.group(1)) == said
+
+
 def test_without_an_sa_the_page_says_so_and_offers_no_sa_button(browser, peer):
     text = browser.get("/peers/branch-a").get_data(as_text=True)
     assert "strongSwan has no SA for branch-a" in text
