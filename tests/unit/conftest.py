@@ -1,6 +1,7 @@
 """Unit tests only: what keeps the fast suite fast without changing what it checks."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -32,9 +33,34 @@ def _memory_tmp() -> Path:
     if not (shm.is_dir() and shutil.disk_usage(shm).free > 256 * 2**20):
         yield None
         return
-    root = Path(tempfile.mkdtemp(prefix="webui-unit-", dir=shm))
+    remove_leftovers(shm)
+    # The pid in the name says whose it is: a run that is killed (or a forked mutmut worker that
+    # exits without ending its session) cannot remove its directory, a later run can.
+    root = Path(tempfile.mkdtemp(prefix=f"{LEFTOVER_PREFIX}{os.getpid()}-", dir=shm))
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+LEFTOVER_PREFIX = "webui-unit-"
+
+
+def remove_leftovers(shm: Path) -> list[Path]:
+    """Remove the scratch directories of earlier runs whose process is gone; those of a living
+    process (another checkout's run at the same time) and those named without a pid are left."""
+    removed = []
+    for path in shm.glob(LEFTOVER_PREFIX + "*"):
+        pid = path.name[len(LEFTOVER_PREFIX):].split("-")[0]
+        if not pid.isdigit() or path.is_symlink() or path.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue
+        except PermissionError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @pytest.fixture
