@@ -20,6 +20,10 @@ from webui.atomic import write_atomic
 from webui.auth import PASSWORD_FILE, Credentials, scrypt
 
 ADMIN_PASSWORD = "Test-admin-passw0rd-Qx7"
+# The scrypt cost of the tests' passwords: the lowest scrypt takes that still makes a real hash.
+# The rules around the hash are the same at any cost (the file records it, checking reads it
+# back); the tests marked `production_scrypt` keep the production cost and check it is the one set.
+TEST_SCRYPT_N = 2**4
 
 
 
@@ -239,8 +243,8 @@ def password_file(tmp_path_factory) -> Path:
     # the recorded one): every test signs in, and at full cost that alone would add seconds to the
     # run. test_auth checks that real passwords are set at the production cost.
     salt = secrets.token_bytes(16)
-    write_atomic(path, Credentials(salt=salt, hash=scrypt(ADMIN_PASSWORD, salt, 2**10, 8, 1),
-                                   n=2**10, r=8, p=1).to_json())
+    write_atomic(path, Credentials(salt=salt, hash=scrypt(ADMIN_PASSWORD, salt, TEST_SCRYPT_N, 8, 1),
+                                   n=TEST_SCRYPT_N, r=8, p=1).to_json())
     return path
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_SCRYPT_N
 from webui import auth
 
 # Hashing a password at the production scrypt cost takes a tenth of a second or more; a few dozen
 # tests set or change passwords, and every later sign-in pays it again. The cost is a parameter of
 # the hash (the file records it and checking reads it back), so the rules around it are the same at
 # any cost. Tests marked `production_scrypt` keep the real one (test_login checks it is the one set).
-TEST_SCRYPT_N = 2**10
 
 
 @pytest.fixture(autouse=True)
