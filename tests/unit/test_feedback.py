@@ -161,6 +161,53 @@ def test_the_api_is_not_held_back_by_warnings(app):
         assert form.validate_peer([]) and form.warnings == {}
 
 
+def test_a_router_with_many_addresses_has_the_first_six_named_in_the_warning(app):
+    from webui.forms import PeerForm
+    addresses = {f"192.0.2.{n}": f"wan{n}" for n in range(1, 9)}
+    with app.test_request_context("/", method="POST", data=valid_peer_form(local_ip="192.0.2.99")):
+        form = PeerForm(meta={"csrf": False}, router_addresses=addresses)
+        assert not form.validate_peer([], warn=True)
+    assert form.warnings == {"local_ip": [
+        "192.0.2.99 is not an address of this router (it has 192.0.2.1 on wan1, 192.0.2.2 on wan2, "
+        "192.0.2.3 on wan3, 192.0.2.4 on wan4, 192.0.2.5 on wan5, 192.0.2.6 on wan6). strongSwan "
+        "could not send from it, and the tunnel would stay connecting."]}
+
+
+def test_a_router_without_addresses_says_it_has_none(app):
+    from webui.forms import PeerForm
+    with app.test_request_context("/", method="POST", data=valid_peer_form(local_ip="192.0.2.99")):
+        form = PeerForm(meta={"csrf": False}, router_addresses={})
+        assert not form.validate_peer([], warn=True)
+    assert form.warnings == {"local_ip": [
+        "192.0.2.99 is not an address of this router (it has none). strongSwan could not send "
+        "from it, and the tunnel would stay connecting."]}
+
+
+def test_remote_networks_with_no_local_network_of_their_family_are_warned_beside_their_field(app):
+    from webui.forms import PeerForm
+    form_data = valid_peer_form(remote_networks="203.0.113.0/24\n2001:db8:9::/48\n2001:db8:a::/48")
+    with app.test_request_context("/", method="POST", data=form_data):
+        form = PeerForm(meta={"csrf": False}, router_addresses={"192.0.2.1": "wan0"})
+        assert not form.validate_peer([], warn=True)
+    assert form.warnings == {"remote_networks": [
+        "2001:db8:9::/48, 2001:db8:a::/48: no IPv6 network on the local side to pair with, so they "
+        "are not tunnelled."]}
+
+
+def test_an_edit_that_keeps_a_warned_network_is_not_warned_again_but_a_changed_one_is(app, browser):
+    lonely = valid_peer_form(remote_networks="203.0.113.0/24\n2001:db8:9::/48")
+    assert browser.post("/peers", lonely).status_code == 422
+    assert browser.post("/peers", {**lonely, "save_anyway": "y"}).status_code == 303
+    kept = browser.post("/peers/branch-a", {**lonely, "psk": ""})
+    assert kept.status_code == 303, "saved as it was: no warning held it back"
+    changed = browser.post("/peers/branch-a", {
+        **lonely, "psk": "", "remote_networks": "203.0.113.0/24\n2001:db8:a::/48"})
+    assert changed.status_code == 422
+    assert ("2001:db8:a::/48: no IPv6 network on the local side to pair with, so it is not "
+            "tunnelled.") in changed.get_data(as_text=True)
+    assert stored_peer(app).remote_networks == ("203.0.113.0/24", "2001:db8:9::/48")
+
+
 def test_the_form_reads_as_an_administrator_needs(browser):
     page = browser.get("/peers/new", htmx=True).get_data(as_text=True)
     assert 'placeholder="e.g. 198.51.100.20"' in page and 'placeholder="192.0.2.1"' not in page

@@ -112,6 +112,28 @@ CASES = [
     (dict(remote_gateway="any", peer_id="branch.example.com"), "start_action",
      "With a remote gateway of \"any\" this router cannot know where to connect: choose "
      "\"Wait for the other side\"."),
+    # A character pasted in that cannot be seen is named, with where it is: the value looks right.
+    (dict(local_networks="\u200b10.1.0.0/24"), "local_networks",
+     "\u200b10.1.0.0/24 is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible "
+     "character (ZERO WIDTH SPACE, U+200B) at the start."),
+    (dict(local_networks="10.1.\t0.0/24"), "local_networks",
+     "10.1.\t0.0/24 is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible character "
+     "(a control character, U+0009) after 10.1.."),
+    (dict(local_networks="10.1.0.0\u00a0/24"), "local_networks",
+     "10.1.0.0\u00a0/24 is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible "
+     "character (NO-BREAK SPACE, U+00A0) after 10.1.0.0."),
+    (dict(local_networks="10.1.0.0\u2028/24"), "local_networks",
+     "10.1.0.0\u2028/24 is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible "
+     "character (LINE SEPARATOR, U+2028) after 10.1.0.0."),
+    (dict(local_networks="10.1.0.0\u2029/24"), "local_networks",
+     "10.1.0.0\u2029/24 is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible "
+     "character (PARAGRAPH SEPARATOR, U+2029) after 10.1.0.0."),
+    (dict(local_networks="y" * 45 + "\u200b/8"), "local_networks",
+     "y" * 40 + "… is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible character "
+     "(ZERO WIDTH SPACE, U+200B) after " + "y" * 40 + "…."),
+    # A space can be seen: the value is refused without talk of anything hidden.
+    (dict(local_networks="10.1.0.0 /24"), "local_networks",
+     "10.1.0.0 /24 is not a CIDR prefix such as 10.1.0.0/24."),
 ]
 
 
