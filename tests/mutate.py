@@ -162,9 +162,13 @@ def mutate(module: str, children: int, all_tests: bool, resume: bool = False,
         scratch = scratch_copy(module, test_selection(module, all_tests))
     started = time.monotonic()
     if not summary_only:
+        # tests/mutant_order.py: a mutant's tests likeliest to fail first, so a killed mutant
+        # stops early (the same tests run; a survivor runs them all). Through the environment,
+        # not mutmut's settings, whose change would throw a stopped run's results away.
+        env = dict(os.environ, PYTEST_PLUGINS="tests.mutant_order")
         with open(scratch / "mutmut.log", "a" if resume else "w") as log:
             subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
-                           cwd=scratch, stdout=log, stderr=subprocess.STDOUT)
+                           cwd=scratch, stdout=log, stderr=subprocess.STDOUT, env=env)
     seconds = time.monotonic() - started
     codes = results(scratch, module)
     not_run = [n for n, c in codes.items() if c is None]
