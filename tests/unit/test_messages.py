@@ -131,6 +131,19 @@ CASES = [
     (dict(local_networks="y" * 45 + "\u200b/8"), "local_networks",
      "y" * 40 + "… is not a CIDR prefix such as 10.1.0.0/24: it contains an invisible character "
      "(ZERO WIDTH SPACE, U+200B) after " + "y" * 40 + "…."),
+    # A scoped address is no endpoint: ipaddress takes anything after "%", commas included, and
+    # charon would read "2001:db8::2%x,192.0.2.2" as two addresses.
+    (dict(local_ip="2001:db8::1%eth0", remote_gateway="2001:db8::2"), "local_ip",
+     "Enter an IPv4 or IPv6 address, e.g. 192.0.2.1."),
+    (dict(local_ip="2001:db8::1", remote_gateway="2001:db8::2%x,192.0.2.2"), "remote_gateway",
+     "Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com."),
+    (dict(local_ip="127.0.0.1"), "local_ip",
+     "127.0.0.1 is a loopback address: it never leaves the host it is on."),
+    # What a browser never sends but a script may: choices this charon lacks, a box twice.
+    (dict(ike_dh_groups=["curve25519", "rot13", "rot26"]), "ike_dh_groups",
+     "rot13, rot26: not supported by this strongSwan, or not a choice here."),
+    (dict(esp_encryption=["aes256gcm16", "aes128gcm16", "aes256gcm16"]), "esp_encryption",
+     "aes256gcm16 is listed twice."),
     # A space can be seen: the value is refused without talk of anything hidden.
     (dict(local_networks="10.1.0.0 /24"), "local_networks",
      "10.1.0.0 /24 is not a CIDR prefix such as 10.1.0.0/24."),

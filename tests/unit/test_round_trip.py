@@ -251,6 +251,15 @@ def test_a_new_key_on_edit_replaces_the_stored_one(browser, data_dir):
     assert reopened(data_dir)["six"].psk == "third-peer-key-abcdefghijk"
 
 
+def test_a_form_that_may_go_without_a_key_makes_a_peer_without_one(app):
+    """A restored peer whose backup left its key out (webui/backup.py): no key, not a made-up one."""
+    from webui.forms import PeerForm
+    with app.test_request_context("/", method="POST", data=valid_peer_form(psk="")):
+        form = PeerForm(meta={"csrf": False}, key_optional=True)
+        assert form.validate(), form.errors
+        assert form.to_peer().psk == ""
+
+
 def test_the_new_peer_form_is_the_modern_preset_and_valid_as_it_stands(browser, data_dir):
     shown = FormFields(browser.get("/peers/new").get_data(as_text=True)).as_posted()
     for field, keywords in PRESETS["modern"].items():
