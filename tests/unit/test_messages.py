@@ -139,6 +139,8 @@ CASES = [
      "Enter an IPv4/IPv6 address or a DNS name, e.g. vpn.example.com."),
     (dict(local_ip="127.0.0.1"), "local_ip",
      "127.0.0.1 is a loopback address: it never leaves the host it is on."),
+    (dict(remote_gateway="224.0.0.5"), "remote_gateway",
+     "224.0.0.5 is a multicast or broadcast address, not one host's address."),
     # What a browser never sends but a script may: choices this charon lacks, a box twice.
     (dict(ike_dh_groups=["curve25519", "rot13", "rot26"]), "ike_dh_groups",
      "rot13, rot26: not supported by this strongSwan, or not a choice here."),
@@ -192,6 +194,52 @@ def test_a_short_key_is_saved_with_advice_beside_it(app, with_existing):
             form.psk.data = key
             form.validate_psk(form.psk)
             assert form.psk_hint == hint
+
+
+HEX_HINT = ("On a strongSwan peer, a key starting with {} is read as {} in its configuration files: "
+            "there, give it as the quoted text after converting it, or pick a key that starts "
+            "otherwise.")
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("twenty-characters-ok", ""),
+    ("abcdeabcdeabcdeabcde", "This key repeats a few characters and can be guessed offline from "
+                             "one captured handshake; use random characters (Generate)."),
+    ("abcdefabcdefabcdefab", ""),
+    ("0x00112233445566778899aabb", HEX_HINT.format("0x", "hex")),
+    ("0X00112233445566778899AABB", HEX_HINT.format("0X", "hex")),
+    ("0sAAECAwQFBgcICQoLDA0ODxAR", HEX_HINT.format("0s", "base64")),
+    ("0SAAECAwQFBgcICQoLDA0ODxAR", HEX_HINT.format("0S", "base64")),
+    ("x0sAAECAwQFBgcICQoLDA0ODx", ""),
+])
+def test_a_key_is_saved_with_what_a_strongswan_peer_would_make_of_it(app, key, hint):
+    from webui.forms import PeerForm
+    with app.test_request_context():
+        form = PeerForm(meta={"csrf": False}, formdata=None)
+        form.psk.data = key
+        form.validate_psk(form.psk)
+        assert form.psk_hint == hint
+
+
+@pytest.mark.parametrize("key", ["abcd-123", "0123456789abcdef" * 16, "a key with spaces",
+                                 "tilde~at-the-end~"])
+def test_keys_at_the_rules_edges_are_accepted(with_existing, key):
+    valid_peer_form(psk=key)  # registers the key with the leak watch
+    r = with_existing.post("/peers", valid_peer_form(psk=key), htmx=True)
+    assert r.status_code == 204, messages(r.get_data(as_text=True))
+
+
+def test_editing_a_peer_restored_without_its_key_asks_for_one(app, with_existing):
+    from webui.forms import PeerForm
+    from webui.peers import Peer
+    stored = app.extensions["webui"].store.get("existing")
+    keyless = Peer(**{**stored.to_record(), "psk": "", "enabled": False})
+    with app.test_request_context("/", method="POST", data=valid_peer_form(
+            name="existing", remote_gateway="192.0.2.9", remote_networks="10.99.0.0/16", psk="")):
+        form = PeerForm(meta={"csrf": False}, editing=keyless)
+        assert not form.validate()
+    assert form.errors == {"psk": ["This peer has no key yet (it was restored from a backup "
+                                   "without keys): enter one."]}
 
 
 def test_an_edit_that_keeps_its_key_is_checked_with_the_stored_key(with_existing):
