@@ -242,6 +242,29 @@ def test_editing_a_peer_restored_without_its_key_asks_for_one(app, with_existing
                                    "without keys): enter one."]}
 
 
+def test_the_form_keeps_wtforms_extra_validators_after_its_own_length_rule(app):
+    """validate(extra_validators=...) is WTForms' contract: the form adds its length rule first
+    and keeps the caller's checks, on the field named."""
+    from wtforms.validators import ValidationError
+    from webui.forms import PeerForm
+
+    def no_branch(form, field):
+        if field.data.startswith("branch"):
+            raise ValidationError("Not a branch here.")
+
+    def ikev2_only(form, field):  # on a field without a length rule
+        if field.data != "2":
+            raise ValidationError("IKEv2 only here.")
+    with app.test_request_context("/", method="POST", data=valid_peer_form(ike_version="1")):
+        form = PeerForm(meta={"csrf": False})
+        assert not form.validate(extra_validators={"name": [no_branch], "ike_version": [ikev2_only]})
+        assert form.errors == {"name": ["Not a branch here."], "ike_version": ["IKEv2 only here."]}
+    with app.test_request_context("/", method="POST", data=valid_peer_form(name="b" * 40)):
+        form = PeerForm(meta={"csrf": False})
+        assert not form.validate(extra_validators={"name": [no_branch]})
+        assert form.errors == {"name": ["At most 32 characters; this has 40."]}
+
+
 def test_an_edit_that_keeps_its_key_is_checked_with_the_stored_key(with_existing):
     """Same IDs as another peer are fine with the same key, and an empty key field on edit
     means the stored key."""
