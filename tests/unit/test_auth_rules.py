@@ -135,6 +135,21 @@ def test_at_most_max_addresses_are_remembered_the_longest_quiet_first():
     assert throttle.admit("a") == 4 and throttle.admit("b") == 0
 
 
+def test_at_most_max_known_sources_that_signed_in_are_spared_the_overall_wait_the_latest_kept():
+    clock = Clock()
+    throttle = Throttle(clock=clock, overall_free=2, max_known=3)
+    for source in ("192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"):  # the first drops out
+        assert throttle.admit(source) == 0
+        throttle.succeeded(source)
+    for source in ("192.0.2.1", "192.0.2.2", "192.0.2.4"):  # a failure of each one's own
+        assert throttle.admit(source) == 0
+    assert throttle.admit("198.51.100.7") == 0  # more failures overall than overall_free
+    # Four failures overall, two free: 8 s for any source with a failure of its own.
+    assert throttle.admit("192.0.2.1") == 8, "forgotten: held back like any source that failed"
+    assert throttle.admit("192.0.2.2") == 0, "the oldest of the three kept"
+    assert throttle.admit("192.0.2.4") == 0, "the latest to sign in"
+
+
 # --- The password file ---------------------------------------------------------------------------
 
 def test_a_missing_or_broken_password_file_says_how_to_fix_it(tmp_path):
