@@ -101,6 +101,21 @@ def test_an_address_that_signed_in_before_is_not_held_by_others_guessing(app):
     assert again.login().status_code == 303
 
 
+def test_a_signed_in_admin_on_a_new_address_changes_the_password_while_others_guess(app):
+    """The overall wait spares an admin already signed in, even from an address that is neither
+    known nor free of failures (the laptop moved networks, then a typo)."""
+    app.extensions["auth"].throttle.clock = Clock()
+    admin = client_from(app, "192.0.2.200")
+    assert admin.login().status_code == 303
+    admin.client.environ_base["REMOTE_ADDR"] = "203.0.113.7"
+    change = {"current": ADMIN_PASSWORD, "new": "a-new-long-passw0rd", "confirm": "a-new-long-passw0rd"}
+    assert admin.post("/password", {**change, "current": "not-the-password"}).status_code == 422
+    for i in range(1, 30):
+        wrong(client_from(app, f"198.51.100.{i}"))
+    assert wrong(client_from(app, "198.51.100.1")).status_code == 429, "the guessers are held back"
+    assert admin.post("/password", change).status_code == 303
+
+
 def test_ipv6_addresses_count_by_their_64():
     throttle = Throttle(clock=Clock())
     for i in range(5):
@@ -108,6 +123,15 @@ def test_ipv6_addresses_count_by_their_64():
     assert throttle.admit("2001:db8:1:2:ffff::99") > 0, "the same /64, the same count"
     assert throttle.admit("2001:db8:1:3::1") == 0, "another /64 is another source"
     assert Throttle.source("::ffff:192.0.2.7") == "192.0.2.7"
+
+
+def test_clients_whose_address_the_server_does_not_give_are_throttled_as_one_source(app):
+    """WSGI lets a server leave REMOTE_ADDR empty (a Unix socket, some proxies): sign-in still
+    works, and guesses still wait."""
+    app.extensions["auth"].throttle.clock = Clock()
+    assert [wrong(client_from(app, "")).status_code for _ in range(5)] == [422] * 5
+    assert wrong(client_from(app, "")).status_code == 429
+    assert client_from(app, "192.0.2.200").login().status_code == 303
 
 
 def test_an_oversized_form_is_refused_with_413(anonymous, browser, data_dir):

@@ -211,7 +211,11 @@ def test_polled_endpoints_are_the_ones_templates_poll(app):
 # --- next ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("target", ["//evil.example/", "/\\evil.example", "https://evil.example/",
-                                    "javascript:alert(1)", "evil", "/\r\nSet-Cookie:x", ""])
+                                    "javascript:alert(1)", "evil", "/\r\nSet-Cookie:x", "",
+                                    # a browser reads "///host" as "//host"; "//" alone is no path
+                                    "///evil.example/", "//",
+                                    # a backslash or an invisible character anywhere in it
+                                    "/peers\\..\\evil", "/peers\u200b", "/peers\x7f"])
 def test_next_must_be_a_local_path(anonymous, target):
     assert not local_path(target)
     r = anonymous.login(next=target)
