@@ -141,6 +141,11 @@ CASES = [
      "127.0.0.1 is a loopback address: it never leaves the host it is on."),
     (dict(remote_gateway="224.0.0.5"), "remote_gateway",
      "224.0.0.5 is a multicast or broadcast address, not one host's address."),
+    # Loopback and multicast never cross a tunnel.
+    (dict(local_networks="198.51.100.0/24\n127.0.0.0/8"), "local_networks",
+     "127.0.0.0/8 is a loopback network; it cannot be sent through a tunnel."),
+    (dict(remote_networks="224.0.0.0/4"), "remote_networks",
+     "224.0.0.0/4 is a multicast network; it cannot be sent through a tunnel."),
     # What a browser never sends but a script may: choices this charon lacks, a box twice.
     (dict(ike_dh_groups=["curve25519", "rot13", "rot26"]), "ike_dh_groups",
      "rot13, rot26: not supported by this strongSwan, or not a choice here."),
@@ -263,6 +268,21 @@ def test_the_form_keeps_wtforms_extra_validators_after_its_own_length_rule(app):
         form = PeerForm(meta={"csrf": False})
         assert not form.validate(extra_validators={"name": [no_branch]})
         assert form.errors == {"name": ["At most 32 characters; this has 40."]}
+
+
+def test_thirty_two_networks_a_side_are_accepted(with_existing):
+    thirty_two = "\n".join(f"10.{i}.0.0/16" for i in range(32))
+    r = with_existing.post("/peers", valid_peer_form(local_networks=thirty_two), htmx=True)
+    assert r.status_code == 204, messages(r.get_data(as_text=True))
+
+
+def test_the_form_reads_wtforms_positional_form_data(app):
+    from werkzeug.datastructures import MultiDict
+    from webui.forms import PeerForm
+    with app.test_request_context():
+        form = PeerForm(MultiDict(valid_peer_form(name="positional")), meta={"csrf": False})
+        assert form.validate(), form.errors
+        assert form.to_peer().name == "positional"
 
 
 def test_an_edit_that_keeps_its_key_is_checked_with_the_stored_key(with_existing):
