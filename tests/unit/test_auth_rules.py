@@ -6,6 +6,9 @@ import base64
 import io
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -150,6 +153,50 @@ def test_at_most_max_known_sources_that_signed_in_are_spared_the_overall_wait_th
     assert throttle.admit("192.0.2.4") == 0, "the latest to sign in"
 
 
+def test_failures_are_forgotten_after_exactly_a_quarter_hour_by_default():
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    for _ in range(5):
+        throttle.admit("a")
+    clock.now += 900  # not yet "after": this is the sixth failure, and the seventh waits
+    assert (throttle.admit("a"), throttle.admit("a")) == (0, 4)
+    clock.now += 900.5
+    assert [throttle.admit("a") for _ in range(6)] == [0] * 5 + [2], "forgotten: five free again"
+
+
+def test_sixty_four_sources_that_signed_in_are_remembered_by_default():
+    clock = Clock()
+    throttle = Throttle(clock=clock, overall_free=1)
+    sources = [f"192.0.2.{i}" for i in range(1, 66)]
+    for source in sources:
+        throttle.admit(source)
+        throttle.succeeded(source)
+    for source in (sources[0], sources[1], sources[-1]):  # a failure of each one's own
+        assert throttle.admit(source) == 0
+    assert throttle.admit("198.51.100.7") == 0
+    assert throttle.admit(sources[0]) > 0, "the 65th to sign in pushed the first out"
+    assert (throttle.admit(sources[1]), throttle.admit(sources[-1])) == (0, 0)
+
+
+def test_a_throttle_made_just_after_boot_counts_from_zero():
+    """time.monotonic() starts near zero at boot: the overall count must not start at one."""
+    clock = Clock()
+    clock.now = 0.0
+    throttle = Throttle(clock=clock, overall_free=3)
+    assert [throttle.admit("a") for _ in range(3)] == [0, 0, 0]
+    assert throttle.admit("b") == 0, "a source's first try"
+    assert throttle.admit("b") == 4, "four failures overall, three free: 2 s doubled once"
+
+
+def test_a_success_uncounts_only_itself_overall_down_to_zero():
+    clock = Clock()
+    throttle = Throttle(clock=clock, overall_free=2)
+    throttle.admit("a")
+    throttle.succeeded("a")  # overall back to zero, not one
+    assert [throttle.admit("b") for _ in range(2)] == [0, 0], "one failure overall, two free"
+    assert throttle.admit("b") == 2, "two failures overall, two free: 2 s"
+
+
 # --- The password file ---------------------------------------------------------------------------
 
 def test_a_missing_or_broken_password_file_says_how_to_fix_it(tmp_path):
@@ -164,6 +211,44 @@ def test_a_missing_or_broken_password_file_says_how_to_fix_it(tmp_path):
     assert str(refused.value) == (f"{tmp_path / 'admin_password.json'} is not a password file "
                                   "(unknown algorithm 'md5'); set a new password with "
                                   "`python run.py set-password`.")
+
+
+def test_a_password_file_this_process_cannot_read_says_whose_it_is_and_what_to_run():
+    """`set-password` run as root for a service that runs as its own user: read as that user
+    (a child dropped to `nobody` when the tests run as root; root reads any file)."""
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o711)
+        path = folder / "admin_password.json"
+        PasswordFile(path).set("Some-password-123")
+        path.chmod(0o600)
+        owner = path.stat().st_uid
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop to nobody if root, then try to read
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                else:
+                    path.chmod(0)
+                try:
+                    PasswordFile(path).load()
+                    message = "read"
+                except PasswordFileError as e:
+                    message = f"{os.geteuid()}\n{e}"
+                os.write(write, message.encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as answer:
+            reader, message = answer.read().split("\n", 1)
+    finally:
+        shutil.rmtree(folder)
+    assert message == (f"{path} cannot be read by this process (user id {reader}; the file "
+                       f"belongs to user id {owner}). Was `set-password` run as another user? "
+                       f"Run `chown {reader} {path}`, or set the password again as the UI's user.")
 
 
 def test_each_new_password_moves_the_generation_on(tmp_path):

@@ -51,6 +51,17 @@ def test_a_session_ends_at_its_absolute_lifetime_however_busy(app, browser):
     assert browser.get("/peers/new").status_code == 303
 
 
+def test_the_configured_session_lifetime_holds_to_the_second(make_app):
+    app = make_app(SESSION_LIFETIME_HOURS=1)
+    clock = app.extensions["auth"].clock = Clock()
+    browser = Browser(app.test_client())
+    for _ in range(6):  # a request every 10 minutes for exactly one hour
+        clock.now += 10 * 60
+        assert browser.get("/peers/new").status_code == 200
+    clock.now += 0.5
+    assert browser.get("/peers/new").status_code == 303
+
+
 def test_a_copied_cookie_is_refused_after_a_restart(make_app, app, browser):
     copy = session_cookie(browser.client)
     restarted = make_app()  # same data directory, same session key

@@ -70,6 +70,9 @@ def test_first_start_prints_a_password_once_and_forces_a_change(tmp_path, capfd)
     printed = capfd.readouterr().err
     generated = re.search(r"password (\S+)", printed).group(1)
     LEAKS.secrets.add(generated)
+    assert printed == (f"webui: first start: sign in as admin with password {generated} "
+                       "(you will be asked to change it)\n")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16}", generated), "96 random bits, 16 characters to type"
     LEAKS.watch(app)
     create_app(settings)
     assert capfd.readouterr().err == "", "the password is printed only at the first start"
@@ -108,6 +111,18 @@ def test_admin_password_from_the_environment_is_taken_raw(tmp_path, monkeypatch,
     again = create_app({"DATA_DIR": str(tmp_path), "DRIVER": "fake", "TESTING": True})
     assert Browser(again.test_client(), login=False).login(given).status_code == 303, \
         "the variable only sets the first password"
+
+
+def test_a_first_password_from_the_configuration_is_taken_and_not_printed(tmp_path, capfd):
+    given = "Config-given-passw0rd-7"
+    LEAKS.secrets.add(given)
+    app = create_app({"DATA_DIR": str(tmp_path), "DRIVER": "fake", "TESTING": True,
+                      "ADMIN_PASSWORD": given})
+    assert "ADMIN_PASSWORD" not in app.config
+    assert capfd.readouterr().err == ""
+    browser = Browser(app.test_client(), login=False)
+    assert browser.login(given).status_code == 303
+    assert browser.get("/").status_code == 200, "a password the admin chose need not be changed"
 
 
 def test_set_password_command_reads_stdin(tmp_path):
@@ -187,6 +202,17 @@ def test_idle_session_ends_and_polling_does_not_keep_it(app, browser):
     r = browser.get("/peers/states", htmx=True)
     assert r.status_code == 401 and r.headers["HX-Redirect"].startswith("/login")
     assert browser.get("/").status_code == 303
+
+
+def test_an_ended_sessions_cookie_is_emptied_and_the_sign_in_page_offers_no_session(app, browser):
+    clock = app.extensions["auth"].clock = Clock()
+    browser.get("/")
+    clock.now += 16 * 60
+    assert browser.get("/").status_code == 303
+    with browser.client.session_transaction() as stale:
+        assert "user" not in stale and "sid" not in stale, "the ended session's id is not kept"
+    page = browser.get("/login").get_data(as_text=True)
+    assert "Sign out" not in page and "Change password" not in page and "API tokens" not in page
 
 
 def test_activity_keeps_the_session(app, browser):
