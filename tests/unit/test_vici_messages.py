@@ -168,6 +168,16 @@ def test_parse_sas_of_a_connecting_sa_has_no_children_and_no_times():
     assert (sa.state, sa.version, sa.children, sa.established_for) == ("CONNECTING", 1, (), None)
 
 
+def test_a_child_sa_listed_without_its_id_has_none_so_no_action_can_name_another():
+    """Rekey and Terminate name a CHILD_SA by charon's id: a child listed without one (an older
+    charon) gets 0, which the page reads as "no actions", never the id of some other SA."""
+    (sa,) = vm.parse_sas([{"branch": {"uniqueid": b"9", "version": b"2", "state": b"ESTABLISHED",
+                                      "child-sas": {"branch": {"name": b"branch",
+                                                               "state": b"INSTALLED"}}}}])
+    (child,) = sa.children
+    assert (child.name, child.state, child.unique_id) == ("branch", "INSTALLED", 0)
+
+
 def test_parse_conns_marks_the_ones_this_ui_loaded():
     events = [{"branch": {"local_addrs": [b"192.0.2.1"], "remote_addrs": [b"vpn.example.net"],
                           "version": b"IKEv2", "children": {"branch": {"mode": b"TUNNEL"}}}},
