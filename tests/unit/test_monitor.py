@@ -349,3 +349,22 @@ def test_a_duplicate_ike_sa_is_closed_after_the_grace_keeping_the_newest(charon)
     assert closed == [("branch", 1)], "the older closed, the newer kept"
     monitor._apply_sas({"branch": (sa(),)}, time.time(), whole=False)
     assert not monitor._duplicated
+
+
+def test_a_full_listing_gives_the_memory_it_freed_back_and_a_filtered_one_does_not(charon, monkeypatch):
+    trimmed = []
+    monkeypatch.setattr(m, "give_back_memory", lambda: trimmed.append(True))
+    monitor = m.Monitor(str(charon.path), strongswan.session)
+    monitor.sync()
+    assert trimmed == [True]
+    # one connection's SAs after an event: nothing big was freed
+    monitor._refresh({"branch"}, monitor._next_listing())
+    assert trimmed == [True]
+
+
+def test_giving_memory_back_without_glibc_does_nothing(monkeypatch):
+    monkeypatch.setattr(m, "_malloc_trim", False)  # musl: no malloc_trim
+    m.give_back_memory()
+    monkeypatch.setattr(m, "_malloc_trim", None)
+    m.give_back_memory()  # looked up here (glibc on this machine) and called
+    assert m._malloc_trim

@@ -66,6 +66,23 @@ _FROM = re.compile(r"^received packet: from (\S+?)\[\d+\]")
 _LOOKING = re.compile(r"^looking for .*peer configs matching (\S+?)(?:\[(.*?)\])?\.\.\.(\S+?)\[(.*)\]$")
 _CONNECTION = re.compile(r"^(?:added|updated|replaced) vici connection: (\S+)$")
 _UNNAMED = "(unnamed)"  # charon's name for an IKE SA without a connection yet
+_malloc_trim = None  # glibc's, once looked up; False where there is none
+
+
+def give_back_memory() -> None:
+    """Hand the free pages in the C heap back to the system (glibc's `malloc_trim`). A full
+    listing of a thousand SAs decodes megabytes of short-lived messages; glibc keeps what they
+    freed in its heap, resident, until something reuses it. What it saves: docs/PERFORMANCE.md.
+    musl (OpenWrt) has no `malloc_trim`: nothing to do there."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def summarise(name: str, sas: Iterable[IkeSA], at: float,
@@ -469,6 +486,7 @@ class Monitor(threading.Thread):
         self._synced_at = self._checked_at = time.monotonic()
         self._confirmed()
         self._sample(at)
+        give_back_memory()
 
     def _refresh(self, names: set[str], listing: int) -> None:
         at = time.time()
