@@ -318,6 +318,7 @@ class Result:
     peers: int
     cold_start: float
     rss_start: float
+    rss_up: float | None = None  # charon runs: every tunnel up, before the first request
     rss_after: float = 0.0
     hwm_after: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=dict)
@@ -429,6 +430,8 @@ def measure(name: str, driver: str, peers: list, argv: list[str], env: dict, wor
         result = Result(name, driver, len(peers), server.cold_start, server.rss_start)
         if lab is not None:
             result.sas_up = wait_sas_up(lab, len(peers), timeout=60 + 0.2 * len(peers))
+            time.sleep(POLL_PERIOD)  # the monitor's events and listings of the last ones settle
+            result.rss_up = server.rss()[0]
         client = Client(port)
         if peers:
             client.login()
@@ -683,6 +686,20 @@ def app_env(data_dir: Path, extra: dict) -> dict:
     return env
 
 
+def compile_code() -> None:
+    """The checkout's code compiled before any server starts, as an install compiles it
+    (packaging/install.sh): a server that compiled its modules from source at start would keep
+    the compiler's memory resident, which no installed router does. The files land in
+    `__pycache__` (ignored by git), where any test run on a machine that writes bytecode puts
+    them too; the servers themselves write none."""
+    done = subprocess.run([sys.executable, "-m", "compileall", "-q", "webui", "tests", "run.py"],
+                          cwd=ROOT, env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""),
+                          capture_output=True, text=True)
+    if done.returncode:
+        print(f"benchmark: compiling the code failed, servers compile at start: {done.stderr}",
+              file=sys.stderr)
+
+
 def lab_env(lab) -> dict:
     from tests.lab import ui_config
     return {f"WEBUI_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in ui_config(lab).items()}
@@ -694,6 +711,7 @@ def run(args) -> list[Result]:
     results: list[Result] = []
     the_lab = None
     try:
+        compile_code()
         python = sys.executable
         for variant in ("full", "decoders"):
             argv = [python, "-m", "tests.benchmark", "floor", "--pyroute2", variant]
@@ -757,7 +775,9 @@ def report(results: list[Result], info: dict, args) -> str:
         f"{THREADS} threads as `run.py`), so resident memory (VmRSS from /proc) is the server's "
         "alone. The load generator is the benchmark process over loopback HTTP, one request at a "
         "time on one keep-alive connection: honest per-request latency, no claim about throughput "
-        f"under concurrency. Each app server gets {args.requests} requests cycling over every page "
+        "under concurrency. Every server runs the code compiled beforehand, as an install leaves "
+        "it (packaging/install.sh). "
+        f"Each app server gets {args.requests} requests cycling over every page "
         "and fragment (the status poll weighted as an open page weights it; each added peer is edited "
         "and deleted again so the store keeps its size); the latencies are from those requests. "
         "MB = 10^6 bytes.",
@@ -788,6 +808,8 @@ def report(results: list[Result], info: dict, args) -> str:
         out.append(f"| {label} | " + " | ".join(cell(r) for r in apps) + " |")
 
     row("RSS after start MB", lambda r: f"{r.rss_start:.1f} ({ratio(r.rss_start, floor.rss_start)})")
+    row("RSS with every tunnel up, before requests MB",
+        lambda r: "–" if r.rss_up is None else f"{r.rss_up:.1f} ({ratio(r.rss_up, floor.rss_start)})")
     row(f"RSS after {args.requests} requests MB", lambda r: f"{r.rss_after:.1f} ({ratio(r.rss_after, floor.rss_after)})")
     row("peak RSS (VmHWM) MB", lambda r: f"{r.hwm_after:.1f}")
     row("cold start ms (spawn → first 200 on /login)",
@@ -844,20 +866,21 @@ def first_load(r: Result) -> tuple[int, int]:
 
 # Printed under the budget table for each kind of budget that missed in this run.
 WHY_MISSED = {
-    "memory": "Memory with the real charon at 1000 peers, every tunnel up: the userspace IPsec the "
-              "lab's charon uses installs one route per tunnel (table 220), and Get routes decodes all "
-              "of them with pyroute2 (its p50 in the table above); what that leaves resident, with "
-              "pyroute2's decoders (about 5 MiB), the monitor's snapshot of every SA and the "
-              "allocator's high-water mark from decoding charon's answers, is the difference to the "
-              "fake column. Not broken down further in this run.",
+    "memory": "Memory with the real charon at 1000 peers, every tunnel up: compare the charon "
+              "1000 column's RSS after start, with every tunnel up and after the requests with "
+              "fake 1000. What the tunnels coming up add is the monitor's snapshot of every SA "
+              "with its history and counter rings, each peer's charon log lines (a 1 MiB budget, "
+              "webui/drivers/peer_log.py), the real drivers' modules, and what the allocator keeps "
+              "after decoding a thousand negotiations' events and listings (the monitor hands "
+              "free C-heap pages back after each full listing). Get routes no longer adds to it: "
+              "a page of 100 routes, read without pyroute2's objects (measured by hand below). "
+              "The peer store (the parsed JSON file and a Peer per record) is in both columns.",
     "status poll": "Status poll: the floor's page is a constant string; every request here also "
-                   "verifies the session (HMAC), runs the guard, CSRF and security headers and a "
-                   "Jinja render, which alone cost about two to three times the floor (see "
-                   "/commands/clear, the smallest fragment). With charon, one get-conns and one "
-                   "list-sas per poll: charon's answer grows with the SAs it holds (1000 at 1000 "
-                   "peers here; charon itself answers in about 25 ms), and decoding it is the "
-                   "rest. 100 filtered list-sas calls for the rows on screen measured slower "
-                   "(212 ms against 94 ms in-process, with the package's decoder).",
+                   "verifies the session (HMAC), runs the sign-in guard and adds the security, "
+                   "cache and Vary headers, and the poll renders the status cells of the rows on "
+                   "screen (100 a page) from the monitor's snapshot: no poll asks charon "
+                   "(webui/drivers/monitor.py). Issue 11's table has the poll a page left open "
+                   "sends, answered 204 while nothing changed.",
     "IPsec page": "IPsec page: the table shows 100 peers a page, so 1000 stored peers cost what 100 "
                   "do; about 1 KB of markup per row (six buttons and links with their htmx "
                   "attributes) plus gzip of the page. At 100 rows it is at the budget's edge; run "
@@ -967,11 +990,10 @@ WHY_MISSED_11 = {
                                         "security, cache and Vary headers added on the way out. "
                                         "The floor's page has none of them; the smallest "
                                         "rendered fragment (/commands/clear) costs about the same "
-                                        "as this 204.",
+                                        "as this 204. Where the time goes, and why it stays: "
+                                        "measured by hand below.",
     "memory ≤ 48 MB with charon": "Memory with charon and 1000 tunnels up: the same miss as under "
-                                  "issue 7, explained there. The monitor's own share is cut (SA "
-                                  "objects slotted, shared strings interned; measured by hand "
-                                  "below); the rest is outside the monitor.",
+                                  "issue 7, explained there.",
     "IPsec page and status pane open": "Idle CPU: the monitor lists every SA each period while a "
                                        "page polls (for the byte counters), and wakes every "
                                        "0.2 s to read events; charon answers the listing and "
