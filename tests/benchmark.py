@@ -502,7 +502,7 @@ def remote_lans(lab, count: int) -> None:
 # --- Issue 11: the monitor's budgets (charon runs) -----------------------------------------------
 
 STATES_KEY = re.compile(r'id="states-version"[^>]*><input type="hidden" name="v" value="([^"]*)"')
-PANE_KEY = re.compile(r'id="output-status" hx-get="[^"]*[?&;]v=([^"&]+)"')
+PANE_KEY = re.compile(r'id="output-status"[^>]*? hx-get="[^"]*[?&;]v=([^"&]+)"')
 
 
 def charon_pid(lab) -> int:

@@ -1,6 +1,8 @@
-"""The benchmark's pure helpers (the benchmark itself is not a test: `./dev bench`)."""
+"""The benchmark's pure helpers, and what it reads from the app's fragments (the benchmark
+itself is not a test: `./dev bench`)."""
 import pytest
 
+from tests import benchmark
 from tests.benchmark import BY_HAND, by_hand, cacheable, page_assets, percentile
 
 
@@ -42,3 +44,13 @@ def test_a_run_keeps_the_hand_written_part_of_the_report(tmp_path):
     report.write_text(f"# Performance\n\n| old table |\n\n{BY_HAND}\n\nnft: 55 ms\n\n"
                       "The whole benchmark took 59 s.\n")
     assert by_hand(report) == f"\n{BY_HAND}\n\nnft: 55 ms\n"
+
+
+@pytest.mark.parametrize("path, pattern", [("/peers/states", benchmark.STATES_KEY),
+                                           ("/commands/status", benchmark.PANE_KEY)])
+def test_an_open_page_s_polls_find_the_version_the_app_renders(browser, path, pattern):
+    """What the benchmark's open page sends back is the version the fragment carries: without it
+    every poll would render, and the idle budgets would measure something else."""
+    found = pattern.search(browser.get(path, htmx=True).get_data(as_text=True))
+    assert found and found.group(1)
+    assert browser.get(f"{path}?v={found.group(1)}", htmx=True).status_code == 204
