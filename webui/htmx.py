@@ -28,12 +28,19 @@ def retarget(body: str, target: str, swap: str = "outerHTML") -> Response:
     return Response(body, headers={"HX-Retarget": target, "HX-Reswap": swap})
 
 
+FORM_EXPIRED = ("Nothing was changed: the form had expired. Its security token was missing or out "
+                "of date, as happens when a page stays open across a new sign-in, a sign-out or a "
+                "restart of this UI. Reload the page and try again.")
+
+
 def form_expired(error):
     """A post whose CSRF token is missing or stale (a tab left open across a new sign-in or a
-    restart): a plain form gets a page that says what to do; htmx keeps its own banner, which
-    shows the status (the same 400 either way; nothing was changed)."""
+    restart): a plain form gets a page that says what to do; htmx gets the same words as plain
+    text, marked so that app.js puts them in its banner with a Reload button (the same 400
+    either way; nothing was changed)."""
     if request.headers.get("HX-Request") == "true":
-        return error
+        return Response(FORM_EXPIRED, status=400, mimetype="text/plain",
+                        headers={"X-Form-Expired": "true"})
     return render_template("form_expired.html", why=error.description), 400
 
 

@@ -489,3 +489,48 @@ def test_routes_of_many_tunnels_come_a_page_at_a_time_with_a_filter(open_page, l
         assert page.locator(rows).all_inner_texts() == ["10.77.149.0/24"]
     finally:
         clean_lab.exec("router", ["ip", "route", "flush", "table", "220", "root", "10.77.0.0/16"])
+
+
+def test_a_stale_form_after_signing_in_again_says_reload_not_400(open_page, live, clean_lab):
+    """Review 24 M1: signed out and in again in another tab, the open pages' security token is
+    stale. Disconnect and Save then say in words that nothing changed and offer a reload, which
+    makes the next press work."""
+    add_peer(live.browser(), clean_lab, peer_form())
+    page, console = open_page()
+    page.goto(live.url + "/peers/site-b")
+    page.wait_for_selector("#now button:has-text('Disconnect')")
+    edit = page.context.new_page()
+    edit.goto(live.url + "/peers/site-b/edit?next=/peers/site-b")
+    other = page.context.new_page()  # the same cookies: another tab signs in again
+    other.goto(live.url + "/login")  # (not out first: the pages' polls would follow to /login)
+    other.fill("#password", "Test-admin-passw0rd-Qx7")
+    other.click("button:has-text('Sign in')")
+    other.wait_for_url(live.url + "/")
+    other.close()
+
+    banner = "#request-error"
+    with console.expecting(page, r"status of 400", r"Response Status Error Code 400"):
+        page.click("#now button:has-text('Disconnect')")
+        page.wait_for_selector(f"{banner}:visible")
+    text = page.inner_text(banner)
+    assert text.startswith("Nothing was changed: the form had expired."), text
+    assert "Reload the page and try again." in text and "400" not in text
+    assert page.is_visible(f"{banner} button:has-text('Reload the page')")
+    assert "site-b:ESTABLISHED" in clean_lab.status(), "nothing was changed"
+
+    edit_console = Console(edit)
+    with edit_console.expecting(edit, r"status of 400", r"Response Status Error Code 400"):
+        edit.fill("#remote_networks", "10.9.0.0/16")
+        edit.click("button:has-text('Save changes')")
+        edit.wait_for_selector(f"{banner}:visible")
+    assert edit.inner_text(banner).startswith("Nothing was changed: the form had expired.")
+    edit_console.assert_clean()
+    assert edit.input_value("#remote_networks") == "10.9.0.0/16", "what was typed is still there"
+
+    page.click(f"{banner} button:has-text('Reload the page')")
+    page.wait_for_load_state()
+    page.wait_for_selector("#now button:has-text('Disconnect')")
+    assert page.is_hidden(banner)
+    page.click("#now button:has-text('Disconnect')")
+    page.wait_for_selector("#now button:has-text('Connect')")
+    assert page.is_hidden(banner), "a fresh token after the reload: the change is made"

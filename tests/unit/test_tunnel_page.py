@@ -197,7 +197,13 @@ def test_actions_need_the_csrf_token(browser, peer):
     r = browser.client.post("/peers/branch-a/tunnel/connect", data={"csrf_token": "stale"})
     assert r.status_code == 400 and "the form had expired" in r.get_data(as_text=True)
     r = browser.client.post("/peers/branch-a/tunnel/connect", headers={"HX-Request": "true"})
-    assert r.status_code == 400 and "expired" not in r.get_data(as_text=True), "htmx: its banner"
+    assert r.status_code == 400 and r.headers["X-Form-Expired"] == "true", "htmx: app.js's banner"
+    assert r.mimetype == "text/plain" and "<" not in r.get_data(as_text=True)
+    assert r.get_data(as_text=True).startswith("Nothing was changed: the form had expired.")
+    assert "Reload the page and try again." in r.get_data(as_text=True)
+    r = browser.client.post("/peers/branch-a/tunnel/connect", headers={"HX-Request": "true",
+                                                                       "X-CSRFToken": "stale"})
+    assert r.status_code == 400 and r.headers["X-Form-Expired"] == "true"
 
 
 def test_connect_on_a_daemon_that_is_down_says_so_with_503(app, browser, peer):

@@ -5,7 +5,8 @@
   // A request that failed (server error or network) shows a banner instead of doing nothing.
   // A network failure clears once any request gets through again (a status poll will do); an
   // error answer to something the admin did stays until the admin's next request succeeds, so a
-  // background poll cannot hide it before it is read.
+  // background poll cannot hide it before it is read. A form that expired stays said until the
+  // page is reloaded: nothing else gives it a fresh token.
   function banner() { return document.getElementById("request-error"); }
   function showError(text, cause) {
     var b = banner();
@@ -17,6 +18,18 @@
   function polled(elt) { return /every /.test(elt.getAttribute("hx-trigger") || ""); }
   document.addEventListener("htmx:responseError", function (e) {
     var xhr = e.detail.xhr;
+    if (xhr.getResponseHeader("X-Form-Expired") === "true") {
+      // A stale security token (signed in again elsewhere): the server's own words, and the one
+      // thing that helps, since sending the same form again fails the same way.
+      showError(xhr.responseText, "expired");
+      var reload = document.createElement("button");
+      reload.type = "button";
+      reload.dataset.reload = "";
+      reload.textContent = "Reload the page";
+      banner().appendChild(document.createTextNode(" "));
+      banner().appendChild(reload);
+      return;
+    }
     showError("The router answered " + xhr.status + " " + (xhr.statusText || "") + " to that request.", "response");
   });
   document.addEventListener("htmx:sendError", function () {
@@ -28,6 +41,7 @@
   document.addEventListener("htmx:afterRequest", function (e) {
     var b = banner();
     if (!e.detail.successful || !b || b.hidden) return;
+    if (b.dataset.cause === "expired") return;  // only a reload brings a fresh token
     if (b.dataset.cause === "network" || !polled(e.detail.elt)) b.hidden = true;
   });
 
@@ -125,6 +139,7 @@
       algorithmsChanged(preset.closest("form"));
     }
     if (e.target.closest("#psk-generate")) generateKey();
+    if (e.target.closest("[data-reload]")) location.reload();
     var copy = e.target.closest("[data-copy]");
     if (copy) copyText(copy, document.getElementById(copy.dataset.copy));
   });
