@@ -12,13 +12,16 @@ from webui.htmx import wants_fragment
 def page_context(from_request: bool = True) -> dict:
     """The IPsec page's context besides its output pane, as plain data: the page of peers the
     request asks for (`?page=N&q=text`; with `from_request` False, the first page of all, for a
-    URL whose own `page` is another pane's), and the notices. The status cells start as "…":
-    the first poll fills them."""
+    URL whose own `page` is another pane's), and the notices. The status cells come from the
+    monitor's snapshot, as the poll renders them (no request waits on charon), so the page is
+    whole without JavaScript; with it, the poll carries on from the same version."""
     args = request.args if from_request else {}
-    page = service().page(args.get("q", ""), _number(args.get("page")),
-                          current_app.config["PEERS_PER_PAGE"])
-    return {"peers": page.peers, "pager": page, "states": {}, "status_error": "",
-            **service().notices()}
+    s = service()
+    page = s.page(args.get("q", ""), _number(args.get("page")), current_app.config["PEERS_PER_PAGE"])
+    snap = s.snapshot()
+    return {"peers": page.peers, "pager": page, "states": snap.tunnels,
+            "status_error": s.status_problem(snap), "snapshot": snap, "poll_key": s.poll_key(snap),
+            **s.notices()}
 
 
 def _number(text: str | None) -> int:

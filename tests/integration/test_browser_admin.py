@@ -5,6 +5,8 @@ that a test did not provoke fails it."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from importlib import resources
 
 import pytest
@@ -534,3 +536,31 @@ def test_a_stale_form_after_signing_in_again_says_reload_not_400(open_page, live
     page.click("#now button:has-text('Disconnect')")
     page.wait_for_selector("#now button:has-text('Connect')")
     assert page.is_hidden(banner), "a fresh token after the reload: the change is made"
+
+
+def test_without_javascript_the_peer_list_shows_the_state_and_only_the_fitting_button(chromium, live, clean_lab):
+    """Review 24 M3: nothing polls without JavaScript, so the page itself says the peer is up,
+    as of when, and offers only Disconnect; after it, down and only Connect."""
+    add_peer(live.browser(), clean_lab, peer_form())
+    deadline = time.monotonic() + 30
+    while "site-b:ESTABLISHED" not in clean_lab.status() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    console = Console(page)
+    sign_in(page, live.url)
+    for _ in range(50):  # the monitor hears of it by event a moment after charon
+        if page.get_attribute("#state-site-b", "data-state") == "up":
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    assert page.get_attribute("#state-site-b", "data-state") == "up"
+    assert page.inner_text("#state-site-b").startswith("up for ")
+    assert re.fullmatch(r"as of \d\d:\d\d:\d\d", page.inner_text("#states-age"))
+    assert page.is_visible(DISCONNECT) and page.is_hidden(CONNECT)
+    page.click(DISCONNECT)
+    page.wait_for_url(live.url + "/**")
+    assert page.get_attribute("#state-site-b", "data-state") == "disconnected"
+    assert page.is_visible(CONNECT) and page.is_hidden(DISCONNECT)
+    console.assert_clean()
+    context.close()

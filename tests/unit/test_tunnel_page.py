@@ -327,3 +327,36 @@ def test_the_history_shows_transitions_uptime_flaps_and_the_chart(app, browser, 
 def test_a_peer_with_no_history_says_so(browser, peer):
     page = browser.get("/peers/branch-a").get_data(as_text=True)
     assert "Nothing recorded yet" in page and "No traffic samples in the last hour" in page
+
+
+def test_the_peer_list_shows_each_state_without_waiting_for_a_poll(app, browser, peer, monkeypatch):
+    """Review 24 M3: without JavaScript nothing polls, so the page itself carries the states
+    (from the monitor's snapshot), their age, and the version the first poll would send."""
+    from webui.drivers import TunnelState
+    from webui.formatting import clock
+    ipsec, _ = fakes(app)
+    now = as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "up", established_for=5))
+    text = browser.get("/").get_data(as_text=True)
+    cell = re.search(r'<td id="state-branch-a"[^>]*>.*?</td>', text, re.S).group(0)
+    assert 'data-state="up"' in cell and ">up</span>" in cell and "…" not in cell
+    assert f'<p id="states-age" class="live">as of {clock(now)}</p>' in text
+    key = re.search(r'id="states-version" hidden><input type="hidden" name="v" value="([^"]+)"', text)
+    assert browser.get(f"/peers/states?v={key.group(1)}", htmx=True).status_code == 204, \
+        "the page is that version already: the first poll renders nothing"
+    assert re.search(r'<p id="status-error"[^>]*hidden></p>', text)
+
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "down", reason="no answer"))
+    cell = re.search(r'<td id="state-branch-a"[^>]*>', browser.get("/").get_data(as_text=True)).group(0)
+    assert 'data-state="down"' in cell
+
+
+def test_the_peer_list_says_why_when_the_states_are_not_current(app, browser, peer, monkeypatch):
+    from dataclasses import replace
+    from webui.drivers import TunnelState
+    ipsec, _ = fakes(app)
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "up"))
+    stale = replace(ipsec.snapshot(), unanswered_since=time.time(), error="strongSwan does not answer")
+    monkeypatch.setattr(ipsec, "snapshot", lambda: stale)
+    text = browser.get("/").get_data(as_text=True)
+    assert re.search(r'<p id="status-error" class="banner error" role="status">[^<]*strongSwan does not answer', text)
+    assert '<p id="states-age" class="live"></p>' in text, "no 'as of' beside a problem"
