@@ -564,3 +564,29 @@ def test_without_javascript_the_peer_list_shows_the_state_and_only_the_fitting_b
     assert page.is_visible(CONNECT) and page.is_hidden(DISCONNECT)
     console.assert_clean()
     context.close()
+
+
+def test_restart_shows_restarting_in_the_rows_at_the_default_poll_period(chromium, serve, clean_lab):
+    """Review 24 m1: the restart takes less than the rows' 5 s poll; the rows still say
+    'restarting' while it runs, then the tunnel back up."""
+    live = serve(STATUS_POLL_SECONDS=5)
+    add_peer(live.browser(), clean_lab, peer_form())
+    context = chromium.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    console = Console(page)
+    sign_in(page, live.url)
+    assert "every 5s" in page.get_attribute("#peer-table tbody", "hx-trigger")
+    page.wait_for_selector("#state-site-b[data-state=up]", timeout=30_000)
+    page.evaluate("""() => { window.seen = [];
+        new MutationObserver(() => window.seen.push(document.getElementById('state-site-b').innerText))
+            .observe(document.querySelector('#peer-table'), {childList: true, subtree: true, characterData: true}); }""")
+    page.click("button:has-text('Restart IPsec')")
+    page.click("#restart-dialog button:has-text('Restart now')")
+    page.wait_for_selector("#output-steps", timeout=60_000)
+    assert "1 of 1 tunnel back up" in page.inner_text("#output-steps")
+    page.wait_for_selector("#state-site-b[data-state=up]", timeout=15_000)
+    seen = page.evaluate("window.seen")
+    assert "restarting" in seen, seen
+    assert seen[-1].startswith("up"), seen
+    console.assert_clean()
+    context.close()

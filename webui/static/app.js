@@ -127,6 +127,20 @@
     setTimeout(function () { out.textContent = text; }, 50);
   });
 
+  // Restart IPsec takes a few seconds, less than the rows' poll period: while it is in flight the
+  // rows ask every second (the server says "restarting" from the moment it starts), and once more
+  // when it is answered, so the admin sees the restart and the tunnels coming back.
+  document.addEventListener("htmx:beforeSend", function (e) {
+    if (!e.detail.elt.matches || !e.detail.elt.matches("[data-refreshes-states]")) return;
+    function refresh() {
+      var rows = document.querySelector("#peer-table tbody");
+      if (rows) htmx.trigger(rows, "states-refresh");
+    }
+    var timer = setInterval(refresh, 1000);
+    setTimeout(refresh, 300);  // the restart has begun on the server by then
+    e.detail.xhr.addEventListener("loadend", function () { clearInterval(timer); refresh(); });
+  });
+
   // Controls that only work with this script stay hidden without it.
   document.addEventListener("htmx:load", function (e) {
     e.detail.elt.querySelectorAll("[data-needs-js]").forEach(function (el) { el.hidden = false; });
