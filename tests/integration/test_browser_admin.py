@@ -471,21 +471,31 @@ def test_routes_of_many_tunnels_come_a_page_at_a_time_with_a_filter(open_page, l
         listed = int(page.inner_text("#output-routes nav.pager span").split(" of ")[1])
         assert listed >= 150 and page.locator(rows).count() == 100
         assert page.inner_text("#output-routes nav.pager span") == f"Routes 1–100 of {listed}"
-        page.click("#output-routes a[rel=next]")
+        tables = page.locator("#output-routes table").first.locator("td[data-label=Table]").all_inner_texts()
+        assert tables == ["220"] * 100, "the tunnels' routes first, the main table after them"
+        page.focus("#output-routes a[rel=next]")
+        page.keyboard.press("Enter")
         page.wait_for_selector("#output-routes nav.pager span:has-text('Routes 101–')")
         assert page.locator(rows).count() == listed - 100
         assert page.evaluate("window.notReloaded"), "the pager swaps the pane, not the page"
+        page.wait_for_function("() => document.activeElement.id === 'output-routes'")
 
         page.fill("#route-filter", "10.77.14")
         page.press("#route-filter", "Enter")
-        page.wait_for_selector("#output-routes a:has-text('Show all')")
+        page.wait_for_selector("#output-routes a:has-text('Clear filter')")
         found = page.locator(rows).all_inner_texts()
         assert found == ["10.77.14.0/24"] + [f"10.77.{i}.0/24" for i in range(140, 150)]
         assert page.input_value("#route-filter") == "10.77.14"
+        assert page.is_visible("#routes-count")
+        assert page.inner_text("#routes-count") == f"11 of {listed} routes match “10.77.14”."
+        page.wait_for_function("() => document.activeElement.id === 'route-filter'")
         assert axe_violations(page, "Get routes, filtered") == []
-        page.click("#output-routes a:has-text('Show all')")
+        page.focus("#output-routes a:has-text('Clear filter')")
+        page.keyboard.press("Enter")
         page.wait_for_selector("#output-routes nav.pager")
-        assert page.locator(rows).count() == 100
+        assert page.locator(rows).count() == 100 and page.input_value("#route-filter") == ""
+        assert page.is_hidden("#routes-count")
+        page.wait_for_function("() => document.activeElement.id === 'output-routes'")
 
         page.goto(live.url + "/commands/routes?q=10.77.149")  # without JavaScript: the whole page
         assert page.locator(rows).all_inner_texts() == ["10.77.149.0/24"]

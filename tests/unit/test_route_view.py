@@ -63,7 +63,8 @@ def test_the_last_page_and_a_page_past_it(browser, routes):
 def test_a_filter_finds_a_peer_s_route_among_all_and_keeps_itself_in_the_pager(browser, routes):
     html = browser.get("/commands/routes?q=10.0.12", htmx=True).get_data(as_text=True)
     assert rows(html) == ["10.0.12.0/24"] + [f"10.0.{i}.0/24" for i in range(120, 130)]
-    assert 'value="10.0.12"' in html and "Show all" in html and "pager" not in html
+    assert 'value="10.0.12"' in html and ">Clear filter</a>" in html and "pager" not in html
+    assert '<p class="count" id="routes-count">11 of 252 routes match “10.0.12”.</p>' in html
     assert 'data-announce="Routes: 11 of 252 matching “10.0.12” routes, 2 policy rules"' in html
     html = browser.get("/commands/routes?q=ipsec0&page=2", htmx=True).get_data(as_text=True)
     assert "Routes 101–200 of 250 matching “ipsec0” (252 in all)" in html
@@ -72,7 +73,8 @@ def test_a_filter_finds_a_peer_s_route_among_all_and_keeps_itself_in_the_pager(b
 
 def test_a_filter_that_matches_nothing_says_so(browser, routes):
     html = browser.get("/commands/routes?q=198.18.", htmx=True).get_data(as_text=True)
-    assert rows(html) == [] and "No route matches “198.18.”" in html and "Show all 252 routes" in html
+    assert rows(html) == [] and "No route matches “198.18.”" in html and "Clear the filter</a> to list all 252." in html
+    assert "routes-count" not in html, "no '0 of 252' beside it"
 
 
 def test_few_routes_need_no_filter_or_pager(browser):
@@ -92,3 +94,19 @@ def test_without_javascript_the_page_keeps_its_own_peer_table(make_app):
     # the peer table is its own first page of two, not every peer and not the routes' page 2
     assert [name for name in ("peer-0", "peer-1", "peer-2")
             if f'href="/peers/{name}"' in html] == ["peer-0", "peer-1"]
+
+
+def test_one_match_is_said_in_the_singular_and_no_filter_shows_no_count(browser, routes):
+    html = browser.get("/commands/routes?q=10.0.249.0", htmx=True).get_data(as_text=True)
+    assert "1 of 252 routes matches “10.0.249.0”." in html
+    assert "routes-count" not in browser.get("/commands/routes", htmx=True).get_data(as_text=True)
+
+
+def test_the_tunnels_routes_come_first_then_the_main_table_ipv4_before_ipv6():
+    from webui.drivers.kernel import route_order
+    listed = [Route(6, "main", "::/0"), Route(4, "main", "default"), Route(6, "220", "fd00::/64"),
+              Route(4, "220", "10.0.0.0/24"), Route(4, "main", "192.0.2.0/24"),
+              Route(4, "220", "10.0.1.0/24")]
+    assert [(r.table, r.destination) for r in sorted(listed, key=route_order)] == [
+        ("220", "10.0.0.0/24"), ("220", "10.0.1.0/24"), ("220", "fd00::/64"),
+        ("main", "default"), ("main", "192.0.2.0/24"), ("main", "::/0")]

@@ -47,7 +47,7 @@ _REQUEST_BODY = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12, RTM_GETRULE:
 
 IPSEC_TABLE = 220  # strongSwan installs its routes here (charon.routing_table)
 TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
-SHOWN_TABLES = (254, IPSEC_TABLE)
+SHOWN_TABLES = (IPSEC_TABLE, 254)  # in the order listed: the tunnels' routes first on an IPsec page
 PROTOCOL_NAMES = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated",
                   9: "ra", 11: "zebra", 12: "bird", 16: "dhcp", 42: "babel", 186: "bgp",
                   187: "isis", 188: "ospf", 189: "rip"}
@@ -279,6 +279,15 @@ def shown_route(raw: bytes) -> bool:
     return family in IP_FAMILIES and table in SHOWN_TABLES
 
 
+_TABLE_ORDER = {table_name(number): i for i, number in enumerate(SHOWN_TABLES)}
+
+
+def route_order(route: Route) -> tuple[int, int]:
+    """Where a route goes in the list: strongSwan's table first (the routes an IPsec page is
+    about), then the main table; IPv4 before IPv6 within each; the kernel's order after that."""
+    return _TABLE_ORDER[route.table], route.family
+
+
 def parse_route(raw: bytes, names: dict[int, str], peers: PeerNetworks | None = None) -> Route:
     """One route message, read for the fields the route view shows, straight from the wire: a
     thousand tunnels' routes decoded into pyroute2's objects cost more time and memory than the
@@ -441,8 +450,7 @@ class NetlinkDriver:
         # not what "routes" means here.
         networks = PeerNetworks(peers)
         shown = [parse_route(raw, names, networks) for raw in routes if shown_route(raw)]
-        order = {table_name(number): i for i, number in enumerate(SHOWN_TABLES)}
-        shown.sort(key=lambda r: (r.family, order[r.table]))
+        shown.sort(key=route_order)
         parsed_rules = sorted((parse_rule(m) for m in decoded(rules) if m["family"] in IP_FAMILIES),
                               key=lambda r: (r.family, r.priority))
         return Routes(routes=tuple(shown), rules=tuple(parsed_rules))

@@ -96,6 +96,24 @@
   document.addEventListener("htmx:afterRequest", function () { setTimeout(refocus, 0); });
   document.addEventListener("htmx:afterSettle", function () { setTimeout(refocus, 0); });
 
+  // A link or filter inside an output pane (Get routes' pager, Clear filter) is replaced with the
+  // pane, which drops the focus to <body>: it goes to the same control in the new pane when there
+  // is one (the filter field), else to the pane itself, so the keyboard stays where it was.
+  var inPane = null;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var active = document.activeElement;
+    var pane = e.detail.elt.closest && e.detail.elt.closest("#command-output [tabindex='-1']");
+    if (pane) inPane = { pane: pane.id, control: active && pane.contains(active) ? active.id : "" };
+  });
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var was = inPane;
+    if (!was || e.target.id !== "command-output") return;
+    inPane = null;
+    if (document.activeElement && document.activeElement !== document.body) return;
+    var to = (was.control && document.getElementById(was.control)) || document.getElementById(was.pane);
+    if (to) to.focus({ preventScroll: true });
+  });
+
   // A question that must be answered first (Restart IPsec?) is a real modal dialog: focus stays
   // in it, Escape or Cancel closes it, and it is gone once closed. A request sent from it closes
   // it when the answer is in.
