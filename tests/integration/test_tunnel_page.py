@@ -312,3 +312,53 @@ def test_restart_ipsec_drops_every_tunnel_on_the_admins_word_a_charon_restarted_
             assert flaps(text) == 1 and "1 the admin asked for besides" in text
     finally:
         drop_extra_network(clean_lab)
+
+
+def router_log_since(lab, offset: int) -> str:
+    with open(lab.charon_log("router"), "rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
+
+
+def test_a_drop_the_remote_caused_after_a_reauthenticate_is_a_flap_closed_by_the_remote(
+        live, clean_lab):
+    """review24 M2 and m4: the remote's DELETE ends any pending note of the admin's action, and
+    the drop it causes says so. And the premise, from charon's own log: none of the admin's
+    actions makes the router log the line the monitor takes for the remote's DELETE."""
+    from webui.drivers import monitor
+    browser = live.browser()
+    sa = up(browser, clean_lab)
+    assert wait_for(lambda: 'data-state="up"' in page_text(browser))
+    start = clean_lab.charon_log("router").stat().st_size
+    # without JavaScript: POST, 303, the page
+    text = html.unescape(browser.post("/peers/site-b/tunnel/reauthenticate",
+                                      {"sa": str(sa.unique_id)}).text)
+    assert f"IKE SA #{sa.unique_id} of site-b is reauthenticat" in text, text[:300]
+    sa = wait_for(lambda: (now := router_sas(clean_lab)) and now[0].unique_id != sa.unique_id
+                  and now[0].children and now[0], timeout=8)
+    assert sa, router_sas(clean_lab)
+    text = html.unescape(browser.post("/peers/site-b/tunnel/rekey-ike",
+                                      {"sa": str(sa.unique_id)}).text)
+    assert f"IKE SA #{sa.unique_id} of site-b is rekeying." in text, text[:300]
+    text = html.unescape(browser.post("/peers/site-b/tunnel/disconnect").text)
+    assert "site-b is disconnected." in text
+    text = html.unescape(browser.post("/peers/site-b/tunnel/connect").text)
+    assert "site-b is up." in text
+    time.sleep(1)  # the old SAs' last exchanges
+    ours = router_log_since(clean_lab, start)
+    assert "deleting IKE_SA site-b[" in ours, "the router closed SAs itself"
+    assert "received DELETE for IKE_SA" not in ours, "the admin's actions send the DELETE"
+    sa = wait_for(lambda: (now := router_sas(clean_lab)) and now[0].children and now[0])
+
+    # The reviewer's Reauthenticate answered "still at it" and was never seen done, so its note
+    # was still pending when the remote closed the tunnel: the same note, pending again.
+    live.applier.drivers.ipsec._monitor.note_asked("site-b", monitor.REAUTHENTICATED,
+                                                   replacing=(sa.unique_id,))
+    start = clean_lab.charon_log("router").stat().st_size
+    strongswan.stream(clean_lab.remote_vici, "terminate", "control-log",
+                      {"ike": "site-b", "timeout": 2000})
+    text = wait_for(lambda: 'data-state="up"' not in (t := page_text(browser)) and t, timeout=5)
+    assert text and flaps(text) == 1, history_rows(text)
+    assert history_rows(text)[0] == ("up", "down", monitor.CLOSED_BY_REMOTE), history_rows(text)
+    assert f"received DELETE for IKE_SA site-b[{sa.unique_id}]" in \
+        router_log_since(clean_lab, start)

@@ -368,3 +368,45 @@ def test_giving_memory_back_without_glibc_does_nothing(monkeypatch):
     monkeypatch.setattr(m, "_malloc_trim", None)
     m.give_back_memory()  # looked up here (glibc on this machine) and called
     assert m._malloc_trim
+
+
+# charon's line when the remote's DELETE for the IKE SA arrives (the lab router's log:
+# "10:40:49 01[IKE] received DELETE for IKE_SA site-b[19]"; VICI's log event has no prefix)
+REMOTE_DELETE = "received DELETE for IKE_SA b[1]"
+
+
+def test_the_remotes_delete_ends_the_admins_pending_note_and_is_the_drops_reason():
+    monitor = m.Monitor("x", strongswan.session)
+    rows = up_then(monitor, lambda mo: mo.note_asked("b", m.REAUTHENTICATED, replacing=(1,)),
+                   lambda mo: mo._handle(event("log", {"ikesa-name": "b", "ikesa-uniqueid": "1",
+                                                       "msg": REMOTE_DELETE})),
+                   [])
+    assert rows[-1] == ("up", "down", m.CLOSED_BY_REMOTE, ""), "a flap, with the remote's reason"
+    assert monitor.snapshot().tunnels["b"].reason == m.CLOSED_BY_REMOTE
+    # a DELETE of an IKE SA the tunnel does not depend on (a replaced one): no row, and the
+    # reason goes with the next listing that finds it up
+    rows = up_then(monitor, lambda mo: mo._handle(event("log", {
+        "ikesa-name": "c", "ikesa-uniqueid": "1", "msg": "received DELETE for IKE_SA c[1]"})),
+        [sa("c")], name="c")
+    assert rows == [("down", "up", "", "")] and monitor.snapshot().tunnels["c"].reason == ""
+    # this end's own delete is not the remote's
+    rows = up_then(monitor, lambda mo: mo.note_asked("d", m.REAUTHENTICATED),
+                   lambda mo: mo._handle(event("log", {
+                       "ikesa-name": "d", "ikesa-uniqueid": "1",
+                       "msg": "deleting IKE_SA d[1] between 192.0.2.1[a]...192.0.2.2[b]"})),
+                   [], name="d")
+    assert rows[-1] == ("up", "down", m.REAUTHENTICATED, "back")
+
+
+def test_an_action_not_seen_done_in_settles_time_lapses_soon_after(monkeypatch):
+    monitor = m.Monitor("x", strongswan.session)
+    rows = up_then(monitor, lambda mo: mo.note_asked("b", m.REAUTHENTICATED),
+                   lambda mo: mo.note_late("b"))
+    assert rows and monitor._asked["b"][2] <= time.monotonic() + m.ASKED_LATE
+    monkeypatch.setattr(m, "ASKED_LATE", 0.0)
+    monitor.note_late("b")
+    time.sleep(0.01)
+    monitor._apply_sas({"b": ()}, time.time(), whole=False)
+    assert monitor.history("b")[-1][1:] == ("up", "down", "", ""), "a drop after it: a flap"
+    monitor.note_late("gone")  # no note: nothing to shorten
+    assert "gone" not in monitor._asked

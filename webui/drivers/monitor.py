@@ -45,9 +45,15 @@ RELOADED = "peer changed and reloaded"
 # A new charon answers: every SA of the one before ended with it (Restart IPsec, or not).
 RESTARTED = "strongSwan restarted by the admin"
 CHARON_REPLACED = "strongSwan stopped or restarted, not from this UI"
+# The other end closed the IKE SA: charon logs "received DELETE for IKE_SA site-b[7]" when it
+# processes the remote's DELETE (IKEv1: "received DELETE for ISAKMP_SA ..." is not matched here).
+CLOSED_BY_REMOTE = "closed by the remote (it sent a DELETE)"
 # How long an action of the admin waits for the state change it causes: charon's answer comes
 # within a second or two; longer, and a drop no one asked for would be put down to the admin.
 ASKED_FOR = 20.0
+# A rekey or reauthentication that settle() did not see done in its time is late; the note then
+# lasts only this much longer, so a drop seconds later is not put down to the admin on a guess.
+ASKED_LATE = 5.0
 # How long two established IKE SAs of one peer may stand before the older is closed: longer than
 # a reauthentication's overlap (charon closes the old SA itself once the new one is up).
 DUPLICATE_GRACE = 30.0
@@ -64,6 +70,12 @@ _FROM = re.compile(r"^received packet: from (\S+?)\[\d+\]")
 # "looking for peer configs matching 192.0.2.1[%any]...192.0.2.2[branch.example.com]" (IKEv1:
 # "looking for pre-shared key peer configs matching 192.0.2.1...192.0.2.2[branch.example.com]")
 _LOOKING = re.compile(r"^looking for .*peer configs matching (\S+?)(?:\[(.*?)\])?\.\.\.(\S+?)\[(.*)\]$")
+# Only the remote's DELETE makes charon log this: each of the admin's own actions here (Disconnect,
+# Terminate, Rekey IKE, Reauthenticate, a save that renews the SAs) makes this end *send* the
+# DELETE instead (tests/integration/test_tunnel_page.py checks the router's log for it). Should a
+# rekey or reauthentication the remote starts end the old IKE SA with the same line, the tunnel
+# stays up on the new one, no drop is recorded, and the next listing forgets the reason.
+_THEY_DELETE = re.compile(r"^received DELETE for IKE_SA ")
 _CONNECTION = re.compile(r"^(?:added|updated|replaced) vici connection: (\S+)$")
 _UNNAMED = "(unnamed)"  # charon's name for an IKE SA without a connection yet
 _malloc_trim = None  # glibc's, once looked up; False where there is none
@@ -267,6 +279,15 @@ class Monitor(threading.Thread):
         """The admin's action is over (its result listed): what changes next is not theirs."""
         with self._lock:
             self._asked.pop(name, None)
+
+    def note_late(self, name: str) -> None:
+        """The action the admin asked for has not shown its result in the time it normally takes
+        (settle() timed out): its note lasts only ASKED_LATE longer."""
+        with self._lock:
+            pending = self._asked.get(name)
+            if pending:
+                until = min(pending[2], time.monotonic() + ASKED_LATE)
+                self._asked[name] = (pending[0], pending[1], until, pending[3])
 
     def note_not_asked(self, name: str) -> None:
         """The admin's action was refused: it changed nothing, and what changes next is not
@@ -731,6 +752,15 @@ class Monitor(threading.Thread):
         they = _THEY_INITIATE.match(text)
         if they:
             self._initiated[uid] = they.group(1)
+            return
+        if name and _THEY_DELETE.match(text):
+            # The remote closed it: a drop that follows is its doing, not the admin's, even
+            # while a note of the admin's action is pending (review24 M2).
+            with self._lock:
+                self._asked.pop(name, None)
+            self._update(name, lambda t: replace(t, reason=CLOSED_BY_REMOTE, reason_at=time.time(),
+                                                 direction=""))
+            self._dirty.add(name)
             return
         reason = self.reason_of(name, text)
         if reason and uid and (ids := self._sa_ids.get(uid)) and "peer config" in text:

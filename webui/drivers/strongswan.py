@@ -601,6 +601,8 @@ class ViciDriver:
         log.info("%s %s of %s", command, what, name)
         if monitor is not None:
             if not monitor.settle(name, until):
+                if command != "terminate":
+                    monitor.note_late(name)
                 return done + STILL_AT_IT
             monitor.note_done(name)  # its drop, if it made one, is in the history by now
         return done
