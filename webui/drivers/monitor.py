@@ -46,7 +46,7 @@ RELOADED = "peer changed and reloaded"
 RESTARTED = "strongSwan restarted by the admin"
 CHARON_REPLACED = "strongSwan stopped or restarted, not from this UI"
 # The other end closed the IKE SA: charon logs "received DELETE for IKE_SA site-b[7]" when it
-# processes the remote's DELETE (IKEv1: "received DELETE for ISAKMP_SA ..." is not matched here).
+# processes the remote's DELETE (IKEv1 and IKEv2 alike).
 CLOSED_BY_REMOTE = "closed by the remote (it sent a DELETE)"
 # How long an action of the admin waits for the state change it causes: charon's answer comes
 # within a second or two; longer, and a drop no one asked for would be put down to the admin.
