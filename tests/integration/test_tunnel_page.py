@@ -396,3 +396,17 @@ def test_a_drop_the_remote_caused_after_a_reauthenticate_is_a_flap_closed_by_the
     assert history_rows(text)[0] == ("up", "down", monitor.CLOSED_BY_REMOTE), history_rows(text)
     assert f"received DELETE for IKE_SA site-b[{sa.unique_id}]" in \
         router_log_since(clean_lab, start)
+
+
+def test_an_ikev1_tunnel_the_remote_closes_reads_closed_by_the_remote(live, clean_lab):
+    """IKEv1's remote DELETE (its CHILD_SA's, then its ISAKMP SA's) logs the same line."""
+    browser = live.browser()
+    up(browser, clean_lab, ike_version="1")
+    strongswan.stream(clean_lab.remote_vici, "terminate", "control-log",
+                      {"ike": "site-b", "timeout": 2000})
+    text = wait_for(lambda: (t := page_text(browser)) and 'data-state="up"' not in t
+                    and history_rows(t)[0][1] == "down" and t, timeout=5)
+    assert text, history_rows(page_text(browser))
+    drops = [row for row in history_rows(text) if row[0] == "up"]
+    assert drops and flaps(text) == len(drops), history_rows(text)
+    assert history_rows(text)[0][2] == "closed by the remote (it sent a DELETE)", history_rows(text)
