@@ -410,3 +410,15 @@ def test_an_action_not_seen_done_in_settles_time_lapses_soon_after(monkeypatch):
     assert monitor.history("b")[-1][1:] == ("up", "down", "", ""), "a drop after it: a flap"
     monitor.note_late("gone")  # no note: nothing to shorten
     assert "gone" not in monitor._asked
+
+
+def test_the_driver_shortens_the_note_of_a_reauthentication_it_did_not_see_done(
+        charon, tmp_path, monkeypatch):
+    driver = strongswan.ViciDriver(charon.path, data_dir=tmp_path)
+    driver._monitor = monitor = m.Monitor(str(charon.path), strongswan.session)  # not started
+    monkeypatch.setattr(monitor, "settle", lambda name, until=None, timeout=3.0: False)
+    charon.replies["rekey"] = ([], {"success": "yes"})
+    answer = driver.reauthenticate("branch", 1)
+    assert answer.endswith(strongswan.STILL_AT_IT), answer
+    assert monitor._asked["branch"][:2] == (m.REAUTHENTICATED, "back")
+    assert monitor._asked["branch"][2] <= time.monotonic() + m.ASKED_LATE, "not 20 s"
