@@ -389,6 +389,14 @@ def test_the_remotes_delete_ends_the_admins_pending_note_and_is_the_drops_reason
         "ikesa-name": "c", "ikesa-uniqueid": "1", "msg": "received DELETE for IKE_SA c[1]"})),
         [sa("c")], name="c")
     assert rows == [("down", "up", "", "")] and monitor.snapshot().tunnels["c"].reason == ""
+    # the remote's rekey: its new IKE SA is listed before the DELETE of the old one comes
+    new = IkeSA(name="e", unique_id=2, state="ESTABLISHED", version=2, established_for=1,
+                children=sa("e").children)
+    rows = up_then(monitor, lambda mo: mo.note_asked("e", m.REKEYED), [sa("e"), new],
+                   lambda mo: mo._handle(event("log", {
+                       "ikesa-name": "e", "ikesa-uniqueid": "1",
+                       "msg": "received DELETE for IKE_SA e[1]"})), name="e")
+    assert monitor.snapshot().tunnels["e"].reason == "" and "e" in monitor._asked
     # this end's own delete is not the remote's
     rows = up_then(monitor, lambda mo: mo.note_asked("d", m.REAUTHENTICATED),
                    lambda mo: mo._handle(event("log", {
@@ -396,6 +404,25 @@ def test_the_remotes_delete_ends_the_admins_pending_note_and_is_the_drops_reason
                        "msg": "deleting IKE_SA d[1] between 192.0.2.1[a]...192.0.2.2[b]"})),
                    [], name="d")
     assert rows[-1] == ("up", "down", m.REAUTHENTICATED, "back")
+
+
+def test_the_remotes_delete_logged_after_the_drop_was_listed_still_makes_it_the_remotes():
+    """charon queues log lines for VICI but raises ike-updown at once: the lab saw the listing
+    of the drop come first (2 runs in 8), which took the pending note."""
+    monitor = m.Monitor("x", strongswan.session)
+    delete = lambda name: lambda mo: mo._handle(event("log", {  # noqa: E731
+        "ikesa-name": name, "ikesa-uniqueid": "1", "msg": f"received DELETE for IKE_SA {name}[1]"}))
+    rows = up_then(monitor, lambda mo: mo.note_asked("b", m.REAUTHENTICATED), [], delete("b"))
+    assert rows[-1] == ("up", "down", m.CLOSED_BY_REMOTE, "")
+    # a drop listed longer ago than a log line trails its event: the admin's, left as it was
+    up_then(monitor, lambda mo: mo.note_asked("c", m.REAUTHENTICATED), [], name="c")
+    history = monitor._history["c"]
+    history[-1] = history[-1]._replace(at=time.time() - m.LATE_LOG - 1)
+    delete("c")(monitor)
+    assert monitor.history("c")[-1][1:] == ("up", "down", m.REAUTHENTICATED, "back")
+    # a Disconnect is over when charon answers it: never rewritten
+    rows = up_then(monitor, lambda mo: mo.note_disconnected("d"), [], delete("d"), name="d")
+    assert rows[-1] == ("up", "down", m.DISCONNECTED, "down")
 
 
 def test_an_action_not_seen_done_in_settles_time_lapses_soon_after(monkeypatch):

@@ -48,6 +48,7 @@ CHARON_REPLACED = "strongSwan stopped or restarted, not from this UI"
 # The other end closed the IKE SA: charon logs "received DELETE for IKE_SA site-b[7]" when it
 # processes the remote's DELETE (IKEv1 and IKEv2 alike).
 CLOSED_BY_REMOTE = "closed by the remote (it sent a DELETE)"
+LATE_LOG = 2.0  # how far a log line may trail the event it explains (see _closed_by_remote)
 # How long an action of the admin waits for the state change it causes: charon's answer comes
 # within a second or two; longer, and a drop no one asked for would be put down to the admin.
 ASKED_FOR = 20.0
@@ -72,9 +73,9 @@ _FROM = re.compile(r"^received packet: from (\S+?)\[\d+\]")
 _LOOKING = re.compile(r"^looking for .*peer configs matching (\S+?)(?:\[(.*?)\])?\.\.\.(\S+?)\[(.*)\]$")
 # Only the remote's DELETE makes charon log this: each of the admin's own actions here (Disconnect,
 # Terminate, Rekey IKE, Reauthenticate, a save that renews the SAs) makes this end *send* the
-# DELETE instead (tests/integration/test_tunnel_page.py checks the router's log for it). Should a
-# rekey or reauthentication the remote starts end the old IKE SA with the same line, the tunnel
-# stays up on the new one, no drop is recorded, and the next listing forgets the reason.
+# DELETE instead (tests/integration/test_tunnel_page.py checks the router's log for it). A rekey
+# or reauthentication the remote starts ends the old IKE SA with the same line (seen in the lab);
+# the tunnel stays up on the new one, and the next listing forgets the reason.
 _THEY_DELETE = re.compile(r"^received DELETE for IKE_SA ")
 _CONNECTION = re.compile(r"^(?:added|updated|replaced) vici connection: (\S+)$")
 _UNNAMED = "(unnamed)"  # charon's name for an IKE SA without a connection yet
@@ -755,9 +756,17 @@ class Monitor(threading.Thread):
             return
         if name and _THEY_DELETE.match(text):
             # The remote closed it: a drop that follows is its doing, not the admin's, even
-            # while a note of the admin's action is pending (review24 M2).
+            # while a note of the admin's action is pending (review24 M2). Unless another IKE
+            # SA of the peer is listed up: then the remote replaced this one (its rekey, or a
+            # reauthentication that makes before it breaks) and the tunnel goes on.
+            gone = int(uid) if uid.isdigit() else None
             with self._lock:
+                if any(sa.unique_id != gone and sa.state in _UP_IKE
+                       for sa in self._sas.get(name, ())):
+                    self._dirty.add(name)
+                    return
                 self._asked.pop(name, None)
+                self._closed_by_remote(name)
             self._update(name, lambda t: replace(t, reason=CLOSED_BY_REMOTE, reason_at=time.time(),
                                                  direction=""))
             self._dirty.add(name)
@@ -781,6 +790,17 @@ class Monitor(threading.Thread):
             if len(table) > 4096:  # unique ids only grow: keep the newest half
                 for key in list(table)[:len(table) - 2048]:
                     del table[key]
+
+    def _closed_by_remote(self, name: str) -> None:
+        """charon raises its log lines to VICI from a queue of their own and `ike-updown` at
+        once, so the remote's DELETE line may come after the listing that saw the drop: a drop
+        that just took a pending note of an action meant to come straight back is the remote's
+        (lock held). A Disconnect or a Terminate is done when charon answers; never rewritten."""
+        history = self._history.get(name)
+        last = history[-1] if history else None
+        if last and last.asked == ASKED_BACK and last.reason != RESTARTED and \
+                _RANK[last.new] < _RANK[last.old] and time.time() - last.at < LATE_LOG:
+            history[-1] = last._replace(reason=CLOSED_BY_REMOTE, asked="")
 
     def _peers_of(self, name: str, uid: str, text: str) -> tuple[str, ...]:
         """Which peers a log line is about: its connection's name when charon gives one; for an
