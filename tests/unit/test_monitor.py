@@ -449,3 +449,35 @@ def test_the_driver_shortens_the_note_of_a_reauthentication_it_did_not_see_done(
     assert answer.endswith(strongswan.STILL_AT_IT), answer
     assert monitor._asked["branch"][:2] == (m.REAUTHENTICATED, "back")
     assert monitor._asked["branch"][2] <= time.monotonic() + m.ASKED_LATE, "not 20 s"
+
+
+def test_an_sa_a_noblock_listing_leaves_out_is_asked_again_before_it_counts_as_down(charon, monkeypatch):
+    """charon's list-sas with noblock skips an IKE SA in use at that moment (a rekey, a DPD): it
+    is missing from the answer, not gone. Seen in the lab as false up -> down rows."""
+    monitor = m.Monitor(str(charon.path), strongswan.session)
+    monitor.sync()
+    assert monitor.snapshot().tunnels["branch"].state == "up"
+    before = list(monitor.history("branch"))
+    real, asked = monitor._query_sas, []
+
+    def busy(query):  # the SA is checked out: noblock leaves it out, a waiting listing has it
+        asked.append(dict(query))
+        return {} if query.get("noblock") else real(query)
+    monkeypatch.setattr(monitor, "_query_sas", busy)
+    monitor.sync()
+    monitor._refresh({"branch"}, monitor._next_listing())
+    assert monitor.snapshot().tunnels["branch"].state == "up"
+    assert list(monitor.history("branch")) == before, "no false drop recorded"
+    assert {"ike": "branch"} in asked, "asked again without noblock"
+
+    charon.replies["list-sas"] = ([], {})  # really gone: both answers lack it
+    monitor._refresh({"branch"}, monitor._next_listing())
+    assert monitor.snapshot().tunnels["branch"].state == "down"
+    assert [t.new for t in monitor.history("branch")][-1:] == ["down"]
+
+    monitor.sync()
+    monkeypatch.setattr(monitor, "_query_sas", lambda query: {})
+    many = {f"p{i}": monitor._sas.get("branch") or (object(),) for i in range(m.CONFIRM_AT_MOST + 1)}
+    monitor._sas = many
+    asked.clear()
+    assert monitor._list_sas() == {}, "a storm of drops is not asked again one by one"

@@ -58,6 +58,7 @@ ASKED_LATE = 5.0
 # How long two established IKE SAs of one peer may stand before the older is closed: longer than
 # a reauthentication's overlap (charon closes the old SA itself once the new one is up).
 DUPLICATE_GRACE = 30.0
+CONFIRM_AT_MOST = 20  # SAs missing from a noblock listing, asked again one by one
 
 _RANK = {"down": 0, "connecting": 1, "ike-up": 2, "up": 3}  # a move down this scale is a drop
 _UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
@@ -480,7 +481,29 @@ class Monitor(threading.Thread):
 
     # --- talking to charon -----------------------------------------------------------------------
     def _list_sas(self, name: str | None = None) -> dict[str, tuple[IkeSA, ...]]:
-        query = {"noblock": "yes"} | ({"ike": name} if name else {})
+        """The IKE SAs by connection name, all of them or `name`'s. Asked with `noblock`, so one
+        IKE SA charon keeps busy cannot hold up the whole listing; but charon then leaves out any
+        IKE SA in use at that moment (a rekey, a DPD, a message being handled): missing from the
+        answer, not gone. A peer whose SAs the snapshot holds and the answer lacks is asked
+        again, waiting for its SAs (bounded by the query timeout), before its tunnel is taken
+        for down; a real drop costs one more short question."""
+        found = self._query_sas({"noblock": "yes"} | ({"ike": name} if name else {}))
+        with self._lock:
+            held = dict(self._sas)
+        missing = [n for n in ((name,) if name else held) if held.get(n) and n not in found]
+        if len(missing) > CONFIRM_AT_MOST:
+            return found  # a storm of drops (charon restarted): they are real, no SA is busy
+        for gone in missing:
+            try:
+                again = self._query_sas({"ike": gone}).get(gone)
+            except DriverError as err:
+                log.info("listing %s again: %s; its SAs are kept as they were", gone, err)
+                again = held[gone]
+            if again:
+                found[gone] = again
+        return found
+
+    def _query_sas(self, query: dict) -> dict[str, tuple[IkeSA, ...]]:
         with self.session(self.socket_path, self.query_timeout) as vs:
             found: dict[str, list[IkeSA]] = {}
             for event in vs.events("list-sas", "list-sa", query):
