@@ -536,11 +536,21 @@ class ViciDriver:
         return f"{name} is disconnected."
 
     def rekey(self, name: str) -> str:
-        """Rekey the tunnel now: its IKE SA, then each CHILD_SA (new keys and SPIs; the old SAs
-        carry traffic until the new ones are in, so nothing is dropped)."""
+        """Rekey the tunnel now: each CHILD_SA, then its IKE SA (new keys and SPIs; the old SAs
+        carry traffic until the new ones are in, so nothing is dropped). Children first: charon
+        queues a child's rekey on the IKE SA that holds the child, and one queued while that IKE
+        SA is being rekeyed is lost with it (the lab's charon log: "vici rekey CHILD_SA" during
+        the IKE rekey, then no CHILD_SA rekey at all; the SPIs stayed). Asked after the
+        children, the IKE rekey waits on the same IKE SA until they are done."""
         if self._monitor is not None:
             self._monitor.note_asked(name, REKEYED)
         with self._session(self.connect_timeout + 2) as vs:
+            conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
+            for child in next((c.children for c in conns if c.name == name), ()) or (name,):
+                try:
+                    request(vs, "rekey", {"child": child})
+                except CommandFailed:
+                    pass  # a child not up (one pair of an IKEv1 peer, say) has nothing to rekey
             try:
                 request(vs, "rekey", {"ike": name})
             except CommandFailed as err:
@@ -549,12 +559,6 @@ class ViciDriver:
                 if "no matching" in str(err) or "not found" in str(err):
                     return f"{name} is not connected."
                 return f"{name} could not be rekeyed: {err.reason}"
-            conns = vm.parse_conns(streamed(vs, "list-conns", "list-conn", {"ike": name}))
-            for child in next((c.children for c in conns if c.name == name), ()) or (name,):
-                try:
-                    request(vs, "rekey", {"child": child})
-                except CommandFailed:
-                    pass  # a child not up (one pair of an IKEv1 peer, say) has nothing to rekey
         log.info("rekeying %s", name)
         return f"{name} is rekeying."
 
