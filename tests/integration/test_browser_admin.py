@@ -536,6 +536,10 @@ def test_a_stale_form_after_signing_in_again_says_reload_not_400(open_page, live
         edit.click("button:has-text('Save changes')")
         edit.wait_for_selector(f"{banner}:visible")
     assert edit.inner_text(banner).startswith("Nothing was changed: the form had expired.")
+    # review 25: Save is far below the banner; the words must not appear out of sight
+    assert edit.evaluate("document.activeElement.textContent") == "Reload the page"
+    assert edit.evaluate(f"""() => {{ const r = document.querySelector('{banner}').getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight; }}"""), "the banner is in view"
     edit_console.assert_clean()
     assert edit.input_value("#remote_networks") == "10.9.0.0/16", "what was typed is still there"
 

@@ -28,6 +28,9 @@
       reload.textContent = "Reload the page";
       banner().appendChild(document.createTextNode(" "));
       banner().appendChild(reload);
+      // The banner is at the top; the button pressed may be far below it (Save, Test, an SA's
+      // Rekey). The focus goes to Reload, which brings the banner into view and is the next step.
+      reload.focus();
       return;
     }
     showError("The router answered " + xhr.status + " " + (xhr.statusText || "") + " to that request.", "response");
