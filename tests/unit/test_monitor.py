@@ -3,6 +3,7 @@ and its conversation with a fake charon; and the poll that answers 204 when noth
 import re
 import struct
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -27,6 +28,23 @@ def test_summarise_up_with_counters_networks_and_since():
     assert state.local_ts == ("198.51.100.0/24",)
     later = m.summarise("branch", [sa(established=64)], at=1005.4, previous=state)
     assert later == state, "the same SA a few seconds later: nothing changed"
+
+
+def test_up_for_counts_on_across_a_rekey_and_from_the_tunnel_after_a_terminated_child():
+    """Review 25: "up for" went back to 0 s on every Rekey IKE and Reauthenticate (the new IKE SA
+    is seconds old) while History showed no drop; and after a terminated CHILD_SA was connected
+    again it counted from the older IKE SA."""
+    up = m.summarise("b", [sa(established=600)], at=1000.0, previous=None)
+    assert up.up_since == 400.0
+    rekeyed = m.summarise("b", [replace(sa(established=1), unique_id=2)], at=1010.0, previous=up)
+    assert rekeyed.up_since == 400.0, "the same tunnel, new SAs"
+    no_tunnel = m.summarise("b", [sa(established=620, children=())], at=1020.0, previous=rekeyed)
+    assert no_tunnel.state == "ike-up"
+    child = ChildSA(name="b", state="INSTALLED", installed_for=3, local_ts=("198.51.100.0/24",),
+                    remote_ts=("203.0.113.0/24",))
+    again = m.summarise("b", [replace(sa(established=640), children=(child,))], at=1040.0,
+                        previous=no_tunnel)
+    assert (again.state, again.up_since) == ("up", 1037.0), "up since the tunnel came in"
 
 
 def test_summarise_ike_up_without_a_tunnel_is_not_up():

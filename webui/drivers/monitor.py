@@ -105,6 +105,7 @@ def summarise(name: str, sas: Iterable[IkeSA], at: float,
     the previous state knew (reason, attempts, since) where the SAs say nothing new."""
     previous = previous or TunnelState(name=name, state="down")
     ike_up, up_since, bytes_in, bytes_out = False, 0.0, 0, 0
+    newest_child: int | None = None  # seconds since the youngest installed CHILD_SA came in
     local_ts: list[str] = []
     remote_ts: list[str] = []
     any_sa = False
@@ -117,6 +118,9 @@ def summarise(name: str, sas: Iterable[IkeSA], at: float,
             up_since = max(up_since, at - sa.established_for)
         for child in sa.children:
             if child.state in _UP_CHILD:
+                if child.installed_for is not None:
+                    newest_child = min(child.installed_for, newest_child if newest_child is not None
+                                       else child.installed_for)
                 bytes_in += child.bytes_in
                 bytes_out += child.bytes_out
                 local_ts += [ts for ts in child.local_ts if ts not in local_ts]
@@ -126,7 +130,15 @@ def summarise(name: str, sas: Iterable[IkeSA], at: float,
     # charon counts whole seconds: the same IKE SA seen a period later may compute a second
     # apart, and a snapshot that changed on every listing would never answer a poll with 204.
     up_since = float(int(up_since)) if ike_up else 0.0
-    if ike_up and previous.up_since and abs(up_since - previous.up_since) <= 2:
+    if up and previous.state == "up" and previous.up_since:
+        # A rekey or a reauthentication replaces the SAs, not the tunnel: it has been up all
+        # along (History shows no drop), so "up for" goes on counting.
+        up_since = previous.up_since
+    elif up and previous.since and previous.state != "up" and newest_child is not None:
+        # It came up just now, perhaps on an IKE SA that was up before (a terminated CHILD_SA
+        # connected again): up since the tunnel came in, not since the IKE SA did.
+        up_since = float(int(at - newest_child))
+    elif ike_up and previous.up_since and abs(up_since - previous.up_since) <= 2:
         up_since = previous.up_since
     fields = dict(state=state, ike_up=ike_up, up_since=up_since, bytes_in=bytes_in,
                   bytes_out=bytes_out, local_ts=tuple(local_ts), remote_ts=tuple(remote_ts))
