@@ -239,6 +239,15 @@ class IPsecService:
             return set()
         return {name for name, state in states.items() if state.state == "up"}
 
+    def tunnels_disconnected(self) -> list[str]:
+        """The peers the admin disconnected (Disconnect, or Terminate of the tunnel), by name: a
+        restart loads every enabled peer as configured, so these come up again."""
+        try:
+            states = self.drivers.ipsec.tunnel_states()
+        except DriverError:
+            return []
+        return sorted(name for name, state in states.items() if state.disconnected)
+
     def restart(self) -> list[Step]:
         """Restart strongSwan, then load every configured peer again (VICI config is in memory),
         and end with how many of the tunnels that were up are back."""

@@ -111,7 +111,8 @@ def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
             parts.append(f"again, after: {_reason(tunnel)}")
         return PeerStatus("connecting", ", ".join(parts), tunnel.since)
     if tunnel.disconnected:
-        return PeerStatus("disconnected", "stays down until Connect", tunnel.reason_at or tunnel.since)
+        return PeerStatus("disconnected", "stays down until Connect or Restart IPsec",
+                          tunnel.reason_at or tunnel.since)
     if not tunnel.ever_up and (not tunnel.reason or any(s in tunnel.reason for s in _SILENT)):
         return PeerStatus("waiting", _reason(tunnel) or "never reached it yet", tunnel.since)
     return PeerStatus("down", _reason(tunnel), tunnel.reason_at or tunnel.since)

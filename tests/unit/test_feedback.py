@@ -5,6 +5,7 @@ import re
 
 from tests.conftest import ADMIN_PASSWORD, LEAKS, Browser, valid_peer_form
 from webui import create_app
+from webui.drivers import TunnelState
 
 NEW_PASSWORD = "Another-long-passw0rd"
 
@@ -113,6 +114,21 @@ def test_restart_asks_first_with_a_page_or_a_dialog(browser):
     dialog = browser.get("/commands/restart", htmx=True).get_data(as_text=True)
     assert dialog.lstrip().startswith('<dialog id="restart-dialog"') and "data-modal" in dialog
     assert '<form method="dialog"><button type="submit" autofocus>Cancel</button></form>' in dialog
+
+
+def test_restart_says_which_tunnels_the_admin_disconnected_it_brings_back(app, browser, monkeypatch):
+    """Review 25: a restart starts every enabled peer as configured, so a tunnel the admin had
+    disconnected comes up again; the question says so before, not after."""
+    browser.post("/peers", valid_peer_form())
+    ipsec = app.extensions["webui"].drivers.ipsec
+    monkeypatch.setattr(ipsec, "tunnel_states", lambda names=None: {
+        "branch-a": TunnelState("branch-a", "down", disconnected=True)})
+    dialog = browser.get("/commands/restart", htmx=True).get_data(as_text=True)
+    assert "1 tunnel you disconnected (branch-a) will come up again" in dialog
+    assert "Disable a peer to keep it down." in browser.get("/commands/restart").get_data(as_text=True)
+    monkeypatch.setattr(ipsec, "tunnel_states", lambda names=None: {
+        "branch-a": TunnelState("branch-a", "down")})
+    assert "you disconnected" not in browser.get("/commands/restart", htmx=True).get_data(as_text=True)
 
 
 def stored_peer(app, name="branch-a"):

@@ -67,7 +67,8 @@ def routes():
 def confirm_restart():
     """Restart IPsec asks first: a dialog for htmx, a page of its own without JavaScript."""
     s = service()
-    context = {"up": len(s.tunnels_up()), "enabled": sum(1 for p in s.peers() if p.enabled)}
+    context = {"up": len(s.tunnels_up()), "enabled": sum(1 for p in s.peers() if p.enabled),
+               "disconnected": s.tunnels_disconnected()}
     if wants_fragment():
         return render_template("commands/_restart_dialog.html", **context)
     return render_template("commands/restart.html", **context)
