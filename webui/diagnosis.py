@@ -357,18 +357,15 @@ def _explain(peer: Peer, attempt: list[LogLine]) -> list[Finding]:
             who = remote = m.group(1)
     findings = []
     established = any(_ESTABLISHED.match(t) for t in texts)
-    received = configured = None
+    failures = [i for i, text in enumerate(texts) if _NO_PROPOSAL.search(text)]
     for i, text in enumerate(texts):
-        if m := _RECEIVED.match(text):
-            received = m.group(1)
-        elif m := _CONFIGURED.match(text):
-            configured = m.group(1)
-        elif _NO_PROPOSAL.search(text) and received and configured:
-            protocol = "IKE" if received.startswith("IKE") else "ESP"
-            first_child = peer.ike_version == 2 and protocol == "ESP"
-            findings.append(_proposals(peer, protocol, received, configured, who,
-                                       pfs_counts=not first_child))
-            received = configured = None
+        if i in failures:
+            received, configured = _offers_around(texts, failures, i)
+            if received and configured:
+                protocol = "IKE" if received.startswith("IKE") else "ESP"
+                first_child = peer.ike_version == 2 and protocol == "ESP"
+                findings.append(_proposals(peer, protocol, received, configured, who,
+                                           pfs_counts=not first_child))
         elif "NO_PROPOSAL_CHOSEN" in text and text.startswith("received"):
             child = "no CHILD_SA built" in text or established
             findings.append(_refused_proposals(peer, "ESP" if child else "IKE"))
@@ -400,6 +397,23 @@ def _explain(peer: Peer, attempt: list[LogLine]) -> list[Finding]:
     if not findings:
         findings += _reachability(texts, remote)
     return [f if f.at else _at(f, at, texts) for f in _unique(findings)]
+
+
+def _offers_around(texts: list[str], failures: list[int], i: int) -> tuple[str, str]:
+    """The received and configured proposals that go with the "no proposal" line `texts[i]`:
+    those logged since the failure before it, else those up to the failure after it. charon
+    raises its log lines to VICI from a queue that two worker threads may drain at once
+    (vici_logger.c), so three lines logged in a row may arrive in another order."""
+    at = failures.index(i)
+    start = failures[at - 1] + 1 if at else 0
+    end = failures[at + 1] if at + 1 < len(failures) else len(texts)
+    found = {}
+    for span in (range(i - 1, start - 1, -1), range(i + 1, end)):
+        for j in span:
+            for key, pattern in (("received", _RECEIVED), ("configured", _CONFIGURED)):
+                if key not in found and (m := pattern.match(texts[j])):
+                    found[key] = m.group(1)
+    return found.get("received", ""), found.get("configured", "")
 
 
 def _key(peer: Peer, texts: list[str], who: str, remote: str) -> list[Finding]:

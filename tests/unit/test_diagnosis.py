@@ -86,6 +86,28 @@ def test_esp_proposals_in_ikev2_leave_the_group_out_and_say_so():
     assert "check that the PFS groups match too" in finding.text
 
 
+@pytest.mark.parametrize("case", ["esp-v2/remote-initiates", "ike-v1/remote-initiates"])
+@pytest.mark.parametrize("late", ["received proposals", "configured proposals"])
+def test_proposals_that_arrive_after_the_failure_line_are_still_paired_with_it(case, late):
+    """charon may raise its log lines to VICI out of order (two workers drain vici_logger's
+    queue): the proposals a failure names may come after it (a whole-suite run saw this)."""
+    events = list(LINES[case])
+    moved = next(e for e in events if e["msg"].startswith(late))
+    failure = next(e for e in events if "proposal found" in e["msg"])
+    events.remove(moved)
+    events.insert(events.index(failure) + 1, moved)
+    peer = peer_of(case)
+    monitor, _ = replay(case, peer)
+    in_order = explain(peer, monitor.log_lines(peer.name))
+    monitor = Monitor("/nonexistent", session=None, peers_at=lambda address, remote_id: [peer.name])
+    for event in events:
+        monitor._log_line(event)
+    found = explain(peer, monitor.log_lines(peer.name))
+    assert [(f.title, f.text, f.change, f.table) for f in found] == \
+        [(f.title, f.text, f.change, f.table) for f in in_order]
+    assert found[0].title.startswith("No ") and found[0].change.startswith("Add ")
+
+
 @pytest.mark.parametrize("case,protocol", [("ike-v2/router-initiates", "IKE"),
                                            ("ike-v1/router-initiates", "IKE"),
                                            ("esp-v2/router-initiates", "ESP"),
