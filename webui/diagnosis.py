@@ -360,8 +360,9 @@ def _explain(peer: Peer, attempt: list[LogLine]) -> list[Finding]:
     failures = [i for i, text in enumerate(texts) if _NO_PROPOSAL.search(text)]
     for i, text in enumerate(texts):
         if i in failures:
-            received, configured = _offers_around(texts, failures, i)
-            if received and configured:
+            around = _around(texts, failures, i, {"received": _RECEIVED, "configured": _CONFIGURED})
+            if len(around) == 2:
+                received, configured = around["received"].group(1), around["configured"].group(1)
                 protocol = "IKE" if received.startswith("IKE") else "ESP"
                 first_child = peer.ike_version == 2 and protocol == "ESP"
                 findings.append(_proposals(peer, protocol, received, configured, who,
@@ -369,12 +370,11 @@ def _explain(peer: Peer, attempt: list[LogLine]) -> list[Finding]:
         elif "NO_PROPOSAL_CHOSEN" in text and text.startswith("received"):
             child = "no CHILD_SA built" in text or established
             findings.append(_refused_proposals(peer, "ESP" if child else "IKE"))
-    ids = None
-    for text in texts:
-        if m := _LOOKING.match(text):
-            ids = (m.group(4), m.group(2) or "")
-        elif _NO_CONFIG.search(text) and ids:
-            findings.append(_ids(peer, ids[0], ids[1], who))
+    no_config = [i for i, text in enumerate(texts) if _NO_CONFIG.search(text)]
+    for i, text in enumerate(texts):
+        if i in no_config:
+            if looking := _around(texts, no_config, i, {"ids": _LOOKING}).get("ids"):
+                findings.append(_ids(peer, looking.group(4), looking.group(2) or "", who))
         elif m := _IDIR.search(text):
             findings.append(_ids(peer, m.group(1), "", remote))
         elif m := _TS_V2.match(text):
@@ -399,21 +399,22 @@ def _explain(peer: Peer, attempt: list[LogLine]) -> list[Finding]:
     return [f if f.at else _at(f, at, texts) for f in _unique(findings)]
 
 
-def _offers_around(texts: list[str], failures: list[int], i: int) -> tuple[str, str]:
-    """The received and configured proposals that go with the "no proposal" line `texts[i]`:
-    those logged since the failure before it, else those up to the failure after it. charon
-    raises its log lines to VICI from a queue that two worker threads may drain at once
-    (vici_logger.c), so three lines logged in a row may arrive in another order."""
-    at = failures.index(i)
-    start = failures[at - 1] + 1 if at else 0
-    end = failures[at + 1] if at + 1 < len(failures) else len(texts)
+def _around(texts: list[str], marks: list[int], i: int, patterns: dict[str, re.Pattern]
+            ) -> dict[str, re.Match]:
+    """For the line `texts[i]` (one of the failure lines at `marks`), the nearest match of each
+    pattern: since the failure before it, else up to the failure after it. charon raises its
+    log lines to VICI from a queue that two worker threads may drain at once (vici_logger.c),
+    so lines logged in a row may arrive in another order."""
+    at = marks.index(i)
+    start = marks[at - 1] + 1 if at else 0
+    end = marks[at + 1] if at + 1 < len(marks) else len(texts)
     found = {}
     for span in (range(i - 1, start - 1, -1), range(i + 1, end)):
         for j in span:
-            for key, pattern in (("received", _RECEIVED), ("configured", _CONFIGURED)):
+            for key, pattern in patterns.items():
                 if key not in found and (m := pattern.match(texts[j])):
-                    found[key] = m.group(1)
-    return found.get("received", ""), found.get("configured", "")
+                    found[key] = m
+    return found
 
 
 def _key(peer: Peer, texts: list[str], who: str, remote: str) -> list[Finding]:
