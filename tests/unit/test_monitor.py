@@ -478,9 +478,9 @@ def test_an_sa_a_noblock_listing_leaves_out_is_asked_again_before_it_counts_as_d
     before = list(monitor.history("branch"))
     real, asked = monitor._query_sas, []
 
-    def busy(query):  # the SA is checked out: noblock leaves it out, a waiting listing has it
+    def busy(query, vs=None):  # the SA is checked out: noblock leaves it out, a waiting one has it
         asked.append(dict(query))
-        return {} if query.get("noblock") else real(query)
+        return {} if query.get("noblock") else real(query, vs)
     monkeypatch.setattr(monitor, "_query_sas", busy)
     monitor.sync()
     monitor._refresh({"branch"}, monitor._next_listing())
@@ -494,8 +494,36 @@ def test_an_sa_a_noblock_listing_leaves_out_is_asked_again_before_it_counts_as_d
     assert [t.new for t in monitor.history("branch")][-1:] == ["down"]
 
     monitor.sync()
-    monkeypatch.setattr(monitor, "_query_sas", lambda query: {})
+    monkeypatch.setattr(monitor, "_query_sas", lambda query, vs=None: {})
     many = {f"p{i}": monitor._sas.get("branch") or (object(),) for i in range(m.CONFIRM_AT_MOST + 1)}
     monitor._sas = many
     asked.clear()
     assert monitor._list_sas() == {}, "a storm of drops is not asked again one by one"
+
+
+def test_a_full_listing_asks_get_conns_and_list_sas_on_one_connection(charon):
+    """Each period while a page polls: one connection to charon, not one per question."""
+    monitor = m.Monitor(str(charon.path), strongswan.session)
+    before = len(charon.served)
+    monitor.sync()
+    assert [c.commands for c in charon.served[before:]] == [["get-conns", "list-sas"]]
+
+
+def test_a_request_for_a_listing_wakes_the_listener_at_once_not_at_its_next_tick(charon):
+    """settle() after the admin's Connect waits for a listing: the listener sleeps in select()
+    between events and timers (its tick), and a request thread's wake must end that sleep."""
+    monitor = m.Monitor(str(charon.path), strongswan.session, tick=30.0)
+    monitor.start()
+    try:
+        assert monitor.listening.wait(5)
+        deadline = time.monotonic() + 5
+        while monitor.snapshot().tunnels.get("branch") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the listener is in its select() now, for up to 30 s
+        started = time.monotonic()
+        assert monitor.settle("branch", timeout=5.0)
+        assert time.monotonic() - started < 1.0, "woken by the request, not by the tick"
+    finally:
+        started = time.monotonic()
+        monitor.stop()
+        assert not monitor.is_alive() and time.monotonic() - started < 2.0, "stop wakes it too"

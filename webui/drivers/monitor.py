@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import select
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -81,6 +82,52 @@ _THEY_DELETE = re.compile(r"^received DELETE for IKE_SA ")
 _CONNECTION = re.compile(r"^(?:added|updated|replaced) vici connection: (\S+)$")
 _UNNAMED = "(unnamed)"  # charon's name for an IKE SA without a connection yet
 _malloc_trim = None  # glibc's, once looked up; False where there is none
+
+
+class _Wake:
+    """A request thread's "list now" (refresh, settle): `threading.Event`'s set/is_set/clear, plus
+    a socket the listener's select() watches, so the listing starts at once instead of at the
+    next tick; the tick is left to the timers (retries, the period), and the listener sleeps
+    between events. The socket pair exists while the listener runs (`open`, `close`)."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._reader = self._writer = None
+
+    def open(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def close(self) -> None:
+        reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
+        for end in (reader, writer):
+            if end is not None:
+                end.close()
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def set(self) -> None:
+        self._event.set()
+        writer = self._writer
+        if writer is not None:
+            try:
+                writer.send(b"\0")
+            except OSError:
+                pass  # full (a wake is pending anyway) or closed (the listener is gone)
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        """Before the listener does what was asked: a set() after this wakes the next select."""
+        self._event.clear()
+        try:
+            while self._reader.recv(64):
+                pass
+        except (BlockingIOError, AttributeError):
+            pass
 
 
 def give_back_memory() -> None:
@@ -197,7 +244,7 @@ class Monitor(threading.Thread):
     def __init__(self, socket_path: str, session, query_timeout: float = 5.0,
                  sync_period: float = 5.0, reason_of: Callable[[str, str], str | None] = None,
                  on_connected=None, expected: Callable[[], Iterable[str]] = None,
-                 on_missing=None, retry: float = 2.0, tick: float = 0.2,
+                 on_missing=None, retry: float = 2.0, tick: float = 1.0,
                  meant_up: Callable[[str, TunnelState], bool] = None, initiate: Callable[[str], None] = None,
                  backoff: float = 30.0, backoff_max: float = 600.0,
                  peers_at: Callable[[str, str], Iterable[str]] = None, log_book: PeerLog = None,
@@ -246,7 +293,7 @@ class Monitor(threading.Thread):
         self._listings = 0
         self._applied = 0
         self._listed = threading.Condition(self._lock)
-        self._wake = threading.Event()
+        self._wake = _Wake()
         self._identity: tuple[int, int] | None = None
         self._listener = None  # the listening socket, while connected
         self._was_up = False  # this connection got as far as a first listing
@@ -492,14 +539,14 @@ class Monitor(threading.Thread):
                 self._publish(unanswered_since=since, error=error)
 
     # --- talking to charon -----------------------------------------------------------------------
-    def _list_sas(self, name: str | None = None) -> dict[str, tuple[IkeSA, ...]]:
+    def _list_sas(self, name: str | None = None, vs=None) -> dict[str, tuple[IkeSA, ...]]:
         """The IKE SAs by connection name, all of them or `name`'s. Asked with `noblock`, so one
         IKE SA charon keeps busy cannot hold up the whole listing; but charon then leaves out any
         IKE SA in use at that moment (a rekey, a DPD, a message being handled): missing from the
         answer, not gone. A peer whose SAs the snapshot holds and the answer lacks is asked
         again, waiting for its SAs (bounded by the query timeout), before its tunnel is taken
         for down; a real drop costs one more short question."""
-        found = self._query_sas({"noblock": "yes"} | ({"ike": name} if name else {}))
+        found = self._query_sas({"noblock": "yes"} | ({"ike": name} if name else {}), vs)
         with self._lock:
             held = dict(self._sas)
         missing = [n for n in ((name,) if name else held) if held.get(n) and n not in found]
@@ -507,7 +554,7 @@ class Monitor(threading.Thread):
             return found  # a storm of drops (charon restarted): they are real, no SA is busy
         for gone in missing:
             try:
-                again = self._query_sas({"ike": gone}).get(gone)
+                again = self._query_sas({"ike": gone}, vs).get(gone)
             except DriverError as err:
                 log.info("listing %s again: %s; its SAs are kept as they were", gone, err)
                 again = held[gone]
@@ -515,18 +562,23 @@ class Monitor(threading.Thread):
                 found[gone] = again
         return found
 
-    def _query_sas(self, query: dict) -> dict[str, tuple[IkeSA, ...]]:
-        with self.session(self.socket_path, self.query_timeout) as vs:
-            found: dict[str, list[IkeSA]] = {}
-            for event in vs.events("list-sas", "list-sa", query):
-                for key, sa in event.items():
-                    sa_name = vm.text(key)
-                    found.setdefault(sa_name, []).append(vm.parse_ike_sa(sa_name, sa))
+    def _query_sas(self, query: dict, vs=None) -> dict[str, tuple[IkeSA, ...]]:
+        """`list-sas` with `query`, on `vs` (a session open already) or a session of its own."""
+        if vs is None:
+            with self.session(self.socket_path, self.query_timeout) as vs:
+                return self._query_sas(query, vs)
+        found: dict[str, list[IkeSA]] = {}
+        for event in vs.events("list-sas", "list-sa", query):
+            for key, sa in event.items():
+                sa_name = vm.text(key)
+                found.setdefault(sa_name, []).append(vm.parse_ike_sa(sa_name, sa))
         return {n: tuple(sas) for n, sas in found.items()}
 
-    def _get_conns(self) -> frozenset[str]:
-        with self.session(self.socket_path, self.query_timeout) as vs:
-            return frozenset(vm.text(n) for n in vs.request("get-conns").get("conns", []))
+    def _get_conns(self, vs=None) -> frozenset[str]:
+        if vs is None:
+            with self.session(self.socket_path, self.query_timeout) as vs:
+                return self._get_conns(vs)
+        return frozenset(vm.text(n) for n in vs.request("get-conns").get("conns", []))
 
     def _next_listing(self) -> int:
         with self._lock:
@@ -537,8 +589,9 @@ class Monitor(threading.Thread):
         """A full list-sas and get-conns: the snapshot as charon has it now."""
         listing = self._next_listing()
         at = time.time()
-        loaded = self._get_conns()
-        by_name = self._list_sas()
+        with self.session(self.socket_path, self.query_timeout) as vs:  # one connection for both
+            loaded = self._get_conns(vs)
+            by_name = self._list_sas(vs=vs)
         self._apply_sas(by_name, at, whole=True, loaded=loaded, listing=listing)
         self._synced_at = self._checked_at = time.monotonic()
         self._confirmed()
@@ -581,6 +634,13 @@ class Monitor(threading.Thread):
 
     # --- the thread ------------------------------------------------------------------------------
     def run(self) -> None:
+        self._wake.open()
+        try:
+            self._run()
+        finally:
+            self._wake.close()
+
+    def _run(self) -> None:
         pause = 0.0
         while not self._stopping.wait(pause):
             self._was_up = False
@@ -620,8 +680,8 @@ class Monitor(threading.Thread):
                 self._connected()
             sock = self._listener = vs.transport.socket
             while not self._stopping.is_set():
-                readable, _, _ = select.select([sock], [], [], self.tick)
-                if readable:
+                readable, _, _ = select.select([sock, self._wake], [], [], self.tick)
+                if sock in readable:
                     self._handle(vs.transport.receive())
                     # drain what is already there before asking charon anything
                     while select.select([sock], [], [], 0)[0] and len(self._dirty) < 1000:
