@@ -11,8 +11,20 @@ from webui.peers import Peer
 QUERY_MAX = 64
 
 
+class _Page:
+    """What a page of a filtered list has to link to itself: its number and its filter."""
+
+    number: int  # 1-based
+    query: str
+
+    def args(self, number: int | None = None) -> dict:
+        """Query arguments that reproduce this page (or page `number` of the same filter)."""
+        args = {"page": number or self.number} if (number or self.number) > 1 else {}
+        return args | ({"q": self.query} if self.query else {})
+
+
 @dataclass(frozen=True)
-class PeerPage:
+class PeerPage(_Page):
     """One page of the peer table, after the filter: a router with hundreds of tunnels shows
     them a page at a time, and its status cells poll only for the rows on screen."""
 
@@ -23,11 +35,6 @@ class PeerPage:
     stored: int  # peers in the store
     query: str
     first: int  # 1-based index of the first row shown
-
-    def args(self, number: int | None = None) -> dict:
-        """Query arguments that reproduce this page (or page `number` of the same filter)."""
-        args = {"page": number or self.number} if (number or self.number) > 1 else {}
-        return args | ({"q": self.query} if self.query else {})
 
 
 def peer_page(every: Sequence[Peer], query: str, wanted: int, size: int) -> PeerPage:
@@ -59,7 +66,7 @@ def _haystack(peer: Peer) -> str:
 
 
 @dataclass(frozen=True)
-class RoutePage:
+class RoutePage(_Page):
     """One page of the route view, after its filter: strongSwan installs a route per tunnel, so
     a router with a thousand tunnels has a thousand routes in table 220."""
 
@@ -70,11 +77,6 @@ class RoutePage:
     listed: int  # routes in the tables shown
     query: str
     first: int  # 1-based index of the first row shown
-
-    def args(self, number: int | None = None) -> dict:
-        """Query arguments that reproduce this page (or page `number` of the same filter)."""
-        args = {"page": number or self.number} if (number or self.number) > 1 else {}
-        return args | ({"q": self.query} if self.query else {})
 
 
 def route_page(routes: Sequence[Route], query: str, wanted: int, size: int) -> RoutePage:
