@@ -527,3 +527,26 @@ def test_a_request_for_a_listing_wakes_the_listener_at_once_not_at_its_next_tick
         started = time.monotonic()
         monitor.stop()
         assert not monitor.is_alive() and time.monotonic() - started < 2.0, "stop wakes it too"
+
+
+def test_events_that_arrive_in_one_go_are_all_handled_at_once(charon):
+    """The transport reads what the socket has: a burst's later events wait in its buffer, where
+    the listener's select() cannot see them; they must not wait for the tick."""
+    monitor = m.Monitor(str(charon.path), strongswan.session, tick=30.0)
+    monitor.start()
+    try:
+        assert monitor.listening.wait(5)
+        deadline = time.monotonic() + 5
+        while monitor.snapshot().tunnels.get("branch") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        listener = next(c for c in charon.served if not c.commands)  # registered, asked nothing
+        lines = [f"line {i} of a burst" for i in range(5)]
+        listener.conn.sendall(b"".join(
+            frame(event("log", {"ikesa-name": "branch", "ikesa-uniqueid": "1", "level": "1",
+                                "msg": line})) for line in lines))
+        deadline = time.monotonic() + 1.0
+        while len(monitor.log_lines("branch")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [line.text for line in monitor.log_lines("branch")] == lines
+    finally:
+        monitor.stop()

@@ -112,3 +112,38 @@ def test_the_timeout_covers_the_whole_packet_not_each_read(pair):
     finally:
         stop.set()
         thread.join()
+
+
+class CountingSocket:
+    """A socket whose reads are counted."""
+
+    def __init__(self, sock):
+        self.sock, self.reads = sock, 0
+
+    def recv(self, size):
+        self.reads += 1
+        return self.sock.recv(size)
+
+    def settimeout(self, timeout):
+        self.sock.settimeout(timeout)
+
+    def sendall(self, data):
+        self.sock.sendall(data)
+
+
+def test_packets_that_came_in_one_go_are_read_in_one_go_and_handed_out_one_by_one(pair):
+    """A listing of a hundred SAs, or a burst of log lines, is a few reads, not two per packet;
+    and `buffered` says a whole packet is waiting where a select() on the socket cannot see it."""
+    client, server = pair
+    counted = CountingSocket(client)
+    transport = Transport(counted, timeout=1.0)
+    packets = [framed({"n": str(i), "pad": "x" * (i * 7)}) for i in range(100)]
+    server.sendall(b"".join(data for _, data in packets))
+    assert [transport.receive() for _ in packets] == [packet for packet, _ in packets]
+    assert counted.reads <= 3, counted.reads
+    assert not transport.buffered()
+    first, first_bytes = framed({"last": "one"})
+    server.sendall(first_bytes + first_bytes[:5])  # one packet and the start of the next
+    assert transport.receive() == first and not transport.buffered()
+    server.sendall(first_bytes[5:])
+    assert transport.receive() == first

@@ -679,13 +679,18 @@ class Monitor(threading.Thread):
                 self._identity = identity
                 self._connected()
             sock = self._listener = vs.transport.socket
+            transport = vs.transport
             while not self._stopping.is_set():
-                readable, _, _ = select.select([sock, self._wake], [], [], self.tick)
-                if sock in readable:
-                    self._handle(vs.transport.receive())
+                # A packet the transport read along with the last one is not in the socket any
+                # more: select() would sleep on it.
+                ready = transport.buffered() or \
+                    sock in select.select([sock, self._wake], [], [], self.tick)[0]
+                if ready:
+                    self._handle(transport.receive())
                     # drain what is already there before asking charon anything
-                    while select.select([sock], [], [], 0)[0] and len(self._dirty) < 1000:
-                        self._handle(vs.transport.receive())
+                    while (transport.buffered() or select.select([sock], [], [], 0)[0]) \
+                            and len(self._dirty) < 1000:
+                        self._handle(transport.receive())
                 if self._wake.is_set():
                     self._wake.clear()
                 self._periodic()

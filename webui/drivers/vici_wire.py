@@ -48,41 +48,68 @@ class Transport:
     the next `receive` goes on with the same packet, so the stream never loses its framing (the
     package's own transport avoids this by waiting without a timeout once a packet has started,
     which lets a stalled charon hang the caller).
+
+    It reads what the socket has, up to READ bytes at a time, and keeps what follows the packet
+    for the next `receive`: a listing of a hundred SAs, or a burst of log events, is a few reads
+    rather than two per packet. `buffered` says whether a whole packet is waiting here already
+    (a select() on the socket cannot know).
     """
+
+    READ = 65536
 
     def __init__(self, sock: socket.socket, timeout: float = DEFAULT_TIMEOUT):
         self.socket = sock
         self.timeout = timeout
-        self._partial = bytearray()  # the start of a packet a timeout interrupted
+        self._buffer = bytearray()  # read from the socket; from _start on, not handed out yet
+        self._start = 0
+        self._timeout_set: float | None = None
 
     def send(self, packet: bytes) -> None:
-        self.socket.settimeout(self.timeout)
+        self._settimeout(self.timeout)
         self.socket.sendall(_HEADER.pack(len(packet)) + packet)
+
+    def _settimeout(self, timeout: float) -> None:
+        if timeout != self._timeout_set:  # each call is a system call: only when it changes
+            self.socket.settimeout(timeout)
+            self._timeout_set = timeout
+
+    def buffered(self) -> bool:
+        """Whether the next `receive` has its whole packet here without reading the socket."""
+        return len(self._buffer) - self._start >= _packet_size(self._buffer, self._start)
 
     def receive(self) -> bytes:
         """The next packet (without its length); socket.timeout when it has not all come in
         time, ConnectionResetError when charon closed the connection."""
-        deadline = time.monotonic() + self.timeout
-        data = self._partial
-        while len(data) < (wanted := _packet_size(data)):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("timed out")
-            self.socket.settimeout(left)
-            chunk = self.socket.recv(wanted - len(data))
-            if not chunk:
-                raise ConnectionResetError("charon closed the VICI connection")
-            data += chunk
-        self._partial = bytearray()
-        return bytes(data[_HEADER.size:])
+        data = self._buffer
+        if self._start and len(data) - self._start < _packet_size(data, self._start):
+            del data[:self._start]  # what was handed out goes before reading more
+            self._start = 0
+        start = self._start
+        if len(data) - start < (wanted := _packet_size(data, start)):
+            deadline = time.monotonic() + self.timeout
+            while len(data) - start < (wanted := _packet_size(data, start)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("timed out")
+                self._settimeout(left)
+                chunk = self.socket.recv(max(self.READ, wanted - (len(data) - start)))
+                if not chunk:
+                    raise ConnectionResetError("charon closed the VICI connection")
+                data += chunk
+        self._start = start + wanted
+        packet = bytes(data[start + _HEADER.size:start + wanted])
+        if self._start == len(data):
+            data.clear()
+            self._start = 0
+        return packet
 
 
-def _packet_size(data: bytearray) -> int:
-    """How many bytes the packet that `data` starts has, with its length: first the length
-    itself, then, once that is in, the whole packet."""
-    if len(data) < _HEADER.size:
+def _packet_size(data: bytearray, start: int = 0) -> int:
+    """How many bytes the packet that starts at `start` in `data` has, with its length: first
+    the length itself, then, once that is in, the whole packet."""
+    if len(data) - start < _HEADER.size:
         return _HEADER.size
-    return _HEADER.size + _HEADER.unpack_from(data)[0]
+    return _HEADER.size + _HEADER.unpack_from(data, start)[0]
 
 
 def _named(kind: int, name: str, message: dict | None = None) -> bytes:
