@@ -1,5 +1,6 @@
 """The monitor's snapshot (webui/drivers/monitor.py): states from SAs, versions, history, counters,
 and its conversation with a fake charon; and the poll that answers 204 when nothing changed."""
+import copy
 import re
 import struct
 import time
@@ -550,3 +551,29 @@ def test_events_that_arrive_in_one_go_are_all_handled_at_once(charon):
         assert [line.text for line in monitor.log_lines("branch")] == lines
     finally:
         monitor.stop()
+
+
+def test_listings_that_find_nothing_changed_stretch_the_period_until_something_moves(charon):
+    monitor = m.Monitor(str(charon.path), strongswan.session, sync_period=5.0)
+    monitor.sync()
+    periods = []
+    for _ in range(4):
+        monitor.sync()  # the same answer: nothing moved
+        periods.append(monitor._period)
+    assert periods == [10.0, 20.0, 20.0, 20.0]
+    assert m.QUIET_STRETCH * 5.0 == 20.0
+
+    moved = copy.deepcopy(LIST_SA)
+    moved["child-sas"]["branch-1"]["bytes-in"] = "5000"  # traffic: the counters are news
+    charon.replies["list-sas"] = ([("list-sa", {"branch": moved})], {})
+    monitor.sync()
+    assert monitor._period == 5.0
+    monitor.sync()
+    assert monitor._period == 10.0
+    monitor._handle(event("child-rekey", {"branch": {}}))  # an SA event: back to one period
+    assert monitor._period == 5.0
+
+    monitor.sync(), monitor.sync()
+    monitor._polled_at = time.monotonic() - 60  # a page opens after a quiet spell
+    monitor.snapshot()
+    assert monitor._period == 5.0

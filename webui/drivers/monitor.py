@@ -4,8 +4,9 @@ It registers for charon's log (why negotiations fail), `ike-updown`, `child-updo
 and `child-rekey`. An event names the connection that changed; the monitor then asks charon for
 that connection's SAs alone (`list-sas` filtered by name, on a short session of its own) and
 replaces its entry. It runs a full `list-sas` when it (re)connects and, for byte counters, every
-`sync_period` while some page has polled recently, and a `get-conns` every period to notice its
-connections unloaded behind its back (`swanctl --load-all`). Everything lands in one snapshot with
+`sync_period` while some page has polled recently (stretched while nothing moves: QUIET_STRETCH),
+and a `get-conns` every period to notice its connections unloaded behind its back
+(`swanctl --load-all`). Everything lands in one snapshot with
 a version that grows on every change: web requests read it and never wait on charon for state.
 """
 from __future__ import annotations
@@ -60,6 +61,12 @@ ASKED_LATE = 5.0
 # a reauthentication's overlap (charon closes the old SA itself once the new one is up).
 DUPLICATE_GRACE = 30.0
 CONFIRM_AT_MOST = 20  # SAs missing from a noblock listing, asked again one by one
+# While pages poll, each full listing that finds nothing changed (no counter moved, no state)
+# doubles the wait before the next, up to this many periods; anything that changes, any SA event
+# and a page opened after a quiet spell bring it back to one period. An idle router with a page
+# left open then lists its SAs every 20 s instead of every 5 s (docs/PERFORMANCE.md, idle CPU);
+# a tunnel that starts to carry traffic shows it within that, the state changes at once.
+QUIET_STRETCH = 4
 
 _RANK = {"down": 0, "connecting": 1, "ike-up": 2, "up": 3}  # a move down this scale is a drop
 _UP_IKE = {"ESTABLISHED", "REKEYING", "REKEYED"}
@@ -254,6 +261,7 @@ class Monitor(threading.Thread):
         self.session = session  # vici_wire.session: the one place VICI errors are translated
         self.query_timeout = query_timeout
         self.sync_period = sync_period
+        self._period = sync_period  # the wait before the next full listing: QUIET_STRETCH
         self.reason_of = reason_of or (lambda name, message: vm.failure_reason(message))
         self.on_connected = on_connected
         self.expected = expected or (lambda: ())
@@ -305,6 +313,7 @@ class Monitor(threading.Thread):
     def snapshot(self, polled: bool = True) -> StateSnapshot:
         if polled:
             if time.monotonic() - self._polled_at > 2 * self.sync_period:
+                self._period = self.sync_period
                 self._wake.set()  # a page opened after a quiet spell: bring the counters up to date
             self._polled_at = time.monotonic()
         return self._snapshot
@@ -589,10 +598,13 @@ class Monitor(threading.Thread):
         """A full list-sas and get-conns: the snapshot as charon has it now."""
         listing = self._next_listing()
         at = time.time()
+        version = self._snapshot.version
         with self.session(self.socket_path, self.query_timeout) as vs:  # one connection for both
             loaded = self._get_conns(vs)
             by_name = self._list_sas(vs=vs)
         self._apply_sas(by_name, at, whole=True, loaded=loaded, listing=listing)
+        self._period = self.sync_period if self._snapshot.version != version else \
+            min(2 * self._period, QUIET_STRETCH * self.sync_period)
         self._synced_at = self._checked_at = time.monotonic()
         self._confirmed()
         self._sample(at)
@@ -753,7 +765,7 @@ class Monitor(threading.Thread):
         self._retry_given_up()
         self._close_duplicates()
         polled = now - self._polled_at < 2 * self.sync_period
-        if polled and now - self._synced_at >= self.sync_period:
+        if polled and now - self._synced_at >= self._period:
             self.sync()
         elif now - self._checked_at >= self.sync_period:
             self._check_loaded()
@@ -830,6 +842,7 @@ class Monitor(threading.Thread):
         if kind == "log":
             self._log_line(message)
             return
+        self._period = self.sync_period  # a tunnel changed: its counters are news again
         for key in message:
             name = vm.text(key)
             if name != "up":
