@@ -302,8 +302,10 @@ def test_restart_waits_for_the_new_charon_when_the_command_returns_first(tmp_pat
 
     driver = strongswan.ViciDriver(path, data_dir=tmp_path, restart_wait=5,
                                    restart_command=["sh", "-c", "exit 0"])
-    threading.Thread(target=restart_later).start()
+    restarter = threading.Thread(target=restart_later)
+    restarter.start()
     steps = driver.restart([PEER])
+    restarter.join()  # the new charon answers from its constructor on: `started` may lag it
     assert all(step.ok for step in steps), steps
     assert "load-conn" not in old.commands(), "nothing was loaded into the charon that was leaving"
     assert "load-conn" in started[0].commands()
