@@ -102,6 +102,8 @@ def test_sa_buttons_act_on_that_sa_and_say_so_inline(app, browser, peer, verb, s
     text = r.get_data(as_text=True)
     assert r.status_code == 200 and said in text
     assert re.search(r'<div id="now"[^>]* hx-swap-oob="true"', text), "the Now section comes along, out of band"
+    # it stays until the next action: its time says when it was true (review25 m1)
+    assert re.search(re.escape(said) + r'[^<]* <small class="live">\(at \d\d:\d\d:\d\d\)</small>', text)
 
 
 def test_an_sa_of_another_peer_is_not_acted_on(app, browser, peer):

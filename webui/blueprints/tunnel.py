@@ -6,6 +6,8 @@ service (`webui/apply.py`), gathered by `webui/peer_page.py`.
 """
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, abort, flash, render_template, request, url_for
 
 from webui import peer_page
@@ -108,7 +110,7 @@ def action(name, verb):
         flash(message)
         return redirect_303(url_for("tunnel.page", name=name))
     context = peer_page.now(service(), peer)
-    return render_template("tunnel/_outcome.html", message=message,
+    return render_template("tunnel/_outcome.html", message=message, said_at=time.time(),
                            **(context | {"oob": True})) + why_oob(peer, context["state"]), status
 
 
