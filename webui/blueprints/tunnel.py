@@ -66,7 +66,8 @@ def page(name):
 @polled
 def now(name):
     """The Now section, for its poll: 204 while nothing it shows has changed. A changed Now
-    brings section 3 along (out of band), so "why it is down" never outlives the failure."""
+    brings sections 2 and 3 along (out of band), so History has its drop as soon as Now shows
+    it and "why it is down" never outlives the failure."""
     peer = stored_peer(name)
     context = peer_page.now(service(), peer)
     key = context["poll_key"]
@@ -74,7 +75,10 @@ def now(name):
         return "", 204
     if not wants_fragment():
         return render_template("tunnel/page.html", **page_context(peer))
-    return render_template("tunnel/_now.html", **context) + why_oob(peer, context["state"])
+    # History too: a drop shown here is a row and maybe a flap there (review25 m2).
+    return render_template("tunnel/_now.html", **context) + why_oob(peer, context["state"]) + \
+        render_template("tunnel/_history.html", peer=peer, oob=True, history=peer_page.history(
+            service(), peer, context["tunnel"], context["snapshot"].confirmed_at))
 
 
 def why_oob(peer, state) -> str:
