@@ -2,6 +2,7 @@
 the API, so all three page and filter alike. The route view pages and filters the same way."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -83,10 +84,33 @@ def route_page(routes: Sequence[Route], query: str, wanted: int, size: int) -> R
     """Page `wanted` of the routes that match `query`, `size` a page."""
     query = query.strip()[:QUERY_MAX]
     needle = query.lower()
-    found = [r for r in routes if needle in _route_haystack(r)] if needle else list(routes)
+    address = _address(query)
+    found = [r for r in routes if needle in _route_haystack(r)
+             or (address is not None and _contains(r, address))] if needle else list(routes)
     number, pages, start = page_of(len(found), size, wanted)
     return RoutePage(found[start:start + size], number, pages, len(found), len(routes), query,
                      start + 1)
+
+
+def _address(query: str):
+    """The filter as one host address ("which route does this host take?"), or None."""
+    try:
+        return ipaddress.ip_address(query)
+    except ValueError:
+        return None
+
+
+def _contains(route: Route, address) -> bool:
+    """Whether `route` reaches `address`: its destination network holds it ("default" holds
+    every address of its family)."""
+    if route.family != (4 if address.version == 4 else 6):
+        return False
+    if route.destination == "default":
+        return True
+    try:
+        return address in ipaddress.ip_network(route.destination, strict=False)
+    except ValueError:
+        return False
 
 
 def _route_haystack(route: Route) -> str:

@@ -44,6 +44,21 @@ def test_route_page_counts_filters_and_clamps():
     assert route_page(every, "wan0", 1, 100).total == 0
 
 
+def test_a_host_address_finds_the_routes_that_reach_it():
+    """"Which route does this host take?": the routes whose destination holds the address,
+    the default route of its family included (review25 m5)."""
+    every = (Route(4, "main", "default", gateway="192.0.2.254", device="wan0"),
+             Route(6, "main", "default", gateway="2001:db8::1", device="wan0"),
+             Route(4, "main", "192.0.2.0/24", device="wan0")) + tunnel_routes(250)
+    found = route_page(every, "10.0.12.77", 1, 100)
+    assert [r.destination for r in found.routes] == ["default", "10.0.12.0/24"]
+    assert [r.destination for r in route_page(every, "192.0.2.254", 1, 100).routes] == \
+        ["default", "192.0.2.0/24"]  # the gateway's own text matches too
+    assert [r.destination for r in route_page(every, "2001:db8::5", 1, 100).routes] == \
+        ["default"]
+    assert route_page(every, "10.0.12", 1, 100).total == 11  # not an address: text, as before
+
+
 def test_the_first_page_shows_100_routes_and_says_how_many_there_are(browser, routes):
     html = browser.get("/commands/routes", htmx=True).get_data(as_text=True)
     assert rows(html)[:3] == ["default", "192.0.2.0/24", "10.0.0.0/24"] and len(rows(html)) == 100
@@ -97,8 +112,8 @@ def test_without_javascript_the_page_keeps_its_own_peer_table(make_app):
 
 
 def test_one_match_is_said_in_the_singular_and_no_filter_shows_no_count(browser, routes):
-    html = browser.get("/commands/routes?q=10.0.249.0", htmx=True).get_data(as_text=True)
-    assert "1 of 252 routes matches “10.0.249.0”." in html
+    html = browser.get("/commands/routes?q=10.0.249.0/", htmx=True).get_data(as_text=True)
+    assert "1 of 252 routes matches “10.0.249.0/”." in html
     assert "routes-count" not in browser.get("/commands/routes", htmx=True).get_data(as_text=True)
 
 
