@@ -66,8 +66,9 @@ def _reason(tunnel: TunnelState) -> str:
     if direction:
         parts.append(direction)
     if tunnel.retry_at:
-        wait = max(0, int(tunnel.retry_at - time.time()))
-        parts.append(f"retrying in {wait // 60} min" if wait >= 120 else f"retrying in {wait} s")
+        # A time, not "in 25 s": a row is drawn again only when something changes, and a
+        # countdown would stand still in between (a fresh-eyes review saw it).
+        parts.append(f"retrying at {_clock(tunnel.retry_at)}")
     return ", ".join(p for p in parts if p)
 
 
@@ -113,9 +114,13 @@ def of(peer: Peer, tunnel: TunnelState | None, not_applied: str = "",
     if tunnel.disconnected:
         return PeerStatus("disconnected", "stays down until Connect or Restart IPsec",
                           tunnel.reason_at or tunnel.since)
+    # Down since it stopped being up, however many attempts failed since (each failure has its
+    # own time in the reason): a retry every 30 s must not make a long outage look new.
     if not tunnel.ever_up and (not tunnel.reason or any(s in tunnel.reason for s in _SILENT)):
-        return PeerStatus("waiting", _reason(tunnel) or "never reached it yet", tunnel.since)
-    return PeerStatus("down", _reason(tunnel), tunnel.reason_at or tunnel.since)
+        return PeerStatus("waiting", _reason(tunnel) or "never reached it yet",
+                          tunnel.down_since or tunnel.since)
+    return PeerStatus("down", _reason(tunnel),
+                      tunnel.down_since or tunnel.reason_at or tunnel.since)
 
 
 def counts(statuses) -> list[tuple[str, str, int]]:

@@ -577,3 +577,19 @@ def test_listings_that_find_nothing_changed_stretch_the_period_until_something_m
     monitor._polled_at = time.monotonic() - 60  # a page opens after a quiet spell
     monitor.snapshot()
     assert monitor._period == 5.0
+
+
+def test_down_since_stays_where_it_went_down_through_failed_attempts():
+    """A wrong key: charon tries, fails, the monitor retries every 30 s. "down since" is when
+    the tunnel stopped being up, not the last attempt (a fresh-eyes review saw it move)."""
+    from webui.drivers import vici_messages as vm
+    up = m.summarise("b", [vm.parse_ike_sa("b", LIST_SA)], 1000.0, None)
+    down = m.summarise("b", [], 1010.0, up)
+    trying = m.summarise("b", [vm.parse_ike_sa("b", {**LIST_SA, "state": "CONNECTING",
+                                                     "child-sas": {}})], 1040.0, down)
+    again = m.summarise("b", [], 1045.0, trying)
+    assert (down.down_since, trying.down_since, again.down_since) == (1010.0, 1010.0, 1010.0)
+    assert again.since == 1045.0, "the state's own since still says when it last changed"
+    assert m.summarise("b", [vm.parse_ike_sa("b", LIST_SA)], 1100.0, again).down_since == 0.0
+    first = m.summarise("c", [], 2000.0, m.TunnelState(name="c", state="down", since=1990.0))
+    assert first.down_since == 1990.0, "never up: down since it was first seen"

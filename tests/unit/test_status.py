@@ -56,9 +56,10 @@ def test_connecting_counts_attempts():
 def test_disconnected_by_the_admin_and_retrying():
     assert status.of(PEER, tunnel("down", disconnected=True, reason="disconnected by the admin",
                                   ever_up=True)).label == "disconnected by the admin"
+    at = time.time() + 125
     retry = status.of(PEER, tunnel("down", reason="authentication failed", ever_up=True,
-                                   retry_at=time.time() + 125))
-    assert "retrying in 2 min" in retry.detail
+                                   retry_at=at))
+    assert f"retrying at {time.strftime('%H:%M:%S', time.localtime(at))}" in retry.detail
 
 
 def test_store_states_come_first():
@@ -86,3 +87,11 @@ def test_an_up_tunnel_listed_without_its_networks_is_not_called_partial():
     assert of(peer, TunnelState(name="p", state="up")).kind == "up"
     partial = of(peer, TunnelState(name="p", state="up", local_ts=("198.51.100.0/24",), remote_ts=("203.0.113.0/25",)))
     assert (partial.kind, partial.detail) == ("partial", "not in the tunnel: 203.0.113.0/24")
+
+
+def test_down_since_is_when_it_went_down_not_the_last_failed_attempt():
+    st = status.of(PEER, tunnel("down", reason="authentication failed", ever_up=True,
+                                reason_at=2000.0, since=2000.0, down_since=1000.0))
+    assert st.kind == "down" and st.since == 1000.0
+    waiting = status.of(PEER, tunnel("down", since=2000.0, down_since=1000.0))
+    assert waiting.kind == "waiting" and waiting.since == 1000.0

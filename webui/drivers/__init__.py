@@ -140,6 +140,9 @@ class TunnelState:
     remote_ts: tuple[str, ...] = ()
     disconnected: bool = False  # taken down by the admin (Disconnect): not retried until Connect
     retry_at: float = 0.0  # when the monitor initiates it again, if it gave up
+    # When it stopped being up (or was first seen not up), kept through failed attempts (down,
+    # connecting, down …) so "down since" does not move with each retry; 0 while up.
+    down_since: float = 0.0
 
 
 # Why the admin's own action took a tunnel from its state (Transition.asked): to stay down until

@@ -198,6 +198,12 @@ def summarise(name: str, sas: Iterable[IkeSA], at: float,
                   bytes_out=bytes_out, local_ts=tuple(local_ts), remote_ts=tuple(remote_ts))
     if state != previous.state:
         fields["since"] = at
+    if up:
+        fields["down_since"] = 0.0
+    elif previous.state == "up":
+        fields["down_since"] = at
+    else:
+        fields["down_since"] = previous.down_since or previous.since or at
     if up:  # its cause is gone: a reason is history now, and so are the attempts
         fields.update(reason="", reason_at=0.0, direction="", attempts=0, ever_up=True,
                       retry_at=0.0, disconnected=False)
