@@ -8,6 +8,7 @@ from webui import diagnosis
 from webui import history as peer_history
 from webui import status as peer_state
 from webui.drivers.failure_reasons import failure_reason
+from webui.drivers.monitor import CLOSED_BY_REMOTE
 from webui.peers import Peer
 
 TRANSITIONS_SHOWN = 12
@@ -21,8 +22,8 @@ _CHANGING = {"REKEYING", "REKEYED", "DELETING", "CREATED", "INSTALLING", "UPDATI
 
 def now(service, peer: Peer) -> dict:
     """The Now section: the peer's state as the rows show it, and its SAs as charon has them.
-    Every age and timer is as of one moment (`as_of`, when charon last answered), so the
-    summary's "up for" and each SA's "established … ago" agree."""
+    Every age and timer is as of one moment (`as_of`, when charon last listed this peer's SAs),
+    so the summary's "up for", each SA's "established … ago" and the counters agree."""
     snap = service.snapshot()
     notices = service.notices()
     tunnel = snap.tunnels.get(peer.name)
@@ -35,7 +36,8 @@ def now(service, peer: Peer) -> dict:
         and not (tunnel and tunnel.retry_at)
     return {"peer": peer, "tunnel": tunnel, "state": state, "snapshot": snap, "sas": sas,
             "oob": False, "lacking": notices["lacking"].get(peer.name, ""),
-            "poll_key": service.poll_key(snap), "as_of": snap.confirmed_at or time.time(),
+            "poll_key": service.poll_key(snap),
+            "as_of": snap.listed_at.get(peer.name) or snap.as_of or time.time(),
             "offer_connect": state.kind not in ("up", "partial", "connecting"),
             "offer_disconnect": not idle,
             "changing": any(sa.state in _CHANGING or any(c.state in _CHANGING for c in sa.children)
@@ -87,8 +89,12 @@ def why(applier, peer: Peer, state) -> dict:
     quiet = state.kind in ("up", "disabled", "disconnected")
     found = [] if quiet else diagnosis.explain(peer, applier.log_lines(peer.name),
                                                applier.auth_changed(peer.name))
+    # The remote's DELETE is no failure here: nothing in this side's log explains it, and the
+    # section says so plainly instead of "nothing this page can explain".
+    tunnel = applier.snapshot().tunnels.get(peer.name)
+    closed = not quiet and not found and tunnel is not None and tunnel.reason == CLOSED_BY_REMOTE
     return {"findings": found, "field_labels": FIELD_LABELS, "field_anchors": FIELD_ANCHORS,
-            "change_words": CHANGE_WORDS}
+            "change_words": CHANGE_WORDS, "closed_by_remote": tunnel.reason_at if closed else 0.0}
 
 
 # The live log's filter: charon's level 0 is the main events (initiating, established, deleting),

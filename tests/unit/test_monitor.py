@@ -593,3 +593,10 @@ def test_down_since_stays_where_it_went_down_through_failed_attempts():
     assert m.summarise("b", [vm.parse_ike_sa("b", LIST_SA)], 1100.0, again).down_since == 0.0
     first = m.summarise("c", [], 2000.0, m.TunnelState(name="c", state="down", since=1990.0))
     assert first.down_since == 1990.0, "never up: down since it was first seen"
+
+
+def test_as_of_is_when_the_shown_sas_were_listed_not_the_last_check_that_charon_answers():
+    """get-conns every period confirms charon answers, and lists no SA: "as of" that time
+    claimed counters read earlier (a fresh-eyes review: 0 B "as of" a time after its pings)."""
+    assert StateSnapshot(confirmed_at=200.0, listed_at={"a": 100.0, "b": 150.0}).as_of == 100.0
+    assert StateSnapshot(confirmed_at=200.0).as_of == 200.0

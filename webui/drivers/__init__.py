@@ -177,6 +177,14 @@ class StateSnapshot:
     error: str = ""  # why charon is not answering
 
     @property
+    def as_of(self) -> float:
+        """When what the tunnels show (counters, ages) was listed: the last full listing, the
+        oldest of them; when charon last answered if nothing is listed. Not `confirmed_at`: a
+        check that charon answers lists no SA, and "as of" then claimed counters it had not
+        read (a fresh-eyes review pinged and saw 0 B "as of" a time after the pings)."""
+        return min(self.listed_at.values(), default=0.0) or self.confirmed_at
+
+    @property
     def problem(self) -> str:
         """Why this is not current, in the administrator's words; "" when it is."""
         if not self.unanswered_since:
