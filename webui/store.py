@@ -2,10 +2,7 @@
 
 Views never build TinyDB queries; they call `PeerStore`. TinyDB's stock JSONStorage rewrites the
 file in place (a crash mid-write leaves half a file) and is not thread-safe, so this module brings
-its own storage: every write a temp file + fsync + rename. What requests read is `PeerStore`'s
-index of frozen Peers, kept in step with each write; the storage itself keeps nothing, so the
-parsed file (1.7 MB at 1000 peers) is not held beside those Peers for the life of the server:
-a write parses the file again, a few milliseconds at 1000 peers.
+its own storage: parsed once, kept in memory, every write a temp file + fsync + rename.
 """
 from __future__ import annotations
 
@@ -40,29 +37,37 @@ class PeerNotFound(StoreError):
 
 
 class AtomicJSONStorage(Storage):
-    """TinyDB storage: the file read afresh each time, every write atomic and mode 0600."""
+    """TinyDB storage: the parsed file kept in memory, every write atomic and mode 0600."""
 
     def __init__(self, path: str):
         self.path = Path(path)
+        self._data: dict | None = None
 
     def read(self) -> dict | None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            data = json.loads(raw) if raw.strip() else None
-        except ValueError as e:
-            raise StoreError(f"{self.path} is not valid JSON ({e}); "
-                             "it was left untouched. Restore it from a backup or move it away.")
-        if data is not None and not isinstance(data, dict):
-            raise StoreError(f"{self.path} does not hold a peer database; it was left untouched.")
-        return data
+        if self._data is None:
+            try:
+                raw = self.path.read_bytes()
+            except FileNotFoundError:
+                return None
+            try:
+                self._data = json.loads(raw) if raw.strip() else None
+            except ValueError as e:
+                raise StoreError(f"{self.path} is not valid JSON ({e}); "
+                                 "it was left untouched. Restore it from a backup or move it away.")
+            if self._data is not None and not isinstance(self._data, dict):
+                raise StoreError(f"{self.path} does not hold a peer database; it was left untouched.")
+        return self._data
 
     def write(self, data: dict) -> None:
-        # A failure leaves the file as it was, and the next read comes from the file.
-        encoded = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-        write_atomic(self.path, encoded)
+        try:
+            encoded = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+            write_atomic(self.path, encoded)
+        except BaseException:
+            # TinyDB mutated our cached dict before calling write; forget it so the next read
+            # comes from the file, which still holds the last good state.
+            self._data = None
+            raise
+        self._data = data
 
     def close(self) -> None:
         pass
