@@ -203,7 +203,8 @@ def delete_peer(name):
 @bp.get("/status")
 def status():
     """Each peer's state as the status cells show it, from the monitor's snapshot (never a wait
-    on charon); `as_of` says when charon last confirmed it, `error` why it is not current."""
+    on charon); `as_of` says when charon listed what it shows (the counters and ages are as of
+    then), `error` why it is not current."""
     from webui import status as peer_status
     a = service()
     snap = a.snapshot()
@@ -224,7 +225,7 @@ def status():
             "reason": tunnel.reason if tunnel else "",
             "not_applied": not_applied.get(peer.name, ""),
         }
-    return jsonify(peers=result, error=snap.problem, as_of=snap.confirmed_at or None,
+    return jsonify(peers=result, error=snap.problem, as_of=snap.as_of or None,
                    version=snap.version)
 
 
