@@ -487,3 +487,15 @@ def test_a_bad_backup_changes_nothing_and_names_each_problem(api, data_dir):
     assert api("POST", "/restore", raw="not json").status_code == 422
     assert api("POST", "/restore?mode=everything", doc).status_code == 400
     assert stored(data_dir) == before
+
+
+def test_status_as_of_is_when_its_counters_were_listed(api, app, monkeypatch):
+    """Not when charon last answered a check: bytes and as_of must go together for a rate."""
+    from webui.drivers import StateSnapshot, TunnelState
+    api("POST", "/peers", PEER)
+    snap = StateSnapshot(version=3, tunnels={"branch-a": TunnelState("branch-a", "up", bytes_in=7)},
+                         loaded=frozenset({"branch-a"}), confirmed_at=2000.0,
+                         listed_at={"branch-a": 1990.0})
+    monkeypatch.setattr(app.extensions["webui"].drivers.ipsec, "snapshot", lambda: snap)
+    status = api("GET", "/status").get_json()
+    assert status["as_of"] == 1990.0 and status["peers"]["branch-a"]["bytes_in"] == 7
