@@ -72,6 +72,7 @@ class Chart:
     total_out: int
     samples: int
     down: tuple[tuple[float, float], ...]  # (from, to) wall times the tunnel was not up
+    now: float = 0.0  # when it was drawn: a span that ends then is not over
 
     @property
     def down_listed(self) -> tuple[tuple[float, float], ...]:
@@ -147,4 +148,4 @@ def chart(samples, transitions, current: str, now: float, span: float = HOUR) ->
     total_out = sum(p[2] * p[3] for p in real)
     rects = tuple((round(x(a), 1), round(max(x(b) - x(a), 1.0), 1)) for a, b in down)
     return Chart(WIDTH, HEIGHT, paths[0], paths[1], round(y(top / 2), 1), rects, peak_in,
-                 peak_out, int(total_in), int(total_out), len(real), down)
+                 peak_out, int(total_in), int(total_out), len(real), down, now)

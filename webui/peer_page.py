@@ -89,6 +89,10 @@ def why(applier, peer: Peer, state) -> dict:
     quiet = state.kind in ("up", "disabled", "disconnected")
     found = [] if quiet else diagnosis.explain(peer, applier.log_lines(peer.name),
                                                applier.auth_changed(peer.name))
+    # A failure from before the tunnel last came up is history, not this outage's reason (a
+    # fresh-eyes review: after the remote's DELETE it still blamed a key fixed minutes before).
+    came_up = max((t.at for t in applier.history(peer.name) if t.new == "up"), default=0.0)
+    found = [f for f in found if f.at >= came_up]
     # The remote's DELETE is no failure here: nothing in this side's log explains it, and the
     # section says so plainly instead of "nothing this page can explain".
     tunnel = applier.snapshot().tunnels.get(peer.name)

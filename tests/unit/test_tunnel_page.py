@@ -382,3 +382,35 @@ def test_why_says_the_remote_closed_it_when_it_sent_a_delete(app, browser, peer,
     assert (f"The remote closed the tunnel: it sent a DELETE at "
             f"{time.strftime('%H:%M:%S', time.localtime(at))}.") in text
     assert "nothing this page can explain" not in text
+
+
+def test_a_failure_from_before_the_tunnel_last_came_up_is_not_this_outages_reason(
+        app, browser, peer, monkeypatch):
+    """A wrong key, fixed; the tunnel came up; then the remote closed it. "Why it is down" must
+    not blame the key again (a fresh-eyes review saw it), and History's outage is not over."""
+    from webui.drivers import LogLine, Transition, TunnelState
+    from webui.drivers.monitor import CLOSED_BY_REMOTE
+    ipsec, _ = fakes(app)
+    service = app.extensions["webui"]
+    now = time.time()
+    failed, up, closed = now - 300, now - 200, now - 20
+    lines = [LogLine(failed - 1, 0, 5, "initiating IKE_SA branch-a[5] to 192.0.2.2"),
+             LogLine(failed, 1, 5, "received AUTHENTICATION_FAILED notify error")]
+    history = [Transition(failed, "connecting", "down", "authentication failed"),
+               Transition(up, "down", "up"), Transition(closed, "up", "down", CLOSED_BY_REMOTE)]
+    monkeypatch.setattr(service, "log_lines", lambda name: lines)
+    monkeypatch.setattr(service, "history", lambda name: history)
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "down", reason=CLOSED_BY_REMOTE,
+                                                      reason_at=closed, ever_up=True, since=closed))
+    text = html.unescape(re.sub(r"\s+", " ", browser.get("/peers/branch-a").get_data(as_text=True)))
+    assert "The remote closed the tunnel: it sent a DELETE" in text
+    assert "refused this router's authentication" not in text
+    assert f"Not up: {time.strftime('%H:%M:%S', time.localtime(failed))}–" in text
+    assert f"since {time.strftime('%H:%M:%S', time.localtime(closed))} (" in text and "so far)" in text
+
+    history.pop()  # the same failure while it is the latest thing that happened: it is the reason
+    as_monitor_has_it(ipsec, monkeypatch, TunnelState("branch-a", "down", reason="authentication",
+                                                      reason_at=failed, since=failed))
+    monkeypatch.setattr(service, "history", lambda name: history[:1])
+    text = html.unescape(re.sub(r"\s+", " ", browser.get("/peers/branch-a").get_data(as_text=True)))
+    assert "refused this router's authentication" in text
