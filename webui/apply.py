@@ -231,22 +231,21 @@ class IPsecService:
                     found[str(ip)] = interface.name
         return found
 
+    def _tunnel_states(self) -> dict:
+        """Each tunnel's state by name; empty when strongSwan cannot be asked."""
+        try:
+            return self.drivers.ipsec.tunnel_states()
+        except DriverError:
+            return {}
+
     def tunnels_up(self) -> set[str]:
         """The names of the tunnels up now (empty when strongSwan cannot be asked)."""
-        try:
-            states = self.drivers.ipsec.tunnel_states()
-        except DriverError:
-            return set()
-        return {name for name, state in states.items() if state.state == "up"}
+        return {name for name, state in self._tunnel_states().items() if state.state == "up"}
 
     def tunnels_disconnected(self) -> list[str]:
         """The peers the admin disconnected (Disconnect, or Terminate of the tunnel), by name: a
         restart loads every enabled peer as configured, so these come up again."""
-        try:
-            states = self.drivers.ipsec.tunnel_states()
-        except DriverError:
-            return []
-        return sorted(name for name, state in states.items() if state.disconnected)
+        return sorted(name for name, state in self._tunnel_states().items() if state.disconnected)
 
     def restart(self) -> list[Step]:
         """Restart strongSwan, then load every configured peer again (VICI config is in memory),

@@ -44,9 +44,14 @@ def page_context(peer, **extra) -> dict:
     own endpoint (its poll, its form) gathers only what its fragment shows."""
     now = peer_page.now(service(), peer)
     service().watch_log(peer.name)  # someone looks: its log keeps its whole ring a while
-    return now | {"history": peer_page.history(service(), peer, now["tunnel"], now["snapshot"].confirmed_at),
+    return now | {"history": history_of(peer, now),
                   "test": None} | peer_page.why(service(), peer, now["state"]) \
         | peer_page.log(service(), peer, log_level()) | extra
+
+
+def history_of(peer, now: dict) -> dict:
+    """Section 2 for the Now section's context `now` (peer_page.now)."""
+    return peer_page.history(service(), peer, now["tunnel"], now["snapshot"].confirmed_at)
 
 
 def page_or(fragment: str, peer, status: int = 200, **context):
@@ -77,8 +82,8 @@ def now(name):
         return render_template("tunnel/page.html", **page_context(peer))
     # History too: a drop shown here is a row and maybe a flap there (review25 m2).
     return render_template("tunnel/_now.html", **context) + why_oob(peer, context["state"]) + \
-        render_template("tunnel/_history.html", peer=peer, oob=True, history=peer_page.history(
-            service(), peer, context["tunnel"], context["snapshot"].confirmed_at))
+        render_template("tunnel/_history.html", peer=peer, oob=True,
+                        history=history_of(peer, context))
 
 
 def why_oob(peer, state) -> str:
@@ -92,9 +97,8 @@ def why_oob(peer, state) -> str:
 def history(name):
     """The History section, for its poll (once a minute, as often as the counters are sampled)."""
     peer = stored_peer(name)
-    now = peer_page.now(service(), peer)
-    return page_or("tunnel/_history.html", peer, history=peer_page.history(
-        service(), peer, now["tunnel"], now["snapshot"].confirmed_at))
+    return page_or("tunnel/_history.html", peer,
+                   history=history_of(peer, peer_page.now(service(), peer)))
 
 
 @bp.post("/<name>/tunnel/<verb>")
