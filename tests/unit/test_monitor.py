@@ -510,16 +510,24 @@ def test_a_full_listing_asks_get_conns_and_list_sas_on_one_connection(charon):
     assert [c.commands for c in charon.served[before:]] == [["get-conns", "list-sas"]]
 
 
+def listening_with_branch(charon) -> m.Monitor:
+    """A monitor running on `charon` with a 30 s tick, listening, its first listing in."""
+    monitor = m.Monitor(str(charon.path), strongswan.session, tick=30.0)
+    monitor.start()
+    if not monitor.listening.wait(5):
+        monitor.stop()
+        raise AssertionError("the monitor did not start listening within 5 s")
+    deadline = time.monotonic() + 5
+    while monitor.snapshot().tunnels.get("branch") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return monitor
+
+
 def test_a_request_for_a_listing_wakes_the_listener_at_once_not_at_its_next_tick(charon):
     """settle() after the admin's Connect waits for a listing: the listener sleeps in select()
     between events and timers (its tick), and a request thread's wake must end that sleep."""
-    monitor = m.Monitor(str(charon.path), strongswan.session, tick=30.0)
-    monitor.start()
+    monitor = listening_with_branch(charon)
     try:
-        assert monitor.listening.wait(5)
-        deadline = time.monotonic() + 5
-        while monitor.snapshot().tunnels.get("branch") is None and time.monotonic() < deadline:
-            time.sleep(0.01)
         time.sleep(0.1)  # the listener is in its select() now, for up to 30 s
         started = time.monotonic()
         assert monitor.settle("branch", timeout=5.0)
@@ -533,13 +541,8 @@ def test_a_request_for_a_listing_wakes_the_listener_at_once_not_at_its_next_tick
 def test_events_that_arrive_in_one_go_are_all_handled_at_once(charon):
     """The transport reads what the socket has: a burst's later events wait in its buffer, where
     the listener's select() cannot see them; they must not wait for the tick."""
-    monitor = m.Monitor(str(charon.path), strongswan.session, tick=30.0)
-    monitor.start()
+    monitor = listening_with_branch(charon)
     try:
-        assert monitor.listening.wait(5)
-        deadline = time.monotonic() + 5
-        while monitor.snapshot().tunnels.get("branch") is None and time.monotonic() < deadline:
-            time.sleep(0.01)
         listener = next(c for c in charon.served if not c.commands)  # registered, asked nothing
         lines = [f"line {i} of a burst" for i in range(5)]
         listener.conn.sendall(b"".join(
